@@ -1,0 +1,56 @@
+// The contract between the engine and a stage module (stages/*.ts). Stage modules import only this
+// file from src/runner; the runner calls `run(ctx)` inside a worker process. Types only: no I/O here.
+
+/** A typed progress report. The engine forwards it to the UI sinks unchanged. */
+export interface ProgressEvent {
+  /** Short phase name, e.g. "download", "features", "epoch 3/10", "eval". */
+  phase: string;
+  /** Units done so far in this phase (bytes, images, steps, samples). */
+  done?: number;
+  /** Total units in this phase when known. */
+  total?: number;
+  /** Unit of done/total: "B", "img", "step", "epoch", "sample", ... */
+  unit?: string;
+  /** One line for humans. */
+  message?: string;
+  /** Numbers worth showing live (loss, accuracy, rate). */
+  metrics?: Record<string, number>;
+}
+
+export interface StageContext {
+  /** Readable instance id, e.g. "eval@ood_gen/Brightness_1". */
+  readonly instanceId: string;
+  /** Stage name, e.g. "eval". */
+  readonly stage: string;
+  /** Absolute path of the workspace (the folder holding pipeline.yaml). */
+  readonly root: string;
+  /** Active profile name ("demo", "paper", ...). */
+  readonly profile: string;
+  /** The fan-out item of this instance (foreach: the element; matrix: {axis: element}); null without fan-out. */
+  readonly item: unknown;
+  /** The stage's `params:` after profile selection and interpolation. */
+  readonly params: Readonly<Record<string, unknown>>;
+  /** Declared deps: name -> absolute path (file or directory). Read-only for the stage. */
+  readonly deps: Readonly<Record<string, string>>;
+  /**
+   * Declared outs: name -> absolute TEMPORARY path the stage must create (file or directory).
+   * The runner moves them into place only after run() resolves; on failure they are deleted.
+   */
+  readonly outs: Readonly<Record<string, string>>;
+  /**
+   * A persistent scratch folder for resumable state (checkpoints), keyed by instance id. It survives
+   * failures and interruptions; the runner deletes it after the instance succeeds.
+   */
+  readonly scratch: string;
+  /** Requested compute backend: "auto" or a backend name (see src/ml/backend.ts). */
+  readonly backend: string;
+  /** Aborted on Ctrl-C or engine shutdown: check it once per batch and throw signal.reason. */
+  readonly signal: AbortSignal;
+  progress(event: ProgressEvent): void;
+  /** One line into the instance's log (and the UI's log tail). */
+  log(line: string): void;
+}
+
+export interface StageModule {
+  run(ctx: StageContext): Promise<void>;
+}

@@ -1,0 +1,33 @@
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import * as tf from "@tensorflow/tfjs-core";
+import { initBackend, predictBackend } from "../../../src/ml/backend.ts";
+import { SedPipeError } from "../../../src/errors.ts";
+
+test("auto predicts a loadable backend and says why", () => {
+  const choice = predictBackend("auto");
+  assert.ok(["tfjs-node-gpu", "tfjs-node", "wasm"].includes(choice.name));
+  assert.match(choice.reason, /^auto: /);
+});
+
+test("an unknown backend is a user error naming the choices", () => {
+  try {
+    predictBackend("cuda");
+    assert.unreachable("should throw");
+  } catch (err) {
+    assert.instance(err, SedPipeError);
+    assert.match((err as SedPipeError).message, /unknown backend "cuda"/);
+    assert.match((err as SedPipeError).hint ?? "", /wasm/);
+  }
+});
+
+test("forcing cpu activates the cpu backend and computes", async () => {
+  const choice = await initBackend("cpu");
+  assert.is(choice.name, "cpu");
+  assert.is(tf.getBackend(), "cpu");
+  const y = tf.matMul(tf.tensor2d([[1, 2]]), tf.tensor2d([[3], [4]]));
+  assert.equal(Array.from(await y.data()), [11]);
+  y.dispose();
+});
+
+test.run();
