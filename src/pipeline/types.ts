@@ -1,0 +1,112 @@
+// Shared data types of the engine: the validated pipeline, fingerprints, the lock and the plan.
+// Types only. src/pipeline + src/hash produce these; src/store + src/runner + src/cli consume them.
+import type { DirectedGraph } from "graphology";
+
+/** A position in a YAML file, 1-based. */
+export interface SourcePos {
+  file: string;
+  line: number;
+  col: number;
+}
+
+/** One runnable unit: a stage, or one element of its fan-out. */
+export interface StageInstance {
+  /** "stage" without fan-out, else "stage@<item id>", e.g. "eval@ood_gen/Brightness_1". */
+  id: string;
+  stage: string;
+  /** Project-relative path of the stage module, e.g. "stages/eval.ts". */
+  module: string;
+  /** Fan-out element (foreach), {axis: element} (matrix), or null. */
+  item: unknown;
+  /** Resolved `params:` of the stage for this instance. */
+  params: Record<string, unknown>;
+  /** Dep name -> path (project-relative, or absolute for data outside the project). */
+  deps: Record<string, string>;
+  /** Out name -> project-relative path (file or directory). */
+  outs: Record<string, string>;
+  /** Where the stage is declared (for messages). */
+  pos: SourcePos;
+}
+
+export interface StageDecl {
+  name: string;
+  module: string;
+  instanceIds: string[];
+  pos: SourcePos;
+}
+
+/** Node attributes: {instance}; edge attributes: {paths} = the dep paths that created the edge. */
+export interface Pipeline {
+  /** Absolute path of the folder holding pipeline.yaml. */
+  root: string;
+  profile: string;
+  /** Project-relative params files of the active profile (they are deps of nothing: params are hashed by value). */
+  paramsFiles: string[];
+  stages: Map<string, StageDecl>;
+  /** All instances, in a topological order. */
+  instances: Map<string, StageInstance>;
+  graph: DirectedGraph<{ instance: StageInstance }, { paths: string[] }>;
+}
+
+/** What went into a fingerprint, kept in the lock so that `why` can say what changed. */
+export interface FingerprintParts {
+  /** The instance's resolved params, by value. */
+  params: Record<string, unknown>;
+  /** object-hash of params. */
+  paramsHash: string;
+  /** Dep path -> content digest (files: sha256 of bytes; folders: sha256 of a sorted manifest). */
+  deps: Record<string, string>;
+  /** Project-relative source file (stage module + transitive project imports) -> digest. */
+  code: Record<string, string>;
+  /** node version, compute backend, versions of packages that change numbers, ... */
+  runtime: Record<string, string>;
+}
+
+export interface Fingerprint {
+  /** sha256 over the canonical form of parts. */
+  digest: string;
+  parts: FingerprintParts;
+}
+
+export interface OutRecord {
+  /** Project-relative path. */
+  path: string;
+  kind: "file" | "dir";
+  /** Content digest (the key of the object in cache/). */
+  digest: string;
+  size: number;
+}
+
+export interface LockEntry {
+  fingerprint: string;
+  parts: FingerprintParts;
+  outs: Record<string, OutRecord>;
+  finishedAt: string;
+  durationMs: number;
+}
+
+export interface LockFile {
+  version: 1;
+  instances: Record<string, LockEntry>;
+}
+
+export type Change =
+  | { kind: "new" }
+  | { kind: "forced" }
+  | { kind: "param"; key: string; old: unknown; new: unknown }
+  | { kind: "dep"; path: string; old?: string; new?: string }
+  | { kind: "code"; file: string; old?: string; new?: string }
+  | { kind: "runtime"; key: string; old?: string; new?: string }
+  | { kind: "outputs-missing"; paths: string[] }
+  | { kind: "outputs-modified"; paths: string[] }
+  | { kind: "upstream"; id: string };
+
+export type PlanAction = "run" | "skip" | "restore";
+
+export interface PlanStep {
+  id: string;
+  action: PlanAction;
+  /** One line for humans, e.g. "param config.n_models: 5 -> 10". */
+  reason: string;
+  changes: Change[];
+}
