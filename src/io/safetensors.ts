@@ -1,0 +1,169 @@
+// Reads and writes the safetensors format (8-byte little-endian header length, JSON header, raw
+// little-endian tensor bytes). Owns no model semantics: names and shapes are the caller's.
+import { open, readFile } from "node:fs/promises";
+import { writeFileAtomic } from "../store/atomic.ts";
+import { InputError } from "../errors.ts";
+
+export type SafeDtype = "F32" | "F64" | "F16" | "BF16" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL";
+
+export interface SafeTensor {
+  dtype: SafeDtype;
+  shape: number[];
+  /** F32 -> Float32Array, F64 -> Float64Array, I32 -> Int32Array, I64 -> BigInt64Array, U8/BOOL -> Uint8Array; F16/BF16 are widened to Float32Array on read. */
+  data: Float32Array | Float64Array | Int32Array | BigInt64Array | Int16Array | Int8Array | Uint8Array;
+}
+
+export interface SafetensorsFile {
+  tensors: Record<string, SafeTensor>;
+  metadata: Record<string, string>;
+}
+
+const BYTES: Record<SafeDtype, number> = { F32: 4, F64: 8, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
+
+/** Serialises tensors (in the given key order) to bytes. */
+export function encodeSafetensors(tensors: Record<string, SafeTensor>, metadata: Record<string, string> = {}): Uint8Array {
+  const header: Record<string, unknown> = {};
+  if (Object.keys(metadata).length) header.__metadata__ = metadata;
+  let offset = 0;
+  const parts: Uint8Array[] = [];
+  for (const [name, t] of Object.entries(tensors)) {
+    const count = t.shape.reduce((a, b) => a * b, 1);
+    if (t.data.length !== count) {
+      throw new Error(`safetensors: tensor "${name}" has ${t.data.length} values for shape [${t.shape}]`);
+    }
+    if (t.dtype === "F16" || t.dtype === "BF16") throw new Error(`safetensors: writing ${t.dtype} is not supported`);
+    const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes.byteLength] };
+    parts.push(bytes);
+    offset += bytes.byteLength;
+  }
+  let json = JSON.stringify(header);
+  // Pad the header with spaces so the data starts 8-byte aligned (as the reference writer does).
+  while ((8 + Buffer.byteLength(json)) % 8 !== 0) json += " ";
+  const headerBytes = Buffer.from(json, "utf8");
+  const out = new Uint8Array(8 + headerBytes.byteLength + offset);
+  new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.byteLength), true);
+  out.set(headerBytes, 8);
+  let pos = 8 + headerBytes.byteLength;
+  for (const p of parts) {
+    out.set(p, pos);
+    pos += p.byteLength;
+  }
+  return out;
+}
+
+export async function writeSafetensors(
+  file: string,
+  tensors: Record<string, SafeTensor>,
+  metadata: Record<string, string> = {},
+): Promise<void> {
+  await writeFileAtomic(file, encodeSafetensors(tensors, metadata));
+}
+
+/** Parses safetensors bytes; `source` names the file in errors. */
+export function decodeSafetensors(buf: Uint8Array, source = "<buffer>"): SafetensorsFile {
+  const bad = (why: string) =>
+    new InputError(`${source}: not a valid safetensors file (${why})`, {
+      hint: "re-create or re-download the file; safetensors = 8-byte header length, JSON header, tensor bytes",
+    });
+  if (buf.byteLength < 8) throw bad("shorter than 8 bytes");
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const n = Number(dv.getBigUint64(0, true));
+  if (n <= 0 || 8 + n > buf.byteLength) throw bad(`header length ${n} exceeds the file`);
+  let header: Record<string, any>;
+  try {
+    header = JSON.parse(Buffer.from(buf.buffer, buf.byteOffset + 8, n).toString("utf8"));
+  } catch (err) {
+    throw bad(`header is not JSON: ${(err as Error).message}`);
+  }
+  const dataStart = 8 + n;
+  const tensors: Record<string, SafeTensor> = {};
+  const metadata: Record<string, string> = header.__metadata__ ?? {};
+  for (const [name, info] of Object.entries(header)) {
+    if (name === "__metadata__") continue;
+    const dtype = info?.dtype as SafeDtype;
+    if (!(dtype in BYTES)) throw bad(`tensor "${name}" has unknown dtype ${String(info?.dtype)}`);
+    const shape: number[] = info.shape;
+    const [b, e] = info.data_offsets as [number, number];
+    const count = shape.reduce((x, y) => x * y, 1);
+    if (!(b >= 0 && e >= b && dataStart + e <= buf.byteLength)) throw bad(`tensor "${name}" lies outside the file`);
+    if (e - b !== count * BYTES[dtype]) throw bad(`tensor "${name}" has ${e - b} bytes for shape [${shape}] ${dtype}`);
+    // Copy into an aligned buffer: the data may not be aligned for typed-array views.
+    const bytes = new Uint8Array(e - b);
+    bytes.set(buf.subarray(dataStart + b, dataStart + e));
+    tensors[name] = { dtype, shape, data: view(dtype, bytes) };
+  }
+  return { tensors, metadata };
+}
+
+export async function readSafetensors(file: string): Promise<SafetensorsFile> {
+  let buf: Buffer;
+  try {
+    buf = await readFile(file);
+  } catch (err) {
+    throw new InputError(`${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  return decodeSafetensors(buf, file);
+}
+
+/** Reads only the header (names, dtypes, shapes) without loading tensor bytes. */
+export async function readSafetensorsHeader(file: string): Promise<Record<string, { dtype: SafeDtype; shape: number[] }>> {
+  const fh = await open(file, "r");
+  try {
+    const lenBuf = Buffer.alloc(8);
+    await fh.read(lenBuf, 0, 8, 0);
+    const n = Number(lenBuf.readBigUInt64LE(0));
+    const stat = await fh.stat();
+    if (n <= 0 || 8 + n > stat.size) throw new InputError(`${file}: not a valid safetensors file (bad header length ${n})`);
+    const hb = Buffer.alloc(n);
+    await fh.read(hb, 0, n, 8);
+    const header = JSON.parse(hb.toString("utf8"));
+    delete header.__metadata__;
+    return header;
+  } finally {
+    await fh.close();
+  }
+}
+
+function view(dtype: SafeDtype, bytes: Uint8Array): SafeTensor["data"] {
+  const b = bytes.buffer;
+  switch (dtype) {
+    case "F32":
+      return new Float32Array(b, bytes.byteOffset, bytes.byteLength / 4);
+    case "F64":
+      return new Float64Array(b, bytes.byteOffset, bytes.byteLength / 8);
+    case "I64":
+      return new BigInt64Array(b, bytes.byteOffset, bytes.byteLength / 8);
+    case "I32":
+      return new Int32Array(b, bytes.byteOffset, bytes.byteLength / 4);
+    case "I16":
+      return new Int16Array(b, bytes.byteOffset, bytes.byteLength / 2);
+    case "I8":
+      return new Int8Array(b, bytes.byteOffset, bytes.byteLength);
+    case "U8":
+    case "BOOL":
+      return bytes;
+    case "F16":
+    case "BF16": {
+      const u16 = new Uint16Array(b, bytes.byteOffset, bytes.byteLength / 2);
+      const out = new Float32Array(u16.length);
+      for (let i = 0; i < u16.length; i++) out[i] = dtype === "BF16" ? bf16(u16[i]) : f16(u16[i]);
+      return out;
+    }
+  }
+}
+
+const f32buf = new Float32Array(1);
+const u32buf = new Uint32Array(f32buf.buffer);
+function bf16(h: number): number {
+  u32buf[0] = h << 16;
+  return f32buf[0];
+}
+function f16(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return s * 2 ** -14 * (m / 1024);
+  if (e === 31) return m ? NaN : s * Infinity;
+  return s * 2 ** (e - 15) * (1 + m / 1024);
+}

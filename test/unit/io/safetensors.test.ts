@@ -1,0 +1,64 @@
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { mkdtemp, writeFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { decodeSafetensors, encodeSafetensors, readSafetensors, readSafetensorsHeader, writeSafetensors } from "../../../src/io/safetensors.ts";
+import { InputError } from "../../../src/errors.ts";
+
+test("round trip keeps names, order, shapes, values and metadata", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "st-"));
+  try {
+    const file = join(dir, "a.safetensors");
+    await writeSafetensors(
+      file,
+      {
+        "submodels.0.gamma_2": { dtype: "F32", shape: [3], data: new Float32Array([1e-4, 2, -3]) },
+        "submodels.0.head.weight": { dtype: "F32", shape: [2, 3], data: new Float32Array([1, 2, 3, 4, 5, 6]) },
+        step: { dtype: "I64", shape: [1], data: new BigInt64Array([7n]) },
+      },
+      { format: "sed-pipe" },
+    );
+    const f = await readSafetensors(file);
+    assert.equal(Object.keys(f.tensors), ["submodels.0.gamma_2", "submodels.0.head.weight", "step"]);
+    assert.equal(f.tensors["submodels.0.head.weight"].shape, [2, 3]);
+    assert.equal(Array.from(f.tensors["submodels.0.gamma_2"].data as Float32Array), [Math.fround(1e-4), 2, -3]);
+    assert.equal((f.tensors.step.data as BigInt64Array)[0], 7n);
+    assert.equal(f.metadata, { format: "sed-pipe" });
+    const h = await readSafetensorsHeader(file);
+    assert.equal(h["submodels.0.head.weight"], { dtype: "F32", shape: [2, 3], data_offsets: [12, 36] } as any);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("header is 8-byte aligned", () => {
+  const bytes = encodeSafetensors({ x: { dtype: "F32", shape: [1], data: new Float32Array([1]) } });
+  const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+  assert.is((8 + n) % 8, 0);
+});
+
+test("truncated and garbage files are clear errors naming the file", async () => {
+  const good = encodeSafetensors({ x: { dtype: "F32", shape: [4], data: new Float32Array(4) } });
+  assert.throws(() => decodeSafetensors(good.slice(0, good.length - 4), "w.safetensors"), (e: unknown) => e instanceof InputError && /w\.safetensors: .*outside the file/.test((e as Error).message));
+  assert.throws(() => decodeSafetensors(new Uint8Array([1, 2, 3]), "g.bin"), /g\.bin: not a valid safetensors file/);
+  const dir = await mkdtemp(join(tmpdir(), "st-"));
+  try {
+    await writeFile(join(dir, "junk"), "not a tensor file at all");
+    try {
+      await readSafetensors(join(dir, "junk"));
+      assert.unreachable();
+    } catch (e) {
+      assert.instance(e, InputError);
+      assert.match((e as Error).message, /junk: not a valid safetensors file/);
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("mismatched data length is refused on write", () => {
+  assert.throws(() => encodeSafetensors({ x: { dtype: "F32", shape: [2, 2], data: new Float32Array(3) } }), /3 values for shape \[2,2\]/);
+});
+
+test.run();
