@@ -74,6 +74,7 @@ async function activate(name: BackendName): Promise<void> {
       break;
     case "wasm":
       await import("@tensorflow/tfjs-backend-wasm");
+      installWasmMatMulOverride();
       if (!(await tf.setBackend("wasm"))) throw new Error("setBackend('wasm') returned false");
       break;
     case "cpu":
@@ -82,4 +83,51 @@ async function activate(name: BackendName): Promise<void> {
       break;
   }
   await tf.ready();
+}
+
+let wasmOverrideInstalled = false;
+
+/**
+ * tfjs-wasm hands a matMul to XNNPACK only when neither operand is transposed; otherwise it runs a
+ * naive loop ~15x slower (stack-notes). Every backward matMul and every torch-layout Linear has a
+ * transposed operand, so this wraps the wasm BatchMatMul kernel: transpose the operand explicitly
+ * (wasm Transpose kernel), then call the stock kernel untransposed. The temporary gets a fresh data id,
+ * so XNNPACK's packed-weight cache (keyed by id) can never serve stale weights through it.
+ */
+export function installWasmMatMulOverride(): void {
+  if (wasmOverrideInstalled) return;
+  const stock = tf.getKernel(tf.BatchMatMul, "wasm");
+  const transpose = tf.getKernel(tf.Transpose, "wasm");
+  if (!stock || !transpose) return;
+  type Info = tf.TensorInfo;
+  const swapLast = (rank: number) => {
+    const perm = Array.from({ length: rank }, (_, i) => i);
+    [perm[rank - 2], perm[rank - 1]] = [perm[rank - 1], perm[rank - 2]];
+    return perm;
+  };
+  const kernelFunc: tf.KernelFunc = (args) => {
+    const { inputs, backend, attrs } = args as unknown as {
+      inputs: { a: Info; b: Info };
+      backend: { disposeData(id: object): void };
+      attrs: { transposeA: boolean; transposeB: boolean };
+    };
+    if (!attrs.transposeA && !attrs.transposeB) return stock.kernelFunc(args);
+    const temps: Info[] = [];
+    const plain = (x: Info, t: boolean): Info => {
+      if (!t) return x;
+      const y = transpose.kernelFunc({ inputs: { x }, backend, attrs: { perm: swapLast(x.shape.length) } } as never) as Info;
+      temps.push(y);
+      return y;
+    };
+    const a = plain(inputs.a, attrs.transposeA);
+    const b = plain(inputs.b, attrs.transposeB);
+    try {
+      return stock.kernelFunc({ inputs: { a, b }, backend, attrs: { ...attrs, transposeA: false, transposeB: false } } as never);
+    } finally {
+      for (const t of temps) backend.disposeData(t.dataId);
+    }
+  };
+  tf.unregisterKernel(tf.BatchMatMul, "wasm");
+  tf.registerKernel({ ...stock, kernelFunc });
+  wasmOverrideInstalled = true;
 }

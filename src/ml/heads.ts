@@ -1,0 +1,187 @@
+// The trainable SED head (reference §1.2: the rest of DeiT-3 block 12 + final LayerNorm + Linear), its
+// init and its ensemble file format. Owns head math and (de)serialisation; never trains or reads features.
+import * as tf from "@tensorflow/tfjs-core";
+import { InputError } from "../errors.ts";
+import type { Rng } from "../rng.ts";
+import { readSafetensors, writeSafetensors, type SafeTensor } from "../io/safetensors.ts";
+
+export interface HeadShape {
+  dim: number;
+  hidden: number;
+  classes: number;
+  /** LayerNorm epsilon; 1e-6 as in DeiT-3. */
+  eps?: number;
+}
+
+/** State-dict order of one `TimmVitFinalLayers` as tabulated in reference §1.2. */
+export const HEAD_PARAM_NAMES = [
+  "gamma_2",
+  "mlp.fc1.weight",
+  "mlp.fc1.bias",
+  "mlp.fc2.weight",
+  "mlp.fc2.bias",
+  "norm2.weight",
+  "norm2.bias",
+  "norm.weight",
+  "norm.bias",
+  "head.weight",
+  "head.bias",
+] as const;
+export type HeadParamName = (typeof HEAD_PARAM_NAMES)[number];
+/** Torch layout: a Linear weight is [out, in]. */
+export type HeadArrays = Record<HeadParamName, Float32Array>;
+export type HeadTensors = Record<HeadParamName, tf.Tensor>;
+
+export const ENSEMBLE_FORMAT = "sed-pipe-ensemble-v1";
+export const DEFAULT_LN_EPS = 1e-6;
+
+export function headParamShapes(s: HeadShape): Record<HeadParamName, number[]> {
+  const { dim: d, hidden: h, classes: c } = s;
+  return {
+    gamma_2: [d],
+    "mlp.fc1.weight": [h, d],
+    "mlp.fc1.bias": [h],
+    "mlp.fc2.weight": [d, h],
+    "mlp.fc2.bias": [d],
+    "norm2.weight": [d],
+    "norm2.bias": [d],
+    "norm.weight": [d],
+    "norm.bias": [d],
+    "head.weight": [c, d],
+    "head.bias": [c],
+  };
+}
+
+export function headParamCount(s: HeadShape): number {
+  const shapes = headParamShapes(s);
+  return HEAD_PARAM_NAMES.reduce((n, k) => n + shapes[k].reduce((a, b) => a * b, 1), 0);
+}
+
+function layerNorm(x: tf.Tensor2D, w: tf.Tensor, b: tf.Tensor, eps: number): tf.Tensor2D {
+  // Biased variance, as torch.nn.LayerNorm.
+  const { mean, variance } = tf.moments(x, -1, true);
+  return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps))), w), b) as tf.Tensor2D;
+}
+
+/** Exact (erf) GELU, as torch.nn.GELU() with approximate='none'. */
+export function geluExact(x: tf.Tensor): tf.Tensor {
+  return tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1));
+}
+
+function linear(x: tf.Tensor2D, w: tf.Tensor, b: tf.Tensor): tf.Tensor2D {
+  // w is [out, in]; the wasm backend's BatchMatMul override (backend.ts) turns the transposed operand
+  // into an explicit transpose so XNNPACK is used.
+  return tf.add(tf.matMul(x, w as tf.Tensor2D, false, true), b) as tf.Tensor2D;
+}
+
+/**
+ * logits = head(LN(x + gamma_2 * fc2(GELU(fc1(LN2(x)))))). No tidy inside: the caller tidies (so
+ * gradients can be taken through it).
+ */
+export function headLogits(p: HeadTensors, x: tf.Tensor2D, s: HeadShape): tf.Tensor2D {
+  const eps = s.eps ?? DEFAULT_LN_EPS;
+  const h = layerNorm(x, p["norm2.weight"], p["norm2.bias"], eps);
+  const m = linear(geluExact(linear(h, p["mlp.fc1.weight"], p["mlp.fc1.bias"])) as tf.Tensor2D, p["mlp.fc2.weight"], p["mlp.fc2.bias"]);
+  const y = tf.add(x, tf.mul(p.gamma_2, m)) as tf.Tensor2D;
+  return linear(layerNorm(y, p["norm.weight"], p["norm.bias"], eps), p["head.weight"], p["head.bias"]);
+}
+
+/** timm trunc_normal_(std=0.02, a=-2, b=2): the bounds are ABSOLUTE (±100 std), so rejection is exact. */
+function truncNormal(n: number, std: number, rng: Rng): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    let v: number;
+    do v = rng.normal() * std;
+    while (v < -2 || v > 2);
+    out[i] = v;
+  }
+  return out;
+}
+
+/** Reference §1.2 init table: LayerScale 1e-4, trunc normal 0.02 for Linear weights, zero biases, LN 1/0. */
+export function initHeadArrays(s: HeadShape, rng: Rng): HeadArrays {
+  const shapes = headParamShapes(s);
+  const size = (k: HeadParamName) => shapes[k].reduce((a, b) => a * b, 1);
+  const out = {} as HeadArrays;
+  for (const k of HEAD_PARAM_NAMES) {
+    if (k === "gamma_2") out[k] = new Float32Array(size(k)).fill(1e-4);
+    else if (k.endsWith(".weight") && k.startsWith("norm")) out[k] = new Float32Array(size(k)).fill(1);
+    else if (k.endsWith(".weight")) out[k] = truncNormal(size(k), 0.02, rng);
+    else out[k] = new Float32Array(size(k));
+  }
+  return out;
+}
+
+export function headTensorsFromArrays(a: HeadArrays, s: HeadShape): HeadTensors {
+  const shapes = headParamShapes(s);
+  const out = {} as HeadTensors;
+  for (const k of HEAD_PARAM_NAMES) out[k] = tf.tensor(a[k], shapes[k], "float32");
+  return out;
+}
+
+export interface EnsembleArrays {
+  shape: HeadShape;
+  heads: HeadArrays[];
+  /** Extra metadata (e.g. `config` as JSON); `format` and `shape` are written by saveEnsemble. */
+  meta?: Record<string, string>;
+}
+
+/** Tensors keyed `submodels.<i>.<param>` (the reference's RedneckEnsemble state-dict keys). */
+export function ensembleTensors(e: EnsembleArrays, prefix = "submodels"): Record<string, SafeTensor> {
+  const shapes = headParamShapes(e.shape);
+  const tensors: Record<string, SafeTensor> = {};
+  e.heads.forEach((h, i) => {
+    for (const k of HEAD_PARAM_NAMES) tensors[`${prefix}.${i}.${k}`] = { dtype: "F32", shape: shapes[k], data: h[k] };
+  });
+  return tensors;
+}
+
+export async function saveEnsemble(file: string, e: EnsembleArrays): Promise<void> {
+  const meta: Record<string, string> = {
+    ...(e.meta ?? {}),
+    format: ENSEMBLE_FORMAT,
+    shape: JSON.stringify({ dim: e.shape.dim, hidden: e.shape.hidden, classes: e.shape.classes, eps: e.shape.eps ?? DEFAULT_LN_EPS }),
+    n_models: String(e.heads.length),
+  };
+  if (meta.config === undefined) meta.config = "{}";
+  await writeSafetensors(file, ensembleTensors(e), meta);
+}
+
+export async function loadEnsemble(file: string): Promise<EnsembleArrays> {
+  const { tensors, metadata } = await readSafetensors(file);
+  const hint = "re-run the train-heads stage (sed-pipe run train-heads) to re-create the ensemble file";
+  if (metadata.format !== ENSEMBLE_FORMAT) {
+    throw new InputError(`${file}: not a sed-pipe ensemble (metadata format is ${JSON.stringify(metadata.format)}, expected "${ENSEMBLE_FORMAT}")`, { hint });
+  }
+  let shape: HeadShape;
+  try {
+    shape = JSON.parse(metadata.shape);
+  } catch {
+    throw new InputError(`${file}: metadata "shape" is not JSON (${JSON.stringify(metadata.shape)})`, { hint });
+  }
+  for (const k of ["dim", "hidden", "classes"] as const) {
+    if (!Number.isInteger(shape?.[k]) || shape[k] <= 0) throw new InputError(`${file}: metadata shape.${k} is not a positive integer`, { hint });
+  }
+  const n = Object.keys(tensors).length / HEAD_PARAM_NAMES.length;
+  if (!Number.isInteger(n) || n === 0) {
+    throw new InputError(`${file}: holds ${Object.keys(tensors).length} tensors, not a multiple of the ${HEAD_PARAM_NAMES.length} per head`, { hint });
+  }
+  const shapes = headParamShapes(shape);
+  const heads: HeadArrays[] = [];
+  for (let i = 0; i < n; i++) {
+    const h = {} as HeadArrays;
+    for (const k of HEAD_PARAM_NAMES) {
+      const key = `submodels.${i}.${k}`;
+      const t = tensors[key];
+      if (!t) throw new InputError(`${file}: missing tensor "${key}"`, { hint });
+      if (t.dtype !== "F32") throw new InputError(`${file}: tensor "${key}" is ${t.dtype}, expected F32`, { hint });
+      if (t.shape.join(",") !== shapes[k].join(",")) {
+        throw new InputError(`${file}: tensor "${key}" has shape [${t.shape}], expected [${shapes[k]}] for ${JSON.stringify(shape)}`, { hint });
+      }
+      h[k] = t.data as Float32Array;
+    }
+    heads.push(h);
+  }
+  const { format: _f, shape: _s, ...meta } = metadata;
+  return { shape, heads, meta };
+}
