@@ -1,0 +1,151 @@
+// Content digests of outputs (files: sha256 of bytes; folders: sha256 of a canonical manifest) with a
+// stat-keyed cache so that a warm `status` does not reread unchanged outputs. Knows nothing of plans.
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { readdir, readFile, stat } from "node:fs/promises";
+import { join, relative, sep } from "node:path";
+import type { Stats } from "node:fs";
+import { writeFileAtomic } from "./atomic.ts";
+
+/** A folder's content: sorted project-independent relative paths (with "/") -> file digest + size. */
+export interface TreeManifest {
+  version: 1;
+  files: Array<{ path: string; digest: string; size: number }>;
+}
+
+export interface PathDigest {
+  kind: "file" | "dir";
+  digest: string;
+  /** Bytes of the file, or of all files of the folder. */
+  size: number;
+  /** Only for folders: the manifest whose sha256 is `digest`. */
+  manifest?: TreeManifest;
+}
+
+export function sha256Hex(data: string | Uint8Array): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+export async function sha256File(path: string): Promise<string> {
+  const h = createHash("sha256");
+  // 1 MiB reads: large feature files hash near disk speed without loading them whole.
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) h.update(chunk as Buffer);
+  return h.digest("hex");
+}
+
+/** Canonical bytes of a manifest: the digest of a folder is sha256 of exactly these bytes. */
+export function manifestBytes(m: TreeManifest): string {
+  const files = [...m.files].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return JSON.stringify({ version: 1, files: files.map((f) => ({ path: f.path, digest: f.digest, size: f.size })) });
+}
+
+interface StatEntry {
+  ino: number;
+  size: number;
+  mtimeNs: string;
+  ctimeNs: string;
+  digest: string;
+}
+
+function statKey(st: Stats & { mtimeNs?: bigint }): Omit<StatEntry, "digest"> {
+  const big = st as unknown as { ino: bigint | number; mtimeNs?: bigint; ctimeNs?: bigint };
+  return {
+    ino: Number(st.ino),
+    size: Number(st.size),
+    mtimeNs: String(big.mtimeNs ?? BigInt(Math.round(st.mtimeMs * 1e6))),
+    ctimeNs: String(big.ctimeNs ?? BigInt(Math.round(st.ctimeMs * 1e6))),
+  };
+}
+
+/**
+ * Digests files and folders, trusting a cached digest only while (inode, size, mtime, ctime) match.
+ * mtime is a hint here, never the truth: any change of the stat tuple means a reread.
+ */
+export class OutputDigester {
+  private entries = new Map<string, StatEntry>();
+  private dirty = false;
+  private loaded = false;
+
+  /** `statePath` is where the stat cache persists (JSON); null keeps it in memory only. */
+  constructor(private readonly statePath: string | null) {}
+
+  private async load(): Promise<void> {
+    if (this.loaded) return;
+    this.loaded = true;
+    if (!this.statePath) return;
+    try {
+      const raw = JSON.parse(await readFile(this.statePath, "utf8")) as { version?: number; entries?: Record<string, StatEntry> };
+      if (raw.version === 1 && raw.entries) for (const [k, v] of Object.entries(raw.entries)) this.entries.set(k, v);
+    } catch {
+      // A missing or damaged stat cache only costs rehashing: it holds no truth of its own.
+    }
+  }
+
+  async save(): Promise<void> {
+    if (!this.statePath || !this.dirty) return;
+    const entries: Record<string, StatEntry> = {};
+    for (const k of [...this.entries.keys()].sort()) entries[k] = this.entries.get(k)!;
+    await writeFileAtomic(this.statePath, JSON.stringify({ version: 1, entries }));
+    this.dirty = false;
+  }
+
+  /** Digest of one regular file at an absolute path. */
+  async digestFile(abs: string, st?: Stats): Promise<{ digest: string; size: number }> {
+    await this.load();
+    const s = st ?? (await stat(abs, { bigint: true }) as unknown as Stats);
+    const key = statKey(s);
+    const hit = this.entries.get(abs);
+    if (hit && hit.ino === key.ino && hit.size === key.size && hit.mtimeNs === key.mtimeNs && hit.ctimeNs === key.ctimeNs) {
+      return { digest: hit.digest, size: hit.size };
+    }
+    const digest = await sha256File(abs);
+    this.entries.set(abs, { ...key, digest });
+    this.dirty = true;
+    return { digest, size: key.size };
+  }
+
+  /** Digest of a file or folder; null when the path does not exist. Symlinks are followed. */
+  async digestPath(abs: string): Promise<PathDigest | null> {
+    let st: Stats;
+    try {
+      st = (await stat(abs, { bigint: true })) as unknown as Stats;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
+      throw err;
+    }
+    if (st.isDirectory()) {
+      const files: TreeManifest["files"] = [];
+      for (const rel of await listFiles(abs)) {
+        const f = await this.digestFile(join(abs, rel));
+        files.push({ path: rel.split(sep).join("/"), digest: f.digest, size: f.size });
+      }
+      const manifest: TreeManifest = { version: 1, files };
+      const bytes = manifestBytes(manifest);
+      manifest.files = (JSON.parse(bytes) as TreeManifest).files;
+      return { kind: "dir", digest: sha256Hex(bytes), size: files.reduce((s, f) => s + f.size, 0), manifest };
+    }
+    const f = await this.digestFile(abs, st);
+    return { kind: "file", digest: f.digest, size: f.size };
+  }
+}
+
+/** Relative paths of all regular files below `dir`, sorted; symlinks to files count as files. */
+export async function listFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  async function walk(d: string): Promise<void> {
+    const entries = await readdir(d, { withFileTypes: true });
+    for (const e of entries) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) await walk(p);
+      else if (e.isFile()) out.push(relative(dir, p));
+      else if (e.isSymbolicLink()) {
+        const st = await stat(p).catch(() => null);
+        if (st?.isDirectory()) await walk(p);
+        else if (st?.isFile()) out.push(relative(dir, p));
+      }
+    }
+  }
+  await walk(dir);
+  return out.sort();
+}
+

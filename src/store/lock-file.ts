@@ -1,0 +1,107 @@
+// pipeline.lock: what was observed per instance (fingerprint, its parts, output records). Owns the
+// file format (deterministic JSON, sorted keys) and atomic writes; never decides freshness.
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { SedPipeError } from "../errors.ts";
+import type { LockEntry, LockFile } from "../pipeline/types.ts";
+import { writeFileAtomic } from "./atomic.ts";
+
+export const LOCK_FILE_NAME = "pipeline.lock";
+
+function sortKeys(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(sortKeys);
+  if (v && typeof v === "object") {
+    const out: Record<string, unknown> = {};
+    for (const k of Object.keys(v as object).sort()) out[k] = sortKeys((v as Record<string, unknown>)[k]);
+    return out;
+  }
+  return v;
+}
+
+/** The exact bytes written for a lock: sorted keys, two-space indent, trailing newline. */
+export function serializeLock(lock: LockFile): string {
+  return JSON.stringify(sortKeys({ version: 1, instances: lock.instances }), null, 2) + "\n";
+}
+
+function corrupt(path: string, what: string): SedPipeError {
+  return new SedPipeError(`${path}: ${what}`, {
+    hint:
+      "pipeline.lock is written by sed-pipe; restore it with `git checkout pipeline.lock`, " +
+      "or delete it to treat every instance as new (cached outputs are restored, not recomputed)",
+  });
+}
+
+/** Reads pipeline.lock; a missing file is an empty lock, a damaged one is an error (never dropped). */
+export async function readLock(root: string): Promise<LockFile> {
+  const path = join(root, LOCK_FILE_NAME);
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return { version: 1, instances: {} };
+    throw err;
+  }
+  if (text.trim() === "") throw corrupt(LOCK_FILE_NAME, "the file is empty");
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw corrupt(LOCK_FILE_NAME, `not valid JSON (${(err as Error).message})`);
+  }
+  const obj = raw as Partial<LockFile>;
+  if (!obj || typeof obj !== "object" || Array.isArray(obj)) throw corrupt(LOCK_FILE_NAME, "expected an object");
+  if (obj.version !== 1) throw corrupt(LOCK_FILE_NAME, `unsupported version ${JSON.stringify(obj.version)} (expected 1)`);
+  if (!obj.instances || typeof obj.instances !== "object" || Array.isArray(obj.instances)) {
+    throw corrupt(LOCK_FILE_NAME, `"instances" must be an object`);
+  }
+  for (const [id, e] of Object.entries(obj.instances)) {
+    const entry = e as Partial<LockEntry>;
+    if (!entry || typeof entry.fingerprint !== "string" || !entry.parts || !entry.outs || typeof entry.outs !== "object") {
+      throw corrupt(LOCK_FILE_NAME, `entry "${id}" is incomplete (needs fingerprint, parts, outs)`);
+    }
+    for (const [name, rec] of Object.entries(entry.outs)) {
+      if (!rec || typeof rec.digest !== "string" || typeof rec.path !== "string" || (rec.kind !== "file" && rec.kind !== "dir")) {
+        throw corrupt(LOCK_FILE_NAME, `entry "${id}" out "${name}" is incomplete (needs path, kind, digest)`);
+      }
+    }
+  }
+  return { version: 1, instances: obj.instances as Record<string, LockEntry> };
+}
+
+export async function writeLock(root: string, lock: LockFile): Promise<void> {
+  await writeFileAtomic(join(root, LOCK_FILE_NAME), serializeLock(lock));
+}
+
+/**
+ * The lock as held during a run: entries are set/removed one at a time and each change is written
+ * through at once (serialised), so an interrupted run keeps every entry it had completed.
+ */
+export class LockStore {
+  private queue: Promise<void> = Promise.resolve();
+
+  private constructor(readonly root: string, private lock: LockFile) {}
+
+  static async open(root: string): Promise<LockStore> {
+    return new LockStore(root, await readLock(root));
+  }
+
+  get snapshot(): LockFile {
+    return this.lock;
+  }
+
+  entry(id: string): LockEntry | undefined {
+    return this.lock.instances[id];
+  }
+
+  /** Sets (entry) or removes (undefined) one instance's entry and writes the file. */
+  async set(id: string, entry: LockEntry | undefined): Promise<void> {
+    const next = { ...this.lock.instances };
+    if (entry) next[id] = entry;
+    else delete next[id];
+    this.lock = { version: 1, instances: next };
+    const snapshot = this.lock;
+    const write = this.queue.then(() => writeLock(this.root, snapshot));
+    this.queue = write.catch(() => {});
+    await write;
+  }
+}

@@ -1,0 +1,67 @@
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { readFile, writeFile, readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { LockStore, readLock, serializeLock, writeLock } from "../../../src/store/lock-file.ts";
+import { SedPipeError } from "../../../src/errors.ts";
+import type { LockEntry } from "../../../src/pipeline/types.ts";
+import { tempDir, removeDir } from "../../helpers/tmp.ts";
+
+const entry = (fp: string): LockEntry => ({
+  fingerprint: fp,
+  parts: { params: { b: 1, a: 2 }, paramsHash: "p", deps: {}, code: { "stages/x.ts": "c" }, runtime: { node: "v20" } },
+  outs: { out: { path: "artifacts/x", kind: "file", digest: "d".repeat(64), size: 3 } },
+  finishedAt: "2026-01-01T00:00:00.000Z",
+  durationMs: 5,
+});
+
+test("missing lock reads as empty; write/read round-trips with sorted keys", async () => {
+  const dir = await tempDir();
+  try {
+    assert.equal(await readLock(dir), { version: 1, instances: {} });
+    await writeLock(dir, { version: 1, instances: { zeta: entry("z"), alpha: entry("a") } });
+    const text = await readFile(join(dir, "pipeline.lock"), "utf8");
+    assert.ok(text.indexOf('"alpha"') < text.indexOf('"zeta"'));
+    assert.ok(text.indexOf('"a": 2') < text.indexOf('"b": 1'));
+    assert.equal((await readLock(dir)).instances.alpha, entry("a"));
+    assert.is(serializeLock(await readLock(dir)), text);
+    // No temp files left behind by the atomic write.
+    assert.equal(await readdir(dir), ["pipeline.lock"]);
+  } finally {
+    await removeDir(dir);
+  }
+});
+
+test("a corrupt lock is a clear error with a hint, not silently dropped", async () => {
+  const dir = await tempDir();
+  try {
+    for (const bad of ['{"version":1,"instances":{', "", '{"version":2,"instances":{}}', '{"version":1,"instances":{"x":{"fingerprint":1}}}']) {
+      await writeFile(join(dir, "pipeline.lock"), bad);
+      try {
+        await readLock(dir);
+        assert.unreachable(`should have thrown for ${JSON.stringify(bad)}`);
+      } catch (err) {
+        assert.instance(err, SedPipeError);
+        assert.match((err as Error).message, /^pipeline\.lock: /);
+        assert.match((err as SedPipeError).hint ?? "", /git checkout pipeline\.lock/);
+      }
+    }
+  } finally {
+    await removeDir(dir);
+  }
+});
+
+test("LockStore writes each change through, in order", async () => {
+  const dir = await tempDir();
+  try {
+    const ls = await LockStore.open(dir);
+    await Promise.all([ls.set("a", entry("1")), ls.set("b", entry("2")), ls.set("a", undefined)]);
+    const onDisk = await readLock(dir);
+    assert.equal(Object.keys(onDisk.instances), ["b"]);
+    assert.equal(ls.snapshot, onDisk);
+  } finally {
+    await removeDir(dir);
+  }
+});
+
+test.run();

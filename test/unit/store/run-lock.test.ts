@@ -1,0 +1,93 @@
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { spawn } from "node:child_process";
+import { mkdir, writeFile, utimes } from "node:fs/promises";
+import { hostname } from "node:os";
+import { acquireRunLock, readOwner, runLockPaths } from "../../../src/store/run-lock.ts";
+import { SedPipeError } from "../../../src/errors.ts";
+import { tempDir, removeDir, withTimeout } from "../../helpers/tmp.ts";
+
+test("second acquirer fails at once with --no-wait, naming the holder", async () => {
+  const dir = await tempDir();
+  try {
+    const a = await acquireRunLock(dir, { wait: false });
+    try {
+      await acquireRunLock(dir, { wait: false });
+      assert.unreachable("second lock should fail");
+    } catch (err) {
+      assert.instance(err, SedPipeError);
+      assert.is((err as SedPipeError).exitCode, 2);
+      assert.match((err as Error).message, new RegExp(`pid ${process.pid}`));
+    } finally {
+      await a.release();
+    }
+    const b = await acquireRunLock(dir, { wait: false });
+    await b.release();
+  } finally {
+    await removeDir(dir);
+  }
+});
+
+test("a waiting acquirer announces the holder and gets the lock after release", () =>
+  withTimeout(
+    (async () => {
+      const dir = await tempDir();
+      try {
+        const a = await acquireRunLock(dir, { wait: false });
+        const seen: Array<number | undefined> = [];
+        const waiting = acquireRunLock(dir, { wait: true, pollMs: 50, onWait: (o) => seen.push(o?.pid) });
+        await new Promise((r) => setTimeout(r, 300));
+        assert.equal(seen, [process.pid]);
+        await a.release();
+        const b = await waiting;
+        assert.is((await readOwner(dir))?.startedAt, b.owner.startedAt);
+        await b.release();
+      } finally {
+        await removeDir(dir);
+      }
+    })(),
+    20_000,
+  ));
+
+test("a lock left by a dead process is recovered", () =>
+  withTimeout(
+    (async () => {
+      const dir = await tempDir();
+      try {
+        // A real process that exits: its pid is dead afterwards.
+        const child = spawn(process.execPath, ["-e", "0"]);
+        const pid: number = await new Promise((r) => child.on("exit", () => r(child.pid!)));
+        const paths = runLockPaths(dir);
+        await mkdir(paths.lock);
+        const old = new Date(Date.now() - 5000);
+        await utimes(paths.lock, old, old);
+        await writeFile(paths.owner, JSON.stringify({ pid, host: hostname(), startedAt: old.toISOString(), command: "run" }));
+        const b = await acquireRunLock(dir, { wait: false });
+        assert.is(b.owner.pid, process.pid);
+        await b.release();
+      } finally {
+        await removeDir(dir);
+      }
+    })(),
+    20_000,
+  ));
+
+test("a lock whose heartbeat stopped (no owner note) is taken over after the stale time", () =>
+  withTimeout(
+    (async () => {
+      const dir = await tempDir();
+      try {
+        const paths = runLockPaths(dir);
+        await mkdir(paths.lock);
+        const old = new Date(Date.now() - 60_000);
+        await utimes(paths.lock, old, old);
+        const b = await acquireRunLock(dir, { wait: false, staleMs: 2000 });
+        await b.release();
+      } finally {
+        await removeDir(dir);
+      }
+    })(),
+    20_000,
+  ));
+
+test.run();
