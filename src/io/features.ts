@@ -1,0 +1,581 @@
+// Cached-feature HDF5 files in the reference layout (root datasets embed N x D, label N x 1,
+// index N x 1, all float32, chunked, first axis unlimited): writer, validating reader, batches.
+// Never loads a whole pass into memory; knows nothing about stages, models or tfjs.
+import { mkdir, rm } from "node:fs/promises";
+import { dirname } from "node:path";
+import { InputError, SedPipeError } from "../errors.ts";
+import type { Rng } from "../rng.ts";
+import {
+  loadH5,
+  openH5Read,
+  unsupportedFilters,
+  numType,
+  describeType,
+  maxshapeOf,
+  firstLine,
+  type Dataset,
+  type H5File,
+} from "./hdf5.ts";
+
+export interface FeatureBatch {
+  /** count*dim values, row-major. */
+  embed: Float32Array;
+  label: Int32Array;
+  index: Int32Array;
+  count: number;
+  /** File row of the first row for sequential batches; for shuffled batches the first row of the pass. */
+  start: number;
+}
+
+export interface FeatureWriter {
+  readonly path: string;
+  /** Rows appended so far (including rows still buffered). */
+  readonly rows: number;
+  append(embed: Float32Array, label: ArrayLike<number>, index: ArrayLike<number>): void;
+  /** Flushes, writes the completion attributes, closes. */
+  finish(): Promise<void>;
+  /** Closes and deletes the file. */
+  abort(): Promise<void>;
+}
+
+export interface FeatureReader {
+  readonly path: string;
+  readonly rows: number;
+  readonly dim: number;
+  /** Rows per pass (N): derived from `index`, which restarts at 0 at every pass. */
+  readonly passRows: number;
+  /** Number of passes (E); rows = passes * passRows for a complete file. */
+  readonly passes: number;
+  /** Complete by our marker (files we wrote) or by the reference rule (other files). */
+  readonly complete: boolean;
+  readonly completion: Completion;
+  /** Chunk rows of `embed` (null for contiguous storage). */
+  readonly chunkRows: number | null;
+  sequential(batchSize: number, range?: { start: number; end: number }): Iterable<FeatureBatch>;
+  shuffled(opts: ShuffleOptions): Iterable<FeatureBatch>;
+  labels(): Int32Array;
+  close(): void;
+}
+
+export interface ShuffleOptions {
+  /** Training epoch; the pass read is `pass mod passes` (the reference wraps the same way). */
+  pass: number;
+  batchSize: number;
+  rng: Rng;
+  /** Rows per contiguous block read (default: a multiple of the chunk rows, >= 1024). */
+  blockRows?: number;
+  /** Rows held in memory for shuffling at once (default: about 256 MiB of features, >= 4 blocks). */
+  windowRows?: number;
+}
+
+export interface Completion {
+  /** Reference rule: at least one row and the last row of `embed` sums to non-zero. */
+  referenceRule: boolean;
+  /** Our rule: "complete" when finish() wrote its attributes and the row count matches. */
+  marker: "complete" | "incomplete" | "absent" | "row-count-mismatch";
+}
+
+/** Root attributes we add (h5py readers ignore them; the reference files have none). */
+export const ATTR_FORMAT = "sed_pipe_format";
+export const ATTR_ROWS = "sed_pipe_rows";
+export const ATTR_COMPLETE = "sed_pipe_complete";
+export const FORMAT_VERSION = "features/1";
+
+const DATASETS = ["embed", "label", "index"] as const;
+
+// ---------------------------------------------------------------------------------------------
+// Writer
+
+/** Rows per chunk of `embed` so that one chunk is about 512 KiB: big sequential reads, cheap appends. */
+export function defaultChunkRows(dim: number): number {
+  return Math.max(16, Math.floor((512 * 1024) / (4 * dim)));
+}
+
+const SCALAR_CHUNK_ROWS = 16384;
+/** Appends are buffered up to this many bytes of embed before a resize + write. */
+const WRITE_BUFFER_BYTES = 8 * 1024 * 1024;
+
+export async function createFeatureFile(
+  path: string,
+  opts: { dim: number; expectedRows?: number },
+): Promise<FeatureWriter> {
+  const { dim, expectedRows } = opts;
+  if (!Number.isInteger(dim) || dim <= 0) throw new SedPipeError(`createFeatureFile(${path}): bad dim ${dim}`);
+  if (expectedRows !== undefined && (!Number.isInteger(expectedRows) || expectedRows < 0)) {
+    throw new SedPipeError(`createFeatureFile(${path}): bad expectedRows ${expectedRows}`);
+  }
+  const h5 = await loadH5();
+  await mkdir(dirname(path), { recursive: true });
+  let file: H5File;
+  try {
+    file = new h5.File(path, "w");
+  } catch (err) {
+    throw new InputError(`${path}: cannot create HDF5 file: ${firstLine(err)}`, { cause: err });
+  }
+  file.create_attribute(ATTR_FORMAT, FORMAT_VERSION);
+  const chunkRows = defaultChunkRows(dim);
+  const embedDs = file.create_dataset({
+    name: "embed",
+    data: new Float32Array(0),
+    shape: [0, dim],
+    maxshape: [null, dim],
+    chunks: [chunkRows, dim],
+    dtype: "<f",
+  });
+  const scalar = (name: string): Dataset =>
+    file.create_dataset({
+      name,
+      data: new Float32Array(0),
+      shape: [0, 1],
+      maxshape: [null, 1],
+      chunks: [SCALAR_CHUNK_ROWS, 1],
+      dtype: "<f",
+    });
+  const labelDs = scalar("label");
+  const indexDs = scalar("index");
+
+  const bufRows = Math.max(1, Math.floor(WRITE_BUFFER_BYTES / (4 * dim)));
+  const bufEmbed = new Float32Array(bufRows * dim);
+  const bufLabel = new Float32Array(bufRows);
+  const bufIndex = new Float32Array(bufRows);
+  let buffered = 0;
+  let written = 0;
+  let state: "open" | "finished" | "aborted" = "open";
+
+  const flush = (): void => {
+    if (buffered === 0) return;
+    const end = written + buffered;
+    embedDs.resize([end, dim]);
+    labelDs.resize([end, 1]);
+    indexDs.resize([end, 1]);
+    embedDs.write_slice([[written, end], [0, dim]], bufEmbed.subarray(0, buffered * dim));
+    labelDs.write_slice([[written, end], [0, 1]], bufLabel.subarray(0, buffered));
+    indexDs.write_slice([[written, end], [0, 1]], bufIndex.subarray(0, buffered));
+    written = end;
+    buffered = 0;
+  };
+
+  const ensureOpen = (what: string): void => {
+    if (state !== "open") throw new SedPipeError(`${path}: ${what} after the feature file was ${state}`);
+  };
+
+  return {
+    path,
+    get rows() {
+      return written + buffered;
+    },
+    append(embed, label, index) {
+      ensureOpen("append");
+      const n = label.length;
+      if (index.length !== n || embed.length !== n * dim) {
+        throw new SedPipeError(
+          `${path}: append got ${embed.length} embed values, ${n} labels, ${index.length} indices (dim ${dim})`,
+        );
+      }
+      let i = 0;
+      while (i < n) {
+        const take = Math.min(n - i, bufRows - buffered);
+        bufEmbed.set(embed.subarray(i * dim, (i + take) * dim), buffered * dim);
+        for (let k = 0; k < take; k++) {
+          bufLabel[buffered + k] = label[i + k];
+          bufIndex[buffered + k] = index[i + k];
+        }
+        buffered += take;
+        i += take;
+        if (buffered === bufRows) flush();
+      }
+    },
+    async finish() {
+      ensureOpen("finish");
+      try {
+        flush();
+        if (expectedRows !== undefined && written !== expectedRows) {
+          throw new SedPipeError(`${path}: wrote ${written} rows, expected ${expectedRows}`);
+        }
+        // Rows as a float64 attribute: exact up to 2^53, readable by h5py as a plain number.
+        file.create_attribute(ATTR_ROWS, written);
+        file.create_attribute(ATTR_COMPLETE, 1);
+        file.flush();
+        state = "finished";
+        file.close();
+      } catch (err) {
+        if (state === "open") {
+          state = "aborted";
+          safeClose(file);
+          await rm(path, { force: true });
+        }
+        throw err;
+      }
+    },
+    async abort() {
+      if (state !== "open") return;
+      state = "aborted";
+      safeClose(file);
+      await rm(path, { force: true });
+    },
+  };
+}
+
+function safeClose(file: H5File): void {
+  try {
+    file.close();
+  } catch {
+    // Already broken; the caller deletes the file next.
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reader
+
+/** Converts whatever numeric typed array h5wasm returned into row values. */
+function toNumbers(data: unknown, path: string, name: string): ArrayLike<number> {
+  if (data instanceof Float32Array || data instanceof Float64Array) return data;
+  if (ArrayBuffer.isView(data) && !(data instanceof DataView)) {
+    if (data instanceof BigInt64Array || data instanceof BigUint64Array) return Float64Array.from(data, Number);
+    return data as unknown as ArrayLike<number>;
+  }
+  throw new InputError(`${path}: dataset "${name}" did not read back as numbers`);
+}
+
+function toInt32(values: ArrayLike<number>, path: string, name: string, firstRow: number): Int32Array {
+  const out = new Int32Array(values.length);
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (!Number.isInteger(v) || v < -2147483648 || v > 2147483647) {
+      throw new InputError(`${path}: "${name}" row ${firstRow + i} holds ${v}, not an integer`, {
+        hint: "labels and indices are whole numbers stored as float32; the file is corrupt or not a feature file",
+      });
+    }
+    out[i] = v;
+  }
+  return out;
+}
+
+interface OpenedDatasets {
+  embed: Dataset;
+  label: Dataset;
+  index: Dataset;
+  rows: number;
+  dim: number;
+}
+
+function validateDatasets(file: H5File, path: string, wantDim: number | undefined): OpenedDatasets {
+  const keys = new Set(file.keys());
+  const got: Partial<Record<(typeof DATASETS)[number], Dataset>> = {};
+  for (const name of DATASETS) {
+    if (!keys.has(name)) {
+      throw new InputError(`${path}: missing dataset "${name}" (found: ${[...keys].join(", ") || "nothing"})`, {
+        hint: "a feature file holds root datasets embed, label and index",
+      });
+    }
+    const ds = file.get(name);
+    if (!ds || !(ds instanceof Object) || !("shape" in ds) || (ds as Dataset).shape === undefined) {
+      throw new InputError(`${path}: "${name}" is not a dataset`);
+    }
+    got[name] = ds as Dataset;
+  }
+  const embed = got.embed!;
+  const label = got.label!;
+  const index = got.index!;
+  for (const [name, ds] of [["embed", embed], ["label", label], ["index", index]] as const) {
+    const bad = unsupportedFilters(ds);
+    if (bad.length > 0) {
+      throw new InputError(
+        `${path}: dataset "${name}" uses the HDF5 filter ${bad.map((f) => `${f.name || "unknown"} (id ${f.id})`).join(", ")}, which this reader cannot decode`,
+        { hint: "rewrite the file without compression or with gzip, e.g. with h5py: f.create_dataset(..., compression='gzip')" },
+      );
+    }
+  }
+  const eshape = embed.shape;
+  if (!eshape || eshape.length !== 2) {
+    throw new InputError(`${path}: "embed" must be 2-D (rows x dim), found shape ${JSON.stringify(eshape)}`);
+  }
+  const et = numType(embed);
+  if (!et || et.kind !== "float" || et.bytes !== 4 || !et.littleEndian) {
+    throw new InputError(`${path}: "embed" must be little-endian float32, found ${describeType(et)}`);
+  }
+  const [rows, dim] = eshape;
+  if (wantDim !== undefined && dim !== wantDim) {
+    throw new InputError(`${path}: "embed" has width ${dim}, expected ${wantDim}`, {
+      hint: "the file was cached with a different featurizer; re-run cache-features",
+    });
+  }
+  for (const [name, ds] of [["label", label], ["index", index]] as const) {
+    const s = ds.shape;
+    if (!s || !(s.length === 1 || (s.length === 2 && s[1] === 1))) {
+      throw new InputError(`${path}: "${name}" must have shape (N, 1) or (N,), found ${JSON.stringify(s)}`);
+    }
+    const t = numType(ds);
+    if (!t || (t.bytes > 1 && !t.littleEndian)) {
+      throw new InputError(`${path}: "${name}" must be a little-endian number type, found ${describeType(t)}`);
+    }
+    if (s[0] !== rows) {
+      throw new InputError(`${path}: "${name}" has ${s[0]} rows but "embed" has ${rows}`, {
+        hint: "the file was written incompletely or by a broken writer; re-create it",
+      });
+    }
+  }
+  return { embed, label, index, rows, dim };
+}
+
+function rowSlice(ds: Dataset, start: number, end: number, path: string, name: string): unknown {
+  try {
+    return ds.slice([[start, end]]);
+  } catch (err) {
+    throw new InputError(`${path}: reading "${name}" rows ${start}..${end} failed: ${firstLine(err)}`, { cause: err });
+  }
+}
+
+function readAttrNumber(file: H5File, name: string): number | undefined {
+  const a = file.attrs[name];
+  if (!a) return undefined;
+  const v = a.value;
+  if (typeof v === "number") return v;
+  if (typeof v === "bigint") return Number(v);
+  if (ArrayBuffer.isView(v) && (v as unknown as ArrayLike<number>).length === 1) return Number((v as unknown as ArrayLike<number>)[0]);
+  return undefined;
+}
+
+export async function openFeatureFile(
+  path: string,
+  opts: { dim?: number; requireComplete?: boolean } = {},
+): Promise<FeatureReader> {
+  const file = await openH5Read(path);
+  try {
+    return buildReader(file, path, opts);
+  } catch (err) {
+    safeClose(file);
+    throw err;
+  }
+}
+
+function buildReader(file: H5File, path: string, opts: { dim?: number; requireComplete?: boolean }): FeatureReader {
+  const { embed, label, index, rows, dim } = validateDatasets(file, path, opts.dim);
+
+  // Completeness, both rules.
+  let referenceRule = false;
+  if (rows > 0) {
+    const last = toNumbers(rowSlice(embed, rows - 1, rows, path, "embed"), path, "embed");
+    let sum = 0;
+    for (let i = 0; i < last.length; i++) sum += last[i];
+    referenceRule = sum !== 0;
+  }
+  let marker: Completion["marker"] = "absent";
+  const attrNames = new Set(Object.keys(file.attrs));
+  if (attrNames.has(ATTR_FORMAT)) {
+    const done = readAttrNumber(file, ATTR_COMPLETE);
+    const markedRows = readAttrNumber(file, ATTR_ROWS);
+    if (done !== 1 || markedRows === undefined) marker = "incomplete";
+    else marker = markedRows === rows ? "complete" : "row-count-mismatch";
+  }
+  const completion: Completion = { referenceRule, marker };
+  const complete = marker === "absent" ? referenceRule : marker === "complete";
+  if (opts.requireComplete && !complete) {
+    const why =
+      marker === "absent"
+        ? rows === 0
+          ? "it has no rows"
+          : "its last embed row is all zeros (the reference writer's sign of an interrupted run)"
+        : marker === "row-count-mismatch"
+          ? `its completion marker records ${readAttrNumber(file, ATTR_ROWS)} rows but it holds ${rows}`
+          : "its writer never finished (no completion marker)";
+    throw new InputError(`${path}: incomplete feature file: ${why}`, {
+      hint: "delete it and re-run the stage that caches these features",
+    });
+  }
+
+  const chunks = embed.metadata.chunks;
+  const chunkRows = chunks && chunks.length === 2 ? chunks[0] : null;
+
+  // Passes: `index` restarts at 0 at the start of every pass. Scan for the first restart, then
+  // check the restart points of the other passes (cheap: one row each).
+  let passRows = rows;
+  const scanBlock = 1 << 20;
+  scan: for (let s = 0; s < rows; s += scanBlock) {
+    const e = Math.min(rows, s + scanBlock);
+    const vals = toNumbers(rowSlice(index, s, e, path, "index"), path, "index");
+    for (let i = s === 0 ? 1 : 0; i < vals.length; i++) {
+      if (vals[i] === 0) {
+        passRows = s + i;
+        break scan;
+      }
+    }
+  }
+  let passes = rows === 0 ? 0 : Math.floor(rows / passRows);
+  if (complete && rows > 0) {
+    if (rows % passRows !== 0) {
+      throw new InputError(
+        `${path}: "index" restarts at row ${passRows}, but ${rows} rows is not a whole number of passes of ${passRows}`,
+        { hint: "each pass must hold the same rows with index 0..N-1" },
+      );
+    }
+    for (let p = 1; p < passes; p++) {
+      const v = toNumbers(rowSlice(index, p * passRows, p * passRows + 1, path, "index"), path, "index")[0];
+      if (v !== 0) {
+        throw new InputError(`${path}: pass ${p} (row ${p * passRows}) starts with index ${v}, expected 0`, {
+          hint: "each pass must hold the same rows with index 0..N-1",
+        });
+      }
+    }
+  } else if (rows > 0 && passes === 0) {
+    passes = 1;
+  }
+
+  let closed = false;
+  const ensureOpen = (): void => {
+    if (closed) throw new SedPipeError(`${path}: feature file used after close()`);
+  };
+
+  const readBlock = (start: number, end: number): { embed: Float32Array; label: Int32Array; index: Int32Array } => {
+    const e = rowSlice(embed, start, end, path, "embed");
+    if (!(e instanceof Float32Array) || e.length !== (end - start) * dim) {
+      throw new InputError(`${path}: "embed" rows ${start}..${end} read back with the wrong size`);
+    }
+    const l = toInt32(toNumbers(rowSlice(label, start, end, path, "label"), path, "label"), path, "label", start);
+    const x = toInt32(toNumbers(rowSlice(index, start, end, path, "index"), path, "index"), path, "index", start);
+    return { embed: e, label: l, index: x };
+  };
+
+  // Reads are done in chunk-aligned blocks of about 32 MiB and cut into batches, so that small
+  // batches do not turn into many small HDF5 reads (the reference's chunks span few columns).
+  const alignedRows = (minRows: number): number => {
+    const c = chunkRows ?? 1;
+    return Math.max(c, Math.ceil(minRows / c) * c);
+  };
+
+  function* sequential(batchSize: number, range?: { start: number; end: number }): Generator<FeatureBatch> {
+    ensureOpen();
+    if (!Number.isInteger(batchSize) || batchSize <= 0) throw new SedPipeError(`sequential: bad batch size ${batchSize}`);
+    const start = range?.start ?? 0;
+    const end = range?.end ?? rows;
+    if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || end > rows || start > end) {
+      throw new SedPipeError(`${path}: bad row range ${start}..${end} (file has ${rows} rows)`);
+    }
+    // Blocks are whole batches, so batch boundaries follow the range start.
+    const blockRows = batchSize * Math.max(1, Math.floor(Math.floor((32 << 20) / (4 * dim)) / batchSize));
+    for (let pos = start; pos < end; pos += blockRows) {
+      ensureOpen();
+      const blockEnd = Math.min(end, pos + blockRows);
+      const block = readBlock(pos, blockEnd);
+      const n = blockEnd - pos;
+      for (let off = 0; off < n; off += batchSize) {
+        const take = Math.min(batchSize, n - off);
+        yield {
+          embed: block.embed.subarray(off * dim, (off + take) * dim),
+          label: block.label.subarray(off, off + take),
+          index: block.index.subarray(off, off + take),
+          count: take,
+          start: pos + off,
+        };
+      }
+    }
+  }
+
+  function* shuffled(o: ShuffleOptions): Generator<FeatureBatch> {
+    ensureOpen();
+    const { batchSize, rng } = o;
+    if (!Number.isInteger(batchSize) || batchSize <= 0) throw new SedPipeError(`shuffled: bad batch size ${batchSize}`);
+    if (!Number.isInteger(o.pass) || o.pass < 0) throw new SedPipeError(`shuffled: bad pass ${o.pass}`);
+    if (passes === 0) return;
+    const p = o.pass % passes;
+    const passStart = p * passRows;
+    const blockRows = o.blockRows ?? alignedRows(1024);
+    if (!Number.isInteger(blockRows) || blockRows <= 0) throw new SedPipeError(`shuffled: bad blockRows ${blockRows}`);
+    const windowRows = Math.max(blockRows, o.windowRows ?? Math.max(4 * blockRows, Math.floor((256 << 20) / (4 * dim))));
+    const blocksPerWindow = Math.max(1, Math.floor(windowRows / blockRows));
+    const nBlocks = Math.ceil(passRows / blockRows);
+    const order = rng.shuffle(Int32Array.from({ length: nBlocks }, (_, i) => i)) as Int32Array;
+
+    // Rows carried over from the previous window (fewer than batchSize).
+    let carryEmbed = new Float32Array(0);
+    let carryLabel = new Int32Array(0);
+    let carryIndex = new Int32Array(0);
+
+    for (let w = 0; w < nBlocks; w += blocksPerWindow) {
+      ensureOpen();
+      const ids = order.subarray(w, Math.min(nBlocks, w + blocksPerWindow));
+      let total = carryLabel.length;
+      const spans: [number, number][] = [];
+      for (const b of ids) {
+        const s = passStart + b * blockRows;
+        const e = Math.min(passStart + passRows, s + blockRows);
+        spans.push([s, e]);
+        total += e - s;
+      }
+      const wEmbed = new Float32Array(total * dim);
+      const wLabel = new Int32Array(total);
+      const wIndex = new Int32Array(total);
+      wEmbed.set(carryEmbed);
+      wLabel.set(carryLabel);
+      wIndex.set(carryIndex);
+      let fill = carryLabel.length;
+      for (const [s, e] of spans) {
+        const blk = readBlock(s, e);
+        wEmbed.set(blk.embed, fill * dim);
+        wLabel.set(blk.label, fill);
+        wIndex.set(blk.index, fill);
+        fill += e - s;
+      }
+      const perm = rng.shuffle(Int32Array.from({ length: total }, (_, i) => i)) as Int32Array;
+      const last = w + blocksPerWindow >= nBlocks;
+      let off = 0;
+      while (total - off >= batchSize || (last && off < total)) {
+        const take = Math.min(batchSize, total - off);
+        const be = new Float32Array(take * dim);
+        const bl = new Int32Array(take);
+        const bi = new Int32Array(take);
+        for (let k = 0; k < take; k++) {
+          const r = perm[off + k];
+          be.set(wEmbed.subarray(r * dim, (r + 1) * dim), k * dim);
+          bl[k] = wLabel[r];
+          bi[k] = wIndex[r];
+        }
+        yield { embed: be, label: bl, index: bi, count: take, start: passStart };
+        off += take;
+      }
+      const rest = total - off;
+      carryEmbed = new Float32Array(rest * dim);
+      carryLabel = new Int32Array(rest);
+      carryIndex = new Int32Array(rest);
+      for (let k = 0; k < rest; k++) {
+        const r = perm[off + k];
+        carryEmbed.set(wEmbed.subarray(r * dim, (r + 1) * dim), k * dim);
+        carryLabel[k] = wLabel[r];
+        carryIndex[k] = wIndex[r];
+      }
+    }
+  }
+
+  return {
+    path,
+    rows,
+    dim,
+    passRows,
+    passes,
+    complete,
+    completion,
+    chunkRows,
+    sequential,
+    shuffled,
+    labels() {
+      ensureOpen();
+      const out = new Int32Array(rows);
+      const step = 1 << 20;
+      for (let s = 0; s < rows; s += step) {
+        const e = Math.min(rows, s + step);
+        out.set(toInt32(toNumbers(rowSlice(label, s, e, path, "label"), path, "label"), path, "label", s), s);
+      }
+      return out;
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      safeClose(file);
+    },
+  };
+}
+
+/** What `maxshape` looks like for each dataset; used by inspect. */
+export function datasetMaxshape(ds: Dataset): (number | null)[] | null {
+  return maxshapeOf(ds);
+}
