@@ -376,4 +376,22 @@ with h5py.File(sys.argv[1], "w") as f:
   r.close();
 });
 
+test("an LZF-compressed file written by h5py is refused (h5wasm would return garbage)", async () => {
+  if (!hasH5py) {
+    console.log("  (skipped: python3-h5py not installed)");
+    return;
+  }
+  const path = join(dir, "h5py-lzf.hdf5");
+  const py = `
+import h5py, numpy as np, sys
+with h5py.File(sys.argv[1], "w") as f:
+    f.create_dataset("embed", data=np.ones((20, 8), "f4"), maxshape=(None, 8), compression="lzf")
+    f.create_dataset("label", data=np.zeros((20, 1), "f4"), maxshape=(None, 1))
+    f.create_dataset("index", data=np.arange(20, dtype="f4")[:, None], maxshape=(None, 1))
+`;
+  const res = spawnSync("python3", ["-c", py, path], { encoding: "utf8" });
+  assert.is(res.status, 0, res.stderr);
+  await expectInputError(openFeatureFile(path), /h5py-lzf\.hdf5: dataset "embed" uses the HDF5 filter lzf \(id 32000\)/);
+});
+
 test.run();
