@@ -80,7 +80,7 @@ export class ContentStore {
   }
 
   /** Re-reads an object and checks that its bytes still hash to its name. */
-  private async verifyObject(digest: string): Promise<RestoreResult | null> {
+  private async verifyObject(digest: string): Promise<Extract<RestoreResult, { ok: false }> | null> {
     const p = this.objectPath(digest);
     if (!(await pathExists(p))) return { ok: false, reason: "missing", detail: `object ${digest.slice(0, 12)} is not in the cache` };
     const actual = await sha256File(p);
