@@ -1,0 +1,286 @@
+/* Node-API binding: OpenBLAS sgemm, tfjs-style batched matmul and the _FusedMatMul epilogue over
+ * Float32Array views (zero-copy; callers pass views of the wasm heap). Owns no memory and keeps no
+ * state between calls besides OpenBLAS's thread count, so it never serves stale packed weights. */
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cblas.h>
+#include <node_api.h>
+
+#define THROW(env, msg)                         \
+  do {                                          \
+    napi_throw_type_error((env), NULL, (msg));  \
+    return NULL;                                \
+  } while (0)
+
+#define CALL(env, expr)                                          \
+  do {                                                           \
+    if ((expr) != napi_ok) {                                     \
+      const napi_extended_error_info* info_ = NULL;              \
+      napi_get_last_error_info((env), &info_);                   \
+      bool pending_ = false;                                     \
+      napi_is_exception_pending((env), &pending_);               \
+      if (!pending_)                                             \
+        napi_throw_error((env), NULL,                            \
+                         info_ && info_->error_message           \
+                             ? info_->error_message              \
+                             : "sed_blas: Node-API call failed"); \
+      return NULL;                                               \
+    }                                                            \
+  } while (0)
+
+/* Reads a Float32Array; a null/undefined argument gives data=NULL, len=0 when optional. */
+static bool get_f32(napi_env env, napi_value v, bool optional, float** data, size_t* len,
+                    const char* what) {
+  napi_valuetype t;
+  *data = NULL;
+  *len = 0;
+  if (napi_typeof(env, v, &t) != napi_ok) return false;
+  if (optional && (t == napi_null || t == napi_undefined)) return true;
+  bool is_ta = false;
+  napi_is_typedarray(env, v, &is_ta);
+  char msg[160];
+  if (!is_ta) {
+    snprintf(msg, sizeof msg, "sed_blas: %s must be a Float32Array", what);
+    napi_throw_type_error(env, NULL, msg);
+    return false;
+  }
+  napi_typedarray_type tt;
+  void* p = NULL;
+  size_t n = 0;
+  if (napi_get_typedarray_info(env, v, &tt, &n, &p, NULL, NULL) != napi_ok) return false;
+  if (tt != napi_float32_array) {
+    snprintf(msg, sizeof msg, "sed_blas: %s must be a Float32Array", what);
+    napi_throw_type_error(env, NULL, msg);
+    return false;
+  }
+  if (p == NULL && n > 0) {
+    snprintf(msg, sizeof msg, "sed_blas: %s is detached (wasm heap grew after the view was taken?)", what);
+    napi_throw_type_error(env, NULL, msg);
+    return false;
+  }
+  *data = (float*)p;
+  *len = n;
+  return true;
+}
+
+static bool get_i64(napi_env env, napi_value v, int64_t* out, const char* what) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_number) {
+    char msg[120];
+    snprintf(msg, sizeof msg, "sed_blas: %s must be a number", what);
+    napi_throw_type_error(env, NULL, msg);
+    return false;
+  }
+  double d;
+  napi_get_value_double(env, v, &d);
+  if (!(d >= 0 && d <= 2147483647.0) || d != floor(d)) {
+    char msg[120];
+    snprintf(msg, sizeof msg, "sed_blas: %s must be a non-negative int32, got %g", what, d);
+    napi_throw_range_error(env, NULL, msg);
+    return false;
+  }
+  *out = (int64_t)d;
+  return true;
+}
+
+static bool get_f64(napi_env env, napi_value v, double* out, const char* what) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_number) {
+    char msg[120];
+    snprintf(msg, sizeof msg, "sed_blas: %s must be a number", what);
+    napi_throw_type_error(env, NULL, msg);
+    return false;
+  }
+  return napi_get_value_double(env, v, out) == napi_ok;
+}
+
+static bool get_bool(napi_env env, napi_value v, bool* out) {
+  napi_value b;
+  if (napi_coerce_to_bool(env, v, &b) != napi_ok) return false;
+  return napi_get_value_bool(env, b, out) == napi_ok;
+}
+
+static napi_value undef(napi_env env) {
+  napi_value u;
+  napi_get_undefined(env, &u);
+  return u;
+}
+
+/* sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc): row-major cblas_sgemm. */
+static napi_value js_sgemm(napi_env env, napi_callback_info info) {
+  size_t argc = 13;
+  napi_value a[13];
+  CALL(env, napi_get_cb_info(env, info, &argc, a, NULL, NULL));
+  if (argc != 13) THROW(env, "sed_blas.sgemm: expected 13 arguments");
+  bool ta, tb;
+  int64_t M, N, K, lda, ldb, ldc;
+  double alpha, beta;
+  float *A, *B, *C;
+  size_t la, lb, lc;
+  if (!get_bool(env, a[0], &ta) || !get_bool(env, a[1], &tb) || !get_i64(env, a[2], &M, "M") ||
+      !get_i64(env, a[3], &N, "N") || !get_i64(env, a[4], &K, "K") ||
+      !get_f64(env, a[5], &alpha, "alpha") || !get_f32(env, a[6], false, &A, &la, "A") ||
+      !get_i64(env, a[7], &lda, "lda") || !get_f32(env, a[8], false, &B, &lb, "B") ||
+      !get_i64(env, a[9], &ldb, "ldb") || !get_f64(env, a[10], &beta, "beta") ||
+      !get_f32(env, a[11], false, &C, &lc, "C") || !get_i64(env, a[12], &ldc, "ldc"))
+    return NULL;
+  /* Bounds: the BLAS call must never read or write outside the views. */
+  int64_t a_rows = ta ? K : M, a_cols = ta ? M : K;
+  int64_t b_rows = tb ? N : K, b_cols = tb ? K : N;
+  if (lda < (a_cols > 1 ? a_cols : 1) || ldb < (b_cols > 1 ? b_cols : 1) || ldc < (N > 1 ? N : 1))
+    THROW(env, "sed_blas.sgemm: leading dimension smaller than the row length");
+  if ((a_rows > 0 && a_cols > 0 && (size_t)((a_rows - 1) * lda + a_cols) > la) ||
+      (b_rows > 0 && b_cols > 0 && (size_t)((b_rows - 1) * ldb + b_cols) > lb) ||
+      (M > 0 && N > 0 && (size_t)((M - 1) * ldc + N) > lc))
+    THROW(env, "sed_blas.sgemm: a matrix does not fit in its Float32Array");
+  if (M == 0 || N == 0) return undef(env);
+  if (K == 0) {
+    for (int64_t i = 0; i < M; i++)
+      for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0 ? 0.0f : (float)beta * C[i * ldc + j];
+    return undef(env);
+  }
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+              (blasint)M, (blasint)N, (blasint)K, (float)alpha, A, (blasint)lda, B, (blasint)ldb,
+              (float)beta, C, (blasint)ldc);
+  return undef(env);
+}
+
+/* batchMatMul(a, b, out, batchA, batchB, M, N, K, transA, transB): out[bi] = op(a[bi % batchA]) x
+ * op(b[bi % batchB]) for bi < max(batchA, batchB), the batch rule of tfjs's BatchMatMul kernels. */
+static napi_value js_batch_mat_mul(napi_env env, napi_callback_info info) {
+  size_t argc = 10;
+  napi_value a[10];
+  CALL(env, napi_get_cb_info(env, info, &argc, a, NULL, NULL));
+  if (argc != 10) THROW(env, "sed_blas.batchMatMul: expected 10 arguments");
+  float *A, *B, *C;
+  size_t la, lb, lc;
+  int64_t batchA, batchB, M, N, K;
+  bool ta, tb;
+  if (!get_f32(env, a[0], false, &A, &la, "a") || !get_f32(env, a[1], false, &B, &lb, "b") ||
+      !get_f32(env, a[2], false, &C, &lc, "out") || !get_i64(env, a[3], &batchA, "batchA") ||
+      !get_i64(env, a[4], &batchB, "batchB") || !get_i64(env, a[5], &M, "M") ||
+      !get_i64(env, a[6], &N, "N") || !get_i64(env, a[7], &K, "K") || !get_bool(env, a[8], &ta) ||
+      !get_bool(env, a[9], &tb))
+    return NULL;
+  if (batchA < 1 || batchB < 1) THROW(env, "sed_blas.batchMatMul: batch sizes must be >= 1");
+  int64_t batch = batchA > batchB ? batchA : batchB;
+  if ((size_t)(batchA * M * K) > la || (size_t)(batchB * K * N) > lb || (size_t)(batch * M * N) > lc)
+    THROW(env, "sed_blas.batchMatMul: an operand does not fit in its Float32Array");
+  if (M == 0 || N == 0) return undef(env);
+  if (K == 0) {
+    memset(C, 0, sizeof(float) * (size_t)(batch * M * N));
+    return undef(env);
+  }
+  const blasint lda = (blasint)(ta ? M : K), ldb = (blasint)(tb ? K : N);
+  for (int64_t bi = 0; bi < batch; bi++) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                (blasint)M, (blasint)N, (blasint)K, 1.0f, A + (bi % batchA) * M * K, lda,
+                B + (bi % batchB) * K * N, ldb, 0.0f, C + bi * M * N, (blasint)N);
+  }
+  return undef(env);
+}
+
+enum { ACT_LINEAR = 0, ACT_RELU, ACT_RELU6, ACT_PRELU, ACT_LEAKYRELU, ACT_SIGMOID, ACT_ELU };
+
+/* biasActivation(out, N, bias|null, act, alpha, prelu|null): in place over rows of length N;
+ * bias and prelu weights have length 1 (scalar) or N (per column). Formulas follow tfjs-cpu. */
+static napi_value js_bias_activation(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value a[6];
+  CALL(env, napi_get_cb_info(env, info, &argc, a, NULL, NULL));
+  if (argc != 6) THROW(env, "sed_blas.biasActivation: expected 6 arguments");
+  float *C, *bias, *pw;
+  size_t lc, lbias, lpw;
+  int64_t N, act;
+  double alpha;
+  if (!get_f32(env, a[0], false, &C, &lc, "out") || !get_i64(env, a[1], &N, "N") ||
+      !get_f32(env, a[2], true, &bias, &lbias, "bias") || !get_i64(env, a[3], &act, "activation") ||
+      !get_f64(env, a[4], &alpha, "alpha") || !get_f32(env, a[5], true, &pw, &lpw, "preluWeights"))
+    return NULL;
+  if (N < 1 || lc % (size_t)N != 0) THROW(env, "sed_blas.biasActivation: out length is not a multiple of N");
+  if (bias && lbias != 1 && lbias != (size_t)N) THROW(env, "sed_blas.biasActivation: bias length must be 1 or N");
+  if (act > ACT_ELU) THROW(env, "sed_blas.biasActivation: unknown activation code");
+  if (act == ACT_PRELU && (!pw || (lpw != 1 && lpw != (size_t)N)))
+    THROW(env, "sed_blas.biasActivation: prelu weights must have length 1 or N");
+  const size_t rows = lc / (size_t)N;
+  const float al = (float)alpha;
+  for (size_t r = 0; r < rows; r++) {
+    float* row = C + r * (size_t)N;
+    if (bias) {
+      if (lbias == 1) {
+        const float b0 = bias[0];
+        for (int64_t j = 0; j < N; j++) row[j] += b0;
+      } else {
+        for (int64_t j = 0; j < N; j++) row[j] += bias[j];
+      }
+    }
+    switch (act) {
+      case ACT_LINEAR:
+        break;
+      case ACT_RELU:
+        for (int64_t j = 0; j < N; j++) row[j] = row[j] < 0 ? 0 : row[j];
+        break;
+      case ACT_RELU6:
+        for (int64_t j = 0; j < N; j++) row[j] = row[j] < 0 ? 0 : (row[j] > 6 ? 6 : row[j]);
+        break;
+      case ACT_PRELU:
+        for (int64_t j = 0; j < N; j++) {
+          const float w = lpw == 1 ? pw[0] : pw[j];
+          row[j] = row[j] < 0 ? w * row[j] : row[j];
+        }
+        break;
+      case ACT_LEAKYRELU:
+        for (int64_t j = 0; j < N; j++) row[j] = row[j] < 0 ? al * row[j] : row[j];
+        break;
+      case ACT_SIGMOID:
+        for (int64_t j = 0; j < N; j++) row[j] = 1.0f / (1.0f + expf(-row[j]));
+        break;
+      case ACT_ELU:
+        for (int64_t j = 0; j < N; j++) row[j] = row[j] >= 0 ? row[j] : expf(row[j]) - 1.0f;
+        break;
+    }
+  }
+  return undef(env);
+}
+
+static napi_value js_set_num_threads(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value a[1];
+  CALL(env, napi_get_cb_info(env, info, &argc, a, NULL, NULL));
+  int64_t n;
+  if (argc != 1 || !get_i64(env, a[0], &n, "threads")) return NULL;
+  if (n < 1) THROW(env, "sed_blas.setNumThreads: threads must be >= 1");
+  openblas_set_num_threads((int)n);
+  return undef(env);
+}
+
+static napi_value js_num_threads(napi_env env, napi_callback_info info) {
+  napi_value r;
+  CALL(env, napi_create_int32(env, openblas_get_num_threads(), &r));
+  return r;
+}
+
+static napi_value js_config(napi_env env, napi_callback_info info) {
+  char buf[512];
+  snprintf(buf, sizeof buf, "%s; core %s", openblas_get_config(), openblas_get_corename());
+  napi_value r;
+  CALL(env, napi_create_string_utf8(env, buf, NAPI_AUTO_LENGTH, &r));
+  return r;
+}
+
+NAPI_MODULE_INIT() {
+  napi_property_descriptor props[] = {
+      {"sgemm", NULL, js_sgemm, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"batchMatMul", NULL, js_batch_mat_mul, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"biasActivation", NULL, js_bias_activation, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setNumThreads", NULL, js_set_num_threads, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"numThreads", NULL, js_num_threads, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"config", NULL, js_config, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
+  return exports;
+}

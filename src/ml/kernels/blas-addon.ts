@@ -1,0 +1,32 @@
+// Type of the @sed-pipe/blas Node-API addon (native/blas/src/sed_blas.c). Declarations only.
+
+/** Activation codes of the native epilogue; equal to tfjs-backend-wasm's FusableActivation enum. */
+export const ACTIVATION_CODES = {
+  linear: 0,
+  relu: 1,
+  relu6: 2,
+  prelu: 3,
+  leakyrelu: 4,
+  sigmoid: 5,
+  elu: 6,
+} as const;
+export type FusableActivationName = keyof typeof ACTIVATION_CODES;
+
+export interface BlasAddon {
+  /** Row-major cblas_sgemm: C = alpha * op(A) x op(B) + beta * C. Bounds-checked against the views. */
+  sgemm(
+    transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number,
+    a: Float32Array, lda: number, b: Float32Array, ldb: number, beta: number, c: Float32Array, ldc: number,
+  ): void;
+  /** out[i] = op(a[i % batchA]) x op(b[i % batchB]) for i < max(batchA, batchB); contiguous [batch, rows, cols]. */
+  batchMatMul(
+    a: Float32Array, b: Float32Array, out: Float32Array, batchA: number, batchB: number,
+    m: number, n: number, k: number, transA: boolean, transB: boolean,
+  ): void;
+  /** In place over rows of length n: + bias (length 1 or n), then the activation (prelu weights length 1 or n). */
+  biasActivation(out: Float32Array, n: number, bias: Float32Array | null, activation: number, alpha: number, preluWeights: Float32Array | null): void;
+  setNumThreads(threads: number): void;
+  numThreads(): number;
+  /** OpenBLAS build string and the core it dispatched to. */
+  config(): string;
+}

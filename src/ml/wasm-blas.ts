@@ -1,0 +1,119 @@
+// Switches the tfjs wasm backend's BatchMatMul / _FusedMatMul kernels to OpenBLAS (@sed-pipe/blas)
+// or, without it, to the transpose-first pure-wasm fallback; says which and why. Must be called
+// after the wasm backend is active; never selects or initialises a backend itself.
+import { createRequire } from "node:module";
+import { isMainThread } from "node:worker_threads";
+import * as tf from "@tensorflow/tfjs-core";
+import type { KernelConfig } from "@tensorflow/tfjs-core";
+import { SedPipeError } from "../errors.ts";
+import type { BlasAddon } from "./kernels/blas-addon.ts";
+import { blasBatchMatMulConfig, blasFusedMatMulConfig } from "./kernels/blas-mat-mul.ts";
+import { fixedBatchMatMulConfig, fixedFusedMatMulConfig, type StockMatMulKernels } from "./kernels/fixed-mat-mul.ts";
+
+export type BlasPath = "wasm+blas" | "wasm-fixed";
+export type { BlasAddon } from "./kernels/blas-addon.ts";
+
+export interface InstallBlasOptions {
+  /** "auto" (default): OpenBLAS when the addon loads, else the fallback. "fixed" forces the fallback. */
+  prefer?: "auto" | "fixed";
+  /** OpenBLAS threads; default SED_PIPE_BLAS_THREADS, else 1 in a worker thread, else OpenBLAS's own default. */
+  threads?: number;
+}
+
+const require = createRequire(import.meta.url);
+let stock: StockMatMulKernels | null = null;
+let active: BlasPath | null = null;
+let addon: BlasAddon | null = null;
+
+/** Loads @sed-pipe/blas, or says why it cannot be used. Honours SED_PIPE_NO_BLAS=1. */
+export function loadBlasAddon(): { blas: BlasAddon } | { error: string } {
+  if (process.env.SED_PIPE_NO_BLAS === "1") return { error: "SED_PIPE_NO_BLAS=1 is set" };
+  if (addon) return { blas: addon };
+  try {
+    addon = require("@sed-pipe/blas") as BlasAddon;
+    return { blas: addon };
+  } catch (err) {
+    const msg = (err as Error).message.split("\n")[0];
+    return { error: `@sed-pipe/blas not installed: ${msg} (install libopenblas-dev, then run \`npm ci\`)` };
+  }
+}
+
+function defaultThreads(): number | null {
+  const env = process.env.SED_PIPE_BLAS_THREADS;
+  if (env !== undefined && env !== "") {
+    const n = Number(env);
+    if (!Number.isInteger(n) || n < 1) {
+      throw new SedPipeError(`SED_PIPE_BLAS_THREADS must be a positive integer, got "${env}"`, {
+        hint: "unset it, or set e.g. SED_PIPE_BLAS_THREADS=1",
+      });
+    }
+    return n;
+  }
+  // Two stage workers sharing the cores would oversubscribe them with OpenBLAS's default.
+  return isMainThread ? null : 1;
+}
+
+/** Sets OpenBLAS's thread count (process-wide); no-op on the fallback path. */
+export function setBlasThreads(threads: number): void {
+  if (!Number.isInteger(threads) || threads < 1) throw new SedPipeError(`BLAS threads must be a positive integer, got ${threads}`);
+  if (addon) addon.setNumThreads(threads);
+}
+
+function requireWasm(): void {
+  if (tf.getBackend() !== "wasm") {
+    throw new SedPipeError(`installBlasKernels needs the wasm backend active, but it is "${tf.getBackend()}"`, {
+      hint: "call initBackend('wasm') (src/ml/backend.ts) first",
+    });
+  }
+}
+
+function saveStock(): StockMatMulKernels {
+  if (stock) return stock;
+  const batchMatMul = tf.getKernel("BatchMatMul", "wasm");
+  const fusedMatMul = tf.getKernel("_FusedMatMul", "wasm");
+  if (!batchMatMul || !fusedMatMul) throw new SedPipeError("tfjs-backend-wasm has no BatchMatMul/_FusedMatMul kernel registered");
+  stock = { batchMatMul, fusedMatMul };
+  return stock;
+}
+
+function register(configs: KernelConfig[]): void {
+  for (const c of configs) {
+    tf.unregisterKernel(c.kernelName, "wasm");
+    tf.registerKernel(c);
+  }
+}
+
+/**
+ * Overrides the wasm matMul kernels. Idempotent; a second call re-decides (e.g. after a change of
+ * SED_PIPE_NO_BLAS). Returns the active path and the reason, for logs and stage fingerprints.
+ */
+export async function installBlasKernels(
+  options: InstallBlasOptions = {},
+): Promise<{ path: BlasPath; reason: string }> {
+  requireWasm();
+  const s = saveStock();
+  const loaded = options.prefer === "fixed" ? { error: "fallback requested (prefer: fixed)" } : loadBlasAddon();
+  if ("blas" in loaded) {
+    const threads = options.threads ?? defaultThreads();
+    if (threads !== null) setBlasThreads(threads);
+    register([blasBatchMatMulConfig(loaded.blas), blasFusedMatMulConfig(loaded.blas)]);
+    active = "wasm+blas";
+    return { path: active, reason: `@sed-pipe/blas: ${loaded.blas.config()}, ${loaded.blas.numThreads()} thread(s)` };
+  }
+  register([fixedBatchMatMulConfig(s), fixedFusedMatMulConfig(s)]);
+  active = "wasm-fixed";
+  return { path: active, reason: `${loaded.error}; transposed matMuls rewritten for the XNNPACK path` };
+}
+
+/** Puts the stock tfjs-wasm matMul kernels back (benchmarks and tests compare against them). */
+export function uninstallBlasKernels(): void {
+  if (!stock) return;
+  register([stock.batchMatMul, stock.fusedMatMul]);
+  active = null;
+}
+
+/** Which override is registered now, or null for the stock kernels. */
+export function activeBlasPath(): BlasPath | null {
+  return active;
+}
+
