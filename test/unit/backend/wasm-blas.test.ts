@@ -237,7 +237,10 @@ blasTest("the addon refuses views that are too small or detached", () => {
   assert.throws(() => blas.sgemm(false, false, 2, 2, 2, 1, new Float32Array(3), 2, new Float32Array(4), 2, 0, c, 2), /does not fit/);
   assert.throws(() => blas.batchMatMul(new Float32Array(8), new Float32Array(4), c, 2, 1, 2, 2, 2, false, false), /does not fit/);
   assert.throws(() => blas.sgemm(false, false, 1, 1, 1, 1, new Int32Array(1) as never, 1, new Float32Array(1), 1, 0, c, 1), /Float32Array/);
-  const mem = new WebAssembly.Memory({ initial: 1, maximum: 4 });
+  // The project's lib settings have no WebAssembly types; the runtime has the API.
+  type Mem = { buffer: ArrayBuffer; grow(pages: number): number };
+  const WA = (globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number; maximum: number }) => Mem } }).WebAssembly;
+  const mem = new WA.Memory({ initial: 1, maximum: 4 });
   const view = new Float32Array(mem.buffer, 0, 4);
   mem.grow(1);
   assert.throws(() => blas.sgemm(false, false, 1, 1, 1, 1, view, 1, new Float32Array(1), 1, 0, c, 1));
