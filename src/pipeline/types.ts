@@ -60,6 +60,12 @@ export interface FingerprintParts {
   code: Record<string, string>;
   /** node version, compute backend, versions of packages that change numbers, ... */
   runtime: Record<string, string>;
+  /**
+   * Declared names -> paths of deps and outs ("classes" -> "artifacts/..."): renaming or re-pointing
+   * a declaration changes what the stage sees even when every digest is equal. Optional so older
+   * lock entries still read.
+   */
+  decl?: { deps: Record<string, string>; outs: Record<string, string> };
 }
 
 export interface Fingerprint {
@@ -109,4 +115,10 @@ export interface PlanStep {
   /** One line for humans, e.g. "param config.n_models: 5 -> 10". */
   reason: string;
   changes: Change[];
+  /**
+   * True when the step was planned before its upstream ran ("pending" input, or an upstream that
+   * will run or be restored): the runner must re-fingerprint it once the upstream is done and call
+   * decideAfterUpstream (early cutoff: identical upstream outputs -> skip).
+   */
+  pending?: boolean;
 }

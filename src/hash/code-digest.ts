@@ -1,0 +1,149 @@
+// Code part of a fingerprint: a stage module plus every project file it imports (transitively; not
+// node_modules), each digested after an esbuild transform that drops comments and whitespace.
+// Owns closure discovery and normalisation; the stat cache makes unchanged files free.
+import { createHash } from "node:crypto";
+import { readFile, stat } from "node:fs/promises";
+import { extname, join } from "node:path";
+import { builtinModules } from "node:module";
+import * as esbuild from "esbuild";
+import { SedPipeError } from "../errors.ts";
+import { nowNs, type StatCache } from "./stat-cache.ts";
+import { DIGEST_PREFIX } from "./file-digest.ts";
+
+export interface CodeClosure {
+  /** Project-relative "/"-separated paths, sorted; the module itself included. */
+  files: string[];
+  /** Bare package specifiers imported anywhere in the closure (node builtins excluded). */
+  imports: Set<string>;
+}
+
+const BUILTINS = new Set(builtinModules);
+
+const LOADERS: Record<string, esbuild.Loader> = {
+  ".ts": "ts",
+  ".mts": "ts",
+  ".cts": "ts",
+  ".tsx": "tsx",
+  ".js": "js",
+  ".mjs": "js",
+  ".cjs": "js",
+  ".jsx": "jsx",
+};
+
+/** Cache namespace: a new esbuild may print code differently, so its digests are kept apart. */
+export const CODE_NS = `code@esbuild-${esbuild.version}`;
+
+function esbuildMessage(err: unknown): string {
+  const errors = (err as { errors?: esbuild.Message[] }).errors;
+  const e = errors?.[0];
+  if (!e) return (err as Error).message;
+  const where = e.location ? `${e.location.file}:${e.location.line}:${e.location.column + 1}: ` : "";
+  return `${where}${e.text}`;
+}
+
+/** The static import closure of `module` (project-relative) inside `root`. */
+export async function codeClosure(root: string, module: string): Promise<CodeClosure> {
+  let result: esbuild.BuildResult<{ metafile: true; write: false }>;
+  try {
+    result = await esbuild.build({
+      entryPoints: [module],
+      absWorkingDir: root,
+      bundle: true,
+      write: false,
+      metafile: true,
+      platform: "node",
+      format: "esm",
+      packages: "external",
+      logLevel: "silent",
+      outdir: join(root, ".sed-pipe-closure-unused"),
+    });
+  } catch (err) {
+    throw new SedPipeError(`cannot follow the imports of ${module}: ${esbuildMessage(err)}`, {
+      hint: "fix the import or syntax error; the stage module must bundle",
+    });
+  }
+  const files: string[] = [];
+  const imports = new Set<string>();
+  for (const [path, input] of Object.entries(result.metafile.inputs)) {
+    if (!path.includes("node_modules/") && !path.includes(":")) files.push(path);
+    for (const imp of input.imports) {
+      if (!imp.external) continue;
+      const spec = imp.path;
+      if (spec.startsWith("node:") || BUILTINS.has(spec) || spec.startsWith(".") || spec.startsWith("/")) continue;
+      imports.add(spec);
+    }
+  }
+  files.sort();
+  return { files, imports };
+}
+
+/** The text that is digested: esbuild's whitespace-minified output (comments and types gone). */
+export async function normalisedSource(absPath: string): Promise<string | Buffer> {
+  const bytes = await readFile(absPath);
+  const loader = LOADERS[extname(absPath)];
+  if (!loader) return bytes;
+  try {
+    const out = await esbuild.transform(bytes.toString("utf8"), {
+      loader,
+      minifyWhitespace: true,
+      legalComments: "none",
+      sourcefile: absPath,
+      logLevel: "silent",
+    });
+    return out.code;
+  } catch (err) {
+    throw new SedPipeError(`cannot parse ${absPath}: ${esbuildMessage(err)}`, { hint: "fix the syntax error" });
+  }
+}
+
+export async function digestSource(absPath: string): Promise<string> {
+  const text = await normalisedSource(absPath);
+  return DIGEST_PREFIX + createHash("sha256").update("sed-pipe code v1\n").update(text).digest("hex");
+}
+
+/** Per-module closure + per-file digests, with the stat cache in front of every transform. */
+export class CodeDigester {
+  private closures = new Map<string, Promise<CodeClosure>>();
+  /** Transforms actually run (cache misses), for tests. */
+  transforms = 0;
+
+  constructor(
+    readonly root: string,
+    private readonly cache: StatCache,
+  ) {}
+
+  closure(module: string): Promise<CodeClosure> {
+    let c = this.closures.get(module);
+    if (!c) {
+      c = codeClosure(this.root, module);
+      this.closures.set(module, c);
+      c.catch(() => this.closures.delete(module));
+    }
+    return c;
+  }
+
+  async digestFile(rel: string): Promise<string> {
+    const abs = join(this.root, rel);
+    const st = await stat(abs, { bigint: true });
+    const hit = this.cache.lookup(CODE_NS, abs, st);
+    if (hit) return hit;
+    const started = nowNs();
+    const digest = await digestSource(abs);
+    this.transforms++;
+    this.cache.store(CODE_NS, abs, st, digest, started);
+    return digest;
+  }
+
+  /** file -> digest for the module's closure, and the packages it imports. */
+  async digestModule(module: string): Promise<{ code: Record<string, string>; imports: Set<string> }> {
+    const { files, imports } = await this.closure(module);
+    const code: Record<string, string> = {};
+    for (const f of files) code[f] = await this.digestFile(f);
+    return { code, imports };
+  }
+
+  /** Forget closures (a long-lived process, e.g. watch mode, calls this when sources change). */
+  reset(): void {
+    this.closures.clear();
+  }
+}

@@ -1,0 +1,86 @@
+// Content digests of files and folders: sha256 of file bytes (streamed, large reads) and of a sorted
+// folder manifest. Owns the digest format "sha256:<hex>"; knows nothing of caches or pipelines.
+import { createHash } from "node:crypto";
+import { open, readdir, realpath, stat } from "node:fs/promises";
+import { join } from "node:path";
+
+/** 4 MiB reads: large enough that syscalls are noise next to hashing, small enough to stay in cache. */
+const CHUNK = 4 * 1024 * 1024;
+
+export const DIGEST_PREFIX = "sha256:";
+
+/** sha256 of a file's bytes. One reusable buffer per call; no whole-file buffering. */
+export async function digestFile(path: string): Promise<string> {
+  const fh = await open(path, "r");
+  try {
+    const hash = createHash("sha256");
+    const buf = Buffer.allocUnsafe(CHUNK);
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, CHUNK, null);
+      if (bytesRead === 0) break;
+      hash.update(bytesRead === CHUNK ? buf : buf.subarray(0, bytesRead));
+    }
+    return DIGEST_PREFIX + hash.digest("hex");
+  } finally {
+    await fh.close();
+  }
+}
+
+export interface ManifestEntry {
+  /** Path relative to the folder, "/"-separated. */
+  path: string;
+  size: number;
+  digest: string;
+}
+
+/**
+ * Files under a folder, sorted by relative path (code-unit order, so it is locale independent).
+ * Symlinks are FOLLOWED: a stage reads through them, so what they point at is what the digest must
+ * cover. A link cycle (a folder reached twice by its real path) and a dangling link are errors.
+ * Empty sub-folders are not recorded: they hold no data.
+ */
+export async function listFolder(dir: string): Promise<Array<{ rel: string; abs: string }>> {
+  const out: Array<{ rel: string; abs: string }> = [];
+  const onPath = new Set<string>();
+  async function walk(abs: string, rel: string): Promise<void> {
+    const real = await realpath(abs);
+    if (onPath.has(real)) throw new Error(`symlink cycle at ${abs}`);
+    onPath.add(real);
+    const names = (await readdir(abs)).sort();
+    for (const name of names) {
+      const childAbs = join(abs, name);
+      const childRel = rel ? `${rel}/${name}` : name;
+      let st;
+      try {
+        st = await stat(childAbs);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") throw new Error(`dangling symlink ${childAbs}`);
+        throw err;
+      }
+      if (st.isDirectory()) await walk(childAbs, childRel);
+      else if (st.isFile()) out.push({ rel: childRel, abs: childAbs });
+    }
+    onPath.delete(real);
+  }
+  await walk(dir, "");
+  out.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
+  return out;
+}
+
+/** Digest of a folder from its manifest (one "path\tsize\tdigest\n" line per file). */
+export function digestManifest(entries: ManifestEntry[]): string {
+  const hash = createHash("sha256");
+  hash.update("sed-pipe dir v1\n");
+  for (const e of entries) hash.update(`${e.path}\t${e.size}\t${e.digest}\n`);
+  return DIGEST_PREFIX + hash.digest("hex");
+}
+
+/** Uncached digest of a file or folder (the Hasher adds the stat cache on top). */
+export async function digestPathUncached(path: string): Promise<string> {
+  const st = await stat(path);
+  if (!st.isDirectory()) return digestFile(path);
+  const files = await listFolder(path);
+  const entries: ManifestEntry[] = [];
+  for (const f of files) entries.push({ path: f.rel, size: (await stat(f.abs)).size, digest: await digestFile(f.abs) });
+  return digestManifest(entries);
+}

@@ -1,0 +1,143 @@
+// Hasher: digests of deps (stat-cached), code closures and runtime, combined into an instance's
+// Fingerprint. Owns the fingerprint schema; never decides what runs (that is src/pipeline/plan.ts).
+import { createHash } from "node:crypto";
+import { stat } from "node:fs/promises";
+import { isAbsolute, resolve } from "node:path";
+import { SedPipeError } from "../errors.ts";
+import { canonicalJson } from "../pipeline/plan.ts";
+import type { Fingerprint, FingerprintParts, StageInstance } from "../pipeline/types.ts";
+import { CodeDigester } from "./code-digest.ts";
+import { DIGEST_PREFIX, digestFile, digestManifest, listFolder, type ManifestEntry } from "./file-digest.ts";
+import { paramsHash } from "./params-hash.ts";
+import { runtimeParts } from "./runtime.ts";
+import { nowNs, StatCache } from "./stat-cache.ts";
+
+/** Bump when what goes into a fingerprint changes: every instance reruns once. */
+export const FINGERPRINT_SCHEMA = 1;
+
+const FILE_NS = "file";
+
+export interface HasherStats {
+  /** Files whose bytes were read and hashed (stat-cache misses). */
+  filesHashed: number;
+  bytesHashed: number;
+  /** Files answered by the stat cache. */
+  cacheHits: number;
+}
+
+export class Hasher {
+  readonly root: string;
+  readonly backend: string;
+  readonly stats: HasherStats = { filesHashed: 0, bytesHashed: 0, cacheHits: 0 };
+  readonly warnings: string[] = [];
+  private cache: Promise<StatCache>;
+  private code: Promise<CodeDigester>;
+  /** Digests of a path are computed once per Hasher even when many instances ask concurrently. */
+  private inflight = new Map<string, Promise<string>>();
+
+  constructor(root: string, opts: { backend?: string; onWarn?: (msg: string) => void } = {}) {
+    this.root = resolve(root);
+    this.backend = opts.backend ?? "auto";
+    const onWarn = (msg: string) => {
+      this.warnings.push(msg);
+      (opts.onWarn ?? ((m: string) => process.stderr.write(`warning: ${m}\n`)))(msg);
+    };
+    this.cache = StatCache.load(this.root, onWarn);
+    this.code = this.cache.then((c) => new CodeDigester(this.root, c));
+  }
+
+  private abs(path: string): string {
+    return isAbsolute(path) ? path : resolve(this.root, path);
+  }
+
+  private async fileDigest(abs: string): Promise<{ digest: string; size: number }> {
+    const cache = await this.cache;
+    const st = await stat(abs, { bigint: true });
+    const hit = cache.lookup(FILE_NS, abs, st);
+    if (hit) {
+      this.stats.cacheHits++;
+      return { digest: hit, size: Number(st.size) };
+    }
+    const started = nowNs();
+    const digest = await digestFile(abs);
+    this.stats.filesHashed++;
+    this.stats.bytesHashed += Number(st.size);
+    // If the file changed while it was read, the stat no longer matches: do not cache a torn digest.
+    const after = await stat(abs, { bigint: true });
+    if (after.mtimeNs === st.mtimeNs && after.size === st.size && after.ino === st.ino) cache.store(FILE_NS, abs, st, digest, started);
+    return { digest, size: Number(st.size) };
+  }
+
+  /**
+   * Content digest of a file (sha256 of bytes) or folder (sha256 of the sorted manifest of its files,
+   * symlinks followed). Relative paths are project-relative. Throws ENOENT errors unchanged.
+   */
+  digestPath(path: string): Promise<string> {
+    const abs = this.abs(path);
+    let p = this.inflight.get(abs);
+    if (!p) {
+      p = this.digestPathNow(abs);
+      this.inflight.set(abs, p);
+      // Later calls must see fresh content (outputs are re-hashed after a run): keep only in flight.
+      void p.then(
+        () => this.inflight.delete(abs),
+        () => this.inflight.delete(abs),
+      );
+    }
+    return p;
+  }
+
+  private async digestPathNow(abs: string): Promise<string> {
+    const st = await stat(abs);
+    if (!st.isDirectory()) return (await this.fileDigest(abs)).digest;
+    const entries: ManifestEntry[] = [];
+    for (const f of await listFolder(abs)) {
+      const { digest, size } = await this.fileDigest(f.abs);
+      entries.push({ path: f.rel, size, digest });
+    }
+    return digestManifest(entries);
+  }
+
+  async fingerprint(inst: StageInstance): Promise<Fingerprint> {
+    const deps: Record<string, string> = {};
+    for (const [name, path] of Object.entries(inst.deps).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      try {
+        deps[path] = await this.digestPath(path);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === "ENOENT" || code === "ENOTDIR") {
+          throw new SedPipeError(`dep "${name}" of instance ${inst.id} does not exist: ${path}`, {
+            hint: "run the stage that writes it first (sed-pipe run <that stage>), or fix the path in pipeline.yaml / the params file",
+          });
+        }
+        if (err instanceof Error && /symlink/.test(err.message)) {
+          throw new SedPipeError(`dep "${name}" of instance ${inst.id} (${path}): ${err.message}`, { hint: "fix or remove the link" });
+        }
+        throw err;
+      }
+    }
+    const code = await this.code;
+    const { code: codeDigests, imports } = await code.digestModule(inst.module);
+    const parts: FingerprintParts = {
+      params: inst.params,
+      paramsHash: paramsHash(inst.params),
+      deps,
+      code: codeDigests,
+      runtime: runtimeParts(this.root, this.backend, imports),
+      decl: { deps: { ...inst.deps }, outs: { ...inst.outs } },
+    };
+    return { digest: fingerprintDigest(inst.module, parts), parts };
+  }
+
+  /** Persists the stat cache (atomic write under cache/state/). */
+  async save(): Promise<void> {
+    await (await this.cache).save();
+  }
+}
+
+/** sha256 of the canonical JSON of {schema, module, parts without the params (hashed in paramsHash)}. */
+export function fingerprintDigest(module: string, parts: FingerprintParts): string {
+  const { params: _params, ...rest } = parts;
+  const text = canonicalJson({ schema: FINGERPRINT_SCHEMA, module, parts: rest });
+  return DIGEST_PREFIX + createHash("sha256").update(text).digest("hex");
+}

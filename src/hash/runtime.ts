@@ -1,0 +1,47 @@
+// The runtime part of a fingerprint: node, platform, compute backend and versions of the packages
+// that change numbers. Reads package.json files only; never loads a backend.
+import { readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { predictBackend } from "../ml/backend.ts";
+
+/** Packages whose version can change a stage's numbers (besides every @tensorflow/* package). */
+export const NUMERIC_PACKAGES = ["h5wasm", "pngjs", "jpeg-js"] as const;
+
+function packageVersion(root: string, pkg: string): string | undefined {
+  try {
+    const data = JSON.parse(readFileSync(join(root, "node_modules", pkg, "package.json"), "utf8")) as { version?: string };
+    return data.version;
+  } catch {
+    return undefined;
+  }
+}
+
+function tensorflowPackages(root: string): string[] {
+  try {
+    return readdirSync(join(root, "node_modules", "@tensorflow")).map((n) => `@tensorflow/${n}`).sort();
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Runtime keys for an instance. `imports` = bare package specifiers its code closure imports:
+ * the backend and tfjs versions count only for code that imports tfjs, and h5wasm/pngjs/jpeg-js
+ * only for code that imports them, so switching `--backend` does not rerun `download` or `tables`.
+ * With `imports` undefined every key is included.
+ */
+export function runtimeParts(root: string, backend: string = "auto", imports?: Set<string>): Record<string, string> {
+  const out: Record<string, string> = {
+    node: process.version,
+    platform: `${process.platform}-${process.arch}`,
+  };
+  const uses = (pkg: string) => imports === undefined || [...imports].some((i) => i === pkg || i.startsWith(pkg + "/"));
+  if (imports === undefined || [...imports].some((i) => i.startsWith("@tensorflow/"))) {
+    out.backend = predictBackend(backend).name;
+    for (const pkg of tensorflowPackages(root)) out[pkg] = packageVersion(root, pkg) ?? "absent";
+  }
+  for (const pkg of NUMERIC_PACKAGES) {
+    if (uses(pkg)) out[pkg] = packageVersion(root, pkg) ?? "absent";
+  }
+  return out;
+}

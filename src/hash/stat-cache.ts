@@ -1,0 +1,125 @@
+// Persistent (dev, ino, size, mtimeNs, ctimeNs) -> digest cache, one JSON file under cache/state/.
+// Owns staleness rules only; a missing or corrupt cache file is an empty cache, never an error.
+import { readFile } from "node:fs/promises";
+import type { BigIntStats } from "node:fs";
+import { join } from "node:path";
+import { writeFileAtomic } from "../store/atomic.ts";
+
+interface Entry {
+  dev: string;
+  ino: string;
+  size: string;
+  mtimeNs: string;
+  ctimeNs: string;
+  /** Wall clock (ns) when the read that produced the digest started. */
+  hashedAtNs: string;
+  digest: string;
+}
+
+interface CacheFile {
+  version: 1;
+  entries: Record<string, Entry>;
+}
+
+export const STAT_CACHE_PATH = "cache/state/stat-cache.json";
+
+/**
+ * A file changed within the timestamp granularity of its own hashing cannot be told apart from one
+ * that did not change ("racy git"): such entries are not trusted. File systems with whole-second
+ * mtimes (FAT, some network mounts) get a 2 s window; nanosecond ones a 50 ms window (kernel ticks).
+ */
+function racyWindowNs(mtimeNs: bigint): bigint {
+  return mtimeNs % 1_000_000_000n === 0n ? 2_000_000_000n : 50_000_000n;
+}
+
+export function nowNs(): bigint {
+  return BigInt(Date.now()) * 1_000_000n;
+}
+
+export class StatCache {
+  private entries: Record<string, Entry>;
+  private dirty = false;
+  /** Lookups answered from the cache / refused (stale or racy), for tests and benchmarks. */
+  hits = 0;
+  misses = 0;
+
+  private constructor(
+    readonly file: string,
+    entries: Record<string, Entry>,
+  ) {
+    this.entries = entries;
+  }
+
+  static async load(root: string, onWarn: (msg: string) => void = () => {}): Promise<StatCache> {
+    const file = join(root, STAT_CACHE_PATH);
+    return new StatCache(file, await readEntries(file, onWarn));
+  }
+
+  get size(): number {
+    return Object.keys(this.entries).length;
+  }
+
+  /** The cached digest if the file is unchanged since it was hashed, else undefined. */
+  lookup(ns: string, abs: string, st: BigIntStats): string | undefined {
+    const e = this.entries[`${ns}:${abs}`];
+    if (
+      e &&
+      e.dev === String(st.dev) &&
+      e.ino === String(st.ino) &&
+      e.size === String(st.size) &&
+      e.mtimeNs === String(st.mtimeNs) &&
+      e.ctimeNs === String(st.ctimeNs) &&
+      BigInt(e.hashedAtNs) - st.mtimeNs > racyWindowNs(st.mtimeNs)
+    ) {
+      this.hits++;
+      return e.digest;
+    }
+    this.misses++;
+    return undefined;
+  }
+
+  /** Records a digest; `st` must be the stat taken BEFORE the read, startedAtNs the clock then. */
+  store(ns: string, abs: string, st: BigIntStats, digest: string, startedAtNs: bigint): void {
+    this.entries[`${ns}:${abs}`] = {
+      dev: String(st.dev),
+      ino: String(st.ino),
+      size: String(st.size),
+      mtimeNs: String(st.mtimeNs),
+      ctimeNs: String(st.ctimeNs),
+      hashedAtNs: String(startedAtNs),
+      digest,
+    };
+    this.dirty = true;
+  }
+
+  /** Writes the cache atomically, merged over what another process may have saved meanwhile. */
+  async save(): Promise<void> {
+    if (!this.dirty) return;
+    const onDisk = await readEntries(this.file, () => {});
+    const data: CacheFile = { version: 1, entries: { ...onDisk, ...this.entries } };
+    await writeFileAtomic(this.file, JSON.stringify(data));
+    this.dirty = false;
+  }
+}
+
+async function readEntries(file: string, onWarn: (msg: string) => void): Promise<Record<string, Entry>> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") onWarn(`stat cache ${file} unreadable (${(err as Error).message}); starting empty`);
+    return {};
+  }
+  try {
+    const data = JSON.parse(text) as Partial<CacheFile>;
+    if (data.version !== 1 || !data.entries || typeof data.entries !== "object") throw new Error("unexpected format");
+    const ok: Record<string, Entry> = {};
+    for (const [k, e] of Object.entries(data.entries)) {
+      if (e && typeof e.digest === "string" && typeof e.mtimeNs === "string" && typeof e.hashedAtNs === "string" && /^\d+$/.test(e.hashedAtNs)) ok[k] = e;
+    }
+    return ok;
+  } catch (err) {
+    onWarn(`stat cache ${file} is corrupt (${(err as Error).message}); ignoring it, files will be re-hashed`);
+    return {};
+  }
+}
