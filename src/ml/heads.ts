@@ -185,3 +185,76 @@ export async function loadEnsemble(file: string): Promise<EnsembleArrays> {
   const { format: _f, shape: _s, ...meta } = metadata;
   return { shape, heads, meta };
 }
+
+/** Intermediates of one head's forward pass kept for the hand-written backward. */
+export interface HeadCache {
+  xhat2: tf.Tensor2D;
+  rstd2: tf.Tensor2D;
+  h: tf.Tensor2D;
+  a1: tf.Tensor2D;
+  g: tf.Tensor2D;
+  m: tf.Tensor2D;
+  xhat: tf.Tensor2D;
+  rstd: tf.Tensor2D;
+  n: tf.Tensor2D;
+}
+
+function lnParts(x: tf.Tensor2D, eps: number): { xhat: tf.Tensor2D; rstd: tf.Tensor2D } {
+  const { mean, variance } = tf.moments(x, -1, true);
+  const rstd = tf.rsqrt(tf.add(variance, eps)) as tf.Tensor2D;
+  return { xhat: tf.mul(tf.sub(x, mean), rstd) as tf.Tensor2D, rstd };
+}
+
+/**
+ * Same math as headLogits, keeping what the backward needs. tfjs-core's npm build registers no
+ * gradients, and the stock ones would hit wasm's slow transposed matMul anyway, so the trainer
+ * differentiates by hand (headBackward; checked against finite differences in the tests).
+ */
+export function headForwardCached(p: HeadTensors, x: tf.Tensor2D, s: HeadShape): { logits: tf.Tensor2D; cache: HeadCache } {
+  const eps = s.eps ?? DEFAULT_LN_EPS;
+  const l2 = lnParts(x, eps);
+  const h = tf.add(tf.mul(l2.xhat, p["norm2.weight"]), p["norm2.bias"]) as tf.Tensor2D;
+  const a1 = linear(h, p["mlp.fc1.weight"], p["mlp.fc1.bias"]);
+  const g = geluExact(a1) as tf.Tensor2D;
+  const m = linear(g, p["mlp.fc2.weight"], p["mlp.fc2.bias"]);
+  const y = tf.add(x, tf.mul(p.gamma_2, m)) as tf.Tensor2D;
+  const l = lnParts(y, eps);
+  const n = tf.add(tf.mul(l.xhat, p["norm.weight"]), p["norm.bias"]) as tf.Tensor2D;
+  const logits = linear(n, p["head.weight"], p["head.bias"]);
+  return { logits, cache: { xhat2: l2.xhat, rstd2: l2.rstd, h, a1, g, m, xhat: l.xhat, rstd: l.rstd, n } };
+}
+
+/** d(LayerNorm input) from d(normalised) : rstd * (d - mean(d) - xhat * mean(d * xhat)). */
+function lnBackward(dxhat: tf.Tensor2D, xhat: tf.Tensor2D, rstd: tf.Tensor2D): tf.Tensor2D {
+  const m1 = tf.mean(dxhat, -1, true);
+  const m2 = tf.mean(tf.mul(dxhat, xhat), -1, true);
+  return tf.mul(rstd, tf.sub(tf.sub(dxhat, m1), tf.mul(xhat, m2))) as tf.Tensor2D;
+}
+
+/** Gradients of all head parameters given dL/dlogits (the input features are frozen: no dx). */
+export function headBackward(p: HeadTensors, c: HeadCache, dz: tf.Tensor2D): HeadTensors {
+  const sum0 = (t: tf.Tensor) => tf.sum(t, 0);
+  const dHeadW = tf.matMul(dz, c.n, true, false);
+  const dn = tf.matMul(dz, p["head.weight"] as tf.Tensor2D) as tf.Tensor2D;
+  const dy = lnBackward(tf.mul(dn, p["norm.weight"]) as tf.Tensor2D, c.xhat, c.rstd);
+  const dm = tf.mul(dy, p.gamma_2) as tf.Tensor2D;
+  const dg = tf.matMul(dm, p["mlp.fc2.weight"] as tf.Tensor2D);
+  // GELU'(a) = Phi(a) + a * phi(a)
+  const a = c.a1;
+  const dgelu = tf.add(tf.mul(tf.add(tf.erf(tf.mul(a, Math.SQRT1_2)), 1), 0.5), tf.mul(a, tf.mul(tf.exp(tf.mul(tf.square(a), -0.5)), 1 / Math.sqrt(2 * Math.PI))));
+  const da1 = tf.mul(dg, dgelu) as tf.Tensor2D;
+  const dh = tf.matMul(da1, p["mlp.fc1.weight"] as tf.Tensor2D);
+  return {
+    gamma_2: sum0(tf.mul(dy, c.m)),
+    "mlp.fc1.weight": tf.matMul(da1, c.h, true, false),
+    "mlp.fc1.bias": sum0(da1),
+    "mlp.fc2.weight": tf.matMul(dm, c.g, true, false),
+    "mlp.fc2.bias": sum0(dm),
+    "norm2.weight": sum0(tf.mul(dh, c.xhat2)),
+    "norm2.bias": sum0(dh),
+    "norm.weight": sum0(tf.mul(dn, c.xhat)),
+    "norm.bias": sum0(dn),
+    "head.weight": dHeadW,
+    "head.bias": sum0(dz),
+  };
+}

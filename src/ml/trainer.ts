@@ -1,0 +1,549 @@
+// Trains an SED ensemble (reference §1.3, §2.3-2.5): stochastic pair selection, the SED loss, torch
+// optimisers, cosine schedule, frozen first epoch, per-epoch validation, checkpoints and bit-exact
+// resume. Reads batches only through the TrainSource/EvalSource interfaces; never opens files itself
+// except its own checkpoint.
+import * as tf from "@tensorflow/tfjs-core";
+import { createHash } from "node:crypto";
+import { rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { Rng, type RngState } from "../rng.ts";
+import { InputError } from "../errors.ts";
+import { readSafetensors, writeSafetensors, type SafeTensor } from "../io/safetensors.ts";
+import type { ProgressEvent } from "../runner/stage-api.ts";
+import {
+  HEAD_PARAM_NAMES, headBackward, headForwardCached, headLogits, headParamShapes, initHeadArrays, type HeadArrays, type HeadShape, type HeadTensors,
+} from "./heads.ts";
+import { sedLossWithGrad } from "./losses.ts";
+import { adamwUpdate, gradsFinite, select, sgdUpdate, slotNames } from "./optim.ts";
+import { lrAt } from "./lr-schedule.ts";
+import { effectiveLoss, epochSeed, headShapeOf, type EffectiveLoss, type TrainConfig } from "./train-config.ts";
+
+export interface Batch {
+  /** count*dim values, row-major. */
+  embed: Float32Array;
+  label: Int32Array;
+  count: number;
+}
+
+export interface TrainSource {
+  dim: number;
+  /** Rows per augmented pass; an epoch is one pass. */
+  passRows: number;
+  passes: number;
+  /** Shuffled batches of pass `epoch mod passes` (drop_last false). */
+  batches(epoch: number, batchSize: number, rng: Rng): Iterable<Batch>;
+}
+
+export interface EvalSource {
+  dim: number;
+  rows: number;
+  batches(batchSize: number): Iterable<Batch>;
+}
+
+export interface EpochRow {
+  epoch: number;
+  frozen: boolean;
+  lr: number;
+  steps: number;
+  skipped_steps: number;
+  train_task_loss: number;
+  train_repulsion_loss: number;
+  train_total_loss: number;
+  val_acc_mean: number;
+  val_acc_max: number;
+  val_acc_min: number;
+  val_acc_std: number;
+  val_ensemble_acc: number;
+  walltime_s: number;
+}
+
+export const CSV_COLUMNS: (keyof EpochRow)[] = [
+  "epoch", "frozen", "lr", "steps", "skipped_steps", "train_task_loss", "train_repulsion_loss", "train_total_loss",
+  "val_acc_mean", "val_acc_max", "val_acc_min", "val_acc_std", "val_ensemble_acc", "walltime_s",
+];
+
+export function trainingCsv(rows: EpochRow[]): string {
+  const lines = [CSV_COLUMNS.join(",")];
+  for (const r of rows) lines.push(CSV_COLUMNS.map((c) => (typeof r[c] === "boolean" ? (r[c] ? "1" : "0") : String(r[c]))).join(","));
+  return lines.join("\n") + "\n";
+}
+
+export interface TrainHooks {
+  signal?: AbortSignal;
+  log?(line: string): void;
+  progress?(e: ProgressEvent): void;
+  /** Folder for the per-epoch checkpoint (ctx.scratch); none = no checkpoint, no resume. */
+  checkpointDir?: string;
+  /** Called after an epoch's checkpoint is written (tests interrupt here). */
+  onEpochEnd?(epoch: number, row: EpochRow): void;
+  /** Extra identity of the data folded into the checkpoint digest (e.g. feature file sizes). */
+  dataIdentity?: string;
+}
+
+export interface TrainResult {
+  heads: HeadArrays[];
+  rows: EpochRow[];
+  /** Epochs already done by a checkpoint this run resumed from (0 = fresh start). */
+  resumedEpochs: number;
+  skippedSteps: number;
+}
+
+type Slots = Record<string, HeadTensors>;
+interface DeviceHead { params: HeadTensors; slots: Slots }
+interface HostHead { params: HeadArrays; slots: Record<string, HeadArrays> }
+
+/**
+ * The ensemble's weights and optimiser state. On device by default; with keep_inactive_on_cpu they live
+ * as host Float32Arrays and only the active heads are uploaded per step (the reference parks inactive
+ * heads on the CPU to save accelerator memory; here it keeps them out of the 32-bit wasm heap).
+ */
+export class EnsembleState {
+  readonly shape: HeadShape;
+  readonly slotNames: string[];
+  /** Optimiser steps taken per head (AdamW bias correction is per parameter in torch; all of a head's params step together). */
+  readonly headSteps: number[];
+  private device: (DeviceHead | null)[];
+  private host: (HostHead | null)[];
+
+  constructor(readonly cfg: TrainConfig, heads: HeadArrays[], slots?: Record<string, HeadArrays>[], steps?: number[]) {
+    this.shape = headShapeOf(cfg);
+    this.slotNames = slotNames(cfg.optimizer);
+    this.headSteps = steps ? [...steps] : heads.map(() => 0);
+    const zeros = (): HeadArrays => {
+      const sh = headParamShapes(this.shape);
+      const o = {} as HeadArrays;
+      for (const k of HEAD_PARAM_NAMES) o[k] = new Float32Array(sh[k].reduce((a, b) => a * b, 1));
+      return o;
+    };
+    const hostHeads: HostHead[] = heads.map((params, i) => ({
+      params,
+      slots: Object.fromEntries(this.slotNames.map((s) => [s, slots?.[i]?.[s] ?? zeros()])),
+    }));
+    if (cfg.keep_inactive_on_cpu) {
+      this.host = hostHeads;
+      this.device = heads.map(() => null);
+    } else {
+      this.host = heads.map(() => null);
+      this.device = hostHeads.map((h) => this.upload(h));
+    }
+  }
+
+  get size(): number {
+    return this.headSteps.length;
+  }
+
+  private upload(h: HostHead): DeviceHead {
+    const sh = headParamShapes(this.shape);
+    const up = (a: HeadArrays) => {
+      const o = {} as HeadTensors;
+      for (const k of HEAD_PARAM_NAMES) o[k] = tf.tensor(a[k], sh[k], "float32");
+      return o;
+    };
+    return { params: up(h.params), slots: Object.fromEntries(Object.entries(h.slots).map(([s, a]) => [s, up(a)])) };
+  }
+
+  /** Device tensors of head i (uploaded when kept on the host; then release() must follow). */
+  acquire(i: number): DeviceHead {
+    return this.device[i] ?? this.upload(this.host[i]!);
+  }
+
+  /** Stores head i's new tensors; the old ones (and, for host heads, the new ones after download) are disposed. */
+  release(i: number, next: DeviceHead, prev: DeviceHead): void {
+    const all = (h: DeviceHead) => [...Object.values(h.params), ...Object.values(h.slots).flatMap((s) => Object.values(s))];
+    if (this.device[i]) {
+      const keep = new Set(all(next));
+      tf.dispose(all(prev).filter((t) => !keep.has(t)));
+      this.device[i] = next;
+      return;
+    }
+    const down = (t: HeadTensors) => {
+      const o = {} as HeadArrays;
+      for (const k of HEAD_PARAM_NAMES) o[k] = t[k].dataSync() as Float32Array;
+      return o;
+    };
+    this.host[i] = { params: down(next.params), slots: Object.fromEntries(Object.entries(next.slots).map(([s, t]) => [s, down(t)])) };
+    tf.dispose([...new Set([...all(next), ...all(prev)])]);
+  }
+
+  /** Done with acquired tensors that were not changed (eval). */
+  releaseUnchanged(i: number, h: DeviceHead): void {
+    if (!this.device[i]) tf.dispose([...Object.values(h.params), ...Object.values(h.slots).flatMap((s) => Object.values(s))]);
+  }
+
+  /** Host copies of weights and slots (reads the device once). */
+  snapshot(): { heads: HeadArrays[]; slots: Record<string, HeadArrays>[] } {
+    const heads: HeadArrays[] = [];
+    const slots: Record<string, HeadArrays>[] = [];
+    for (let i = 0; i < this.size; i++) {
+      const d = this.device[i];
+      if (!d) {
+        heads.push(this.host[i]!.params);
+        slots.push(this.host[i]!.slots);
+        continue;
+      }
+      const down = (t: HeadTensors) => {
+        const o = {} as HeadArrays;
+        for (const k of HEAD_PARAM_NAMES) o[k] = t[k].dataSync() as Float32Array;
+        return o;
+      };
+      heads.push(down(d.params));
+      slots.push(Object.fromEntries(Object.entries(d.slots).map(([s, t]) => [s, down(t)])));
+    }
+    return { heads, slots };
+  }
+
+  dispose(): void {
+    for (const d of this.device) if (d) tf.dispose([...Object.values(d.params), ...Object.values(d.slots).flatMap((s) => Object.values(s))]);
+    this.device = this.device.map(() => null);
+  }
+}
+
+/** Running on-device sums of one epoch; read on the host only at log points. */
+export class StepAccumulators {
+  task = tf.scalar(0);
+  repulsion = tf.scalar(0);
+  total = tf.scalar(0);
+  skipped = tf.scalar(0);
+  steps = 0;
+
+  add(parts: { task: tf.Scalar; repulsion: tf.Scalar; total: tf.Scalar; skipped?: tf.Scalar }): void {
+    const next = tf.tidy(() => ({
+      task: tf.add(this.task, parts.task) as tf.Scalar,
+      repulsion: tf.add(this.repulsion, parts.repulsion) as tf.Scalar,
+      total: tf.add(this.total, parts.total) as tf.Scalar,
+      skipped: (parts.skipped ? tf.add(this.skipped, parts.skipped) : tf.clone(this.skipped)) as tf.Scalar,
+    }));
+    tf.dispose([this.task, this.repulsion, this.total, this.skipped]);
+    Object.assign(this, next);
+    this.steps++;
+  }
+
+  /** One host read of the four sums. */
+  read(): { task: number; repulsion: number; total: number; skipped: number } {
+    const v = tf.tidy(() => tf.stack([this.task, this.repulsion, this.total, this.skipped]).dataSync());
+    const n = Math.max(1, this.steps);
+    return { task: v[0] / n, repulsion: v[1] / n, total: v[2] / n, skipped: v[3] };
+  }
+
+  dispose(): void {
+    tf.dispose([this.task, this.repulsion, this.total, this.skipped]);
+  }
+}
+
+export interface StepInput {
+  x: tf.Tensor2D;
+  y: tf.Tensor1D;
+  /** Active head indices, ascending. */
+  active: number[];
+  /** Position (in `active`) of the A2D reference head. */
+  ref: number;
+  lr: number;
+  /** false = frozen epoch: forward + backward, no update. */
+  update: boolean;
+}
+
+/**
+ * THE per-step compute: forward of the active heads, SED loss, gradients, optimiser update of the
+ * active heads only. Everything stays on the device; the loss parts are added to `acc`. A native
+ * backend replaces this one function.
+ */
+export function sedTrainStep(st: EnsembleState, loss: EffectiveLoss, inp: StepInput, acc: StepAccumulators): void {
+  const cfg = st.cfg;
+  const o = cfg.optimizer;
+  const heads = inp.active.map((i) => st.acquire(i));
+  if (inp.update) for (const i of inp.active) st.headSteps[i]++;
+  interface StepOut {
+    task: tf.Scalar;
+    repulsion: tf.Scalar;
+    total: tf.Scalar;
+    next: DeviceHead[] | null;
+    skipped: tf.Scalar | null;
+  }
+  const compute = (): StepOut => {
+    const fwd = heads.map((h) => headForwardCached(h.params, inp.x, st.shape));
+    const l = sedLossWithGrad(fwd.map((f) => f.logits), inp.y, cfg.num_classes, loss, inp.ref);
+    const grads = heads.map((h, j) => headBackward(h.params, fwd[j].cache, l.dlogits[j]));
+    if (!inp.update) return { task: l.task, repulsion: l.repulsion, total: l.total, next: null, skipped: null };
+    const ok = o.type === "sgd" && o.nan_check ? gradsFinite(grads.flatMap((g) => HEAD_PARAM_NAMES.map((k) => g[k]))) : null;
+    const next = heads.map((h, j) => {
+      const np = {} as HeadTensors;
+      const ns: Slots = Object.fromEntries(st.slotNames.map((s) => [s, {} as HeadTensors]));
+      for (const k of HEAD_PARAM_NAMES) {
+        const g = grads[j][k];
+        const slots = Object.fromEntries(st.slotNames.map((s) => [s, h.slots[s][k]]));
+        const u = o.type === "sgd" ? sgdUpdate(h.params[k], g, slots, o, inp.lr) : adamwUpdate(h.params[k], g, slots, o, inp.lr, st.headSteps[inp.active[j]]);
+        np[k] = ok ? select(ok, u.param, h.params[k]) : u.param;
+        for (const s of st.slotNames) ns[s][k] = ok ? select(ok, u.slots[s], h.slots[s][k]) : u.slots[s];
+      }
+      return { params: np, slots: ns };
+    });
+    const skipped = ok ? (tf.sub(1, tf.cast(ok, "float32")) as tf.Scalar) : null;
+    return { task: l.task, repulsion: l.repulsion, total: l.total, next, skipped };
+  };
+  const out = tf.tidy(() => compute() as unknown as tf.TensorContainer) as unknown as StepOut;
+  acc.add({ task: out.task, repulsion: out.repulsion, total: out.total, skipped: out.skipped ?? undefined });
+  tf.dispose([out.task, out.repulsion, out.total, ...(out.skipped ? [out.skipped] : [])]);
+  heads.forEach((h, j) => {
+    if (out.next) st.release(inp.active[j], out.next[j], h);
+    else st.releaseUnchanged(inp.active[j], h);
+  });
+}
+
+export interface EvalResult {
+  perHead: number[];
+  ensemble: number;
+}
+
+/** Top-1 accuracy of every head and of the mean-logit ensemble; one host read at the end. */
+export function evaluateEnsemble(st: EnsembleState, val: EvalSource, batchSize: number, signal?: AbortSignal): EvalResult {
+  const cached: { x: tf.Tensor2D; y: tf.Tensor1D }[] = [];
+  for (const b of val.batches(batchSize)) {
+    cached.push({ x: tf.tensor2d(b.embed, [b.count, val.dim]), y: tf.tensor1d(b.label, "int32") });
+  }
+  const sums: (tf.Tensor2D | null)[] = cached.map(() => null);
+  const correct: tf.Scalar[] = [];
+  try {
+    for (let i = 0; i < st.size; i++) {
+      signal?.throwIfAborted();
+      const h = st.acquire(i);
+      let c = tf.scalar(0, "int32");
+      cached.forEach((b, j) => {
+        const logits = tf.tidy(() => headLogits(h.params, b.x, st.shape));
+        const nc = tf.tidy(() => tf.add(c, tf.sum(tf.cast(tf.equal(tf.argMax(logits, -1), b.y), "int32"))));
+        c.dispose();
+        c = nc as tf.Scalar;
+        const prev = sums[j];
+        sums[j] = prev ? (tf.add(prev, logits) as tf.Tensor2D) : logits;
+        if (prev) {
+          prev.dispose();
+          logits.dispose();
+        }
+      });
+      correct.push(c);
+      st.releaseUnchanged(i, h);
+    }
+    const ens = tf.tidy(() =>
+      tf.addN(cached.map((b, j) => tf.sum(tf.cast(tf.equal(tf.argMax(sums[j]!, -1), b.y), "int32")))),
+    );
+    const counts = tf.tidy(() => tf.stack([...correct, ens]).dataSync());
+    ens.dispose();
+    const n = Math.max(1, val.rows);
+    return { perHead: Array.from(counts.slice(0, st.size), (v) => v / n), ensemble: counts[st.size] / n };
+  } finally {
+    tf.dispose([...cached.flatMap((b) => [b.x, b.y]), ...sums.filter((s): s is tf.Tensor2D => s !== null), ...correct]);
+  }
+}
+
+/** Independent per-epoch streams (documented in the README of train-heads): 1 pair selection, 2 A2D reference head, 3 shuffling. */
+export function epochStream(seed: number, stream: 1 | 2 | 3): Rng {
+  return new Rng((Math.imul(seed >>> 0, 0x9e3779b1) + Math.imul(stream, 0x85ebca77)) >>> 0);
+}
+
+const CKPT_FORMAT = "sed-pipe-train-checkpoint-v1";
+const CKPT_FILE = "checkpoint.safetensors";
+
+function configDigest(cfg: TrainConfig, train: TrainSource, extra: string): string {
+  return createHash("sha256")
+    .update(JSON.stringify({ cfg, dim: train.dim, passRows: train.passRows, passes: train.passes, extra }))
+    .digest("hex")
+    .slice(0, 20);
+}
+
+interface Checkpoint {
+  epochsDone: number;
+  heads: HeadArrays[];
+  slots: Record<string, HeadArrays>[];
+  headSteps: number[];
+  rows: EpochRow[];
+  rng: Record<string, RngState>;
+}
+
+async function saveCheckpoint(dir: string, digest: string, st: EnsembleState, c: Omit<Checkpoint, "heads" | "slots" | "headSteps">): Promise<void> {
+  const { heads, slots } = st.snapshot();
+  const sh = headParamShapes(st.shape);
+  const tensors: Record<string, SafeTensor> = {};
+  heads.forEach((h, i) => {
+    for (const k of HEAD_PARAM_NAMES) tensors[`submodels.${i}.${k}`] = { dtype: "F32", shape: sh[k], data: h[k] };
+    for (const s of st.slotNames) for (const k of HEAD_PARAM_NAMES) tensors[`optimizer.${i}.${s}.${k}`] = { dtype: "F32", shape: sh[k], data: slots[i][s][k] };
+  });
+  await writeSafetensors(join(dir, CKPT_FILE), tensors, {
+    format: CKPT_FORMAT,
+    digest,
+    epochs_done: String(c.epochsDone),
+    head_steps: JSON.stringify(st.headSteps),
+    rows: JSON.stringify(c.rows),
+    rng: JSON.stringify(c.rng),
+  });
+}
+
+async function loadCheckpoint(dir: string, digest: string, cfg: TrainConfig, log: (s: string) => void): Promise<Checkpoint | null> {
+  const file = join(dir, CKPT_FILE);
+  try {
+    await stat(file);
+  } catch {
+    return null;
+  }
+  let f;
+  try {
+    f = await readSafetensors(file);
+  } catch (err) {
+    log(`ignoring unreadable checkpoint ${file}: ${(err as Error).message}`);
+    return null;
+  }
+  const m = f.metadata;
+  if (m.format !== CKPT_FORMAT || m.digest !== digest) {
+    log(`ignoring checkpoint ${file}: it belongs to another configuration or data (digest ${m.digest ?? "none"} != ${digest})`);
+    return null;
+  }
+  const shape = headShapeOf(cfg);
+  const sh = headParamShapes(shape);
+  const names = slotNames(cfg.optimizer);
+  const get = (key: string, k: (typeof HEAD_PARAM_NAMES)[number]) => {
+    const t = f.tensors[key];
+    if (!t || t.dtype !== "F32" || t.shape.join() !== sh[k].join()) {
+      throw new InputError(`${file}: checkpoint tensor "${key}" is missing or has the wrong shape`, { hint: `delete ${file} to restart training from scratch` });
+    }
+    return t.data as Float32Array;
+  };
+  const heads: HeadArrays[] = [];
+  const slots: Record<string, HeadArrays>[] = [];
+  for (let i = 0; i < cfg.n_models; i++) {
+    const h = {} as HeadArrays;
+    for (const k of HEAD_PARAM_NAMES) h[k] = get(`submodels.${i}.${k}`, k);
+    heads.push(h);
+    const s: Record<string, HeadArrays> = {};
+    for (const n of names) {
+      s[n] = {} as HeadArrays;
+      for (const k of HEAD_PARAM_NAMES) s[n][k] = get(`optimizer.${i}.${n}.${k}`, k);
+    }
+    slots.push(s);
+  }
+  return {
+    epochsDone: Number(m.epochs_done),
+    heads,
+    slots,
+    headSteps: JSON.parse(m.head_steps),
+    rows: JSON.parse(m.rows),
+    rng: JSON.parse(m.rng),
+  };
+}
+
+function stats(v: number[]): { mean: number; max: number; min: number; std: number } {
+  const mean = v.reduce((a, b) => a + b, 0) / v.length;
+  // Population std over heads (numpy's default).
+  const std = Math.sqrt(v.reduce((a, b) => a + (b - mean) ** 2, 0) / v.length);
+  return { mean, max: Math.max(...v), min: Math.min(...v), std };
+}
+
+/** Trains the whole ensemble; resumes from hooks.checkpointDir when it holds a matching checkpoint. */
+export async function trainEnsemble(cfg: TrainConfig, train: TrainSource, val: EvalSource | null, hooks: TrainHooks = {}): Promise<TrainResult> {
+  const log = hooks.log ?? (() => {});
+  if (train.dim !== cfg.embed_dim) {
+    throw new InputError(`train features have dim ${train.dim} but config "${cfg.name}" has embed_dim ${cfg.embed_dim}`, { hint: "set embed_dim to the featurizer's embedding size" });
+  }
+  if (val && val.dim !== cfg.embed_dim) {
+    throw new InputError(`val features have dim ${val.dim} but config "${cfg.name}" has embed_dim ${cfg.embed_dim}`, { hint: "set embed_dim to the featurizer's embedding size" });
+  }
+  const loss = effectiveLoss(cfg);
+  const shape = headShapeOf(cfg);
+  const digest = configDigest(cfg, train, hooks.dataIdentity ?? "");
+  const ckpt = hooks.checkpointDir ? await loadCheckpoint(hooks.checkpointDir, digest, cfg, log) : null;
+  let st: EnsembleState;
+  let rows: EpochRow[] = [];
+  let start = 0;
+  if (ckpt) {
+    st = new EnsembleState(cfg, ckpt.heads, ckpt.slots, ckpt.headSteps);
+    rows = ckpt.rows;
+    start = ckpt.epochsDone;
+    log(`resuming "${cfg.name}" after epoch ${start}/${cfg.n_epochs} from ${join(hooks.checkpointDir!, CKPT_FILE)}`);
+  } else {
+    // One init stream, heads in index order (the reference seeds once with 42 before building all heads).
+    const init = new Rng(cfg.seed);
+    st = new EnsembleState(cfg, Array.from({ length: cfg.n_models }, () => initHeadArrays(shape, init)));
+  }
+  const stepsPerEpoch = Math.ceil(train.passRows / cfg.batch_size);
+  const k = cfg.random_select;
+  try {
+    for (let e = start; e < cfg.n_epochs; e++) {
+      const t0 = performance.now();
+      const frozen = cfg.freeze_first_epoch && e === 0;
+      const seed = epochSeed(cfg, e);
+      const pairRng = epochStream(seed, 1);
+      const refRng = epochStream(seed, 2);
+      const shuffleRng = epochStream(seed, 3);
+      // The scheduler steps once after each trained epoch: epoch e has seen (e - frozen epochs) steps.
+      const lr = lrAt(cfg.optimizer.lr, cfg.lr_scheduler, Math.max(0, e - (cfg.freeze_first_epoch ? 1 : 0)));
+      const phase = `epoch ${e + 1}/${cfg.n_epochs}`;
+      const logEvery = cfg.log_every || Math.floor(stepsPerEpoch / 10) + 1;
+      const acc = new StepAccumulators();
+      const lastAcc = rows.length ? rows[rows.length - 1].val_acc_mean : NaN;
+      try {
+        let step = 0;
+        for (const b of train.batches(e, cfg.batch_size, shuffleRng)) {
+          hooks.signal?.throwIfAborted();
+          const active = pairRng.sample(cfg.n_models, k).sort((a, c) => a - c);
+          const ref = loss.computeRepulsion ? refRng.int(k) : 0;
+          const x = tf.tensor2d(b.embed, [b.count, train.dim]);
+          const y = tf.tensor1d(b.label, "int32");
+          try {
+            sedTrainStep(st, loss, { x, y, active, ref, lr, update: !frozen }, acc);
+          } finally {
+            tf.dispose([x, y]);
+          }
+          step++;
+          if (step % logEvery === 0) {
+            const r = acc.read();
+            hooks.progress?.({ phase, done: step, total: stepsPerEpoch, unit: "step", metrics: { loss: r.total, acc: lastAcc } });
+          }
+          // Let the event loop breathe (abort signals, IPC) without a per-step host read.
+          if (step % 64 === 0) await new Promise((r) => setImmediate(r));
+        }
+        const sums = acc.read();
+        const ev = val ? evaluateEnsemble(st, val, cfg.eval_batch_size, hooks.signal) : { perHead: [NaN], ensemble: NaN };
+        const s = stats(ev.perHead);
+        const row: EpochRow = {
+          epoch: e,
+          frozen,
+          lr,
+          steps: step,
+          skipped_steps: sums.skipped,
+          train_task_loss: sums.task,
+          train_repulsion_loss: sums.repulsion,
+          train_total_loss: sums.total,
+          val_acc_mean: s.mean,
+          val_acc_max: s.max,
+          val_acc_min: s.min,
+          val_acc_std: s.std,
+          val_ensemble_acc: ev.ensemble,
+          walltime_s: Number(((performance.now() - t0) / 1000).toFixed(3)),
+        };
+        rows.push(row);
+        log(
+          `${cfg.name} ${phase}${frozen ? " (frozen)" : ""}: lr ${lr.toPrecision(6)} task ${row.train_task_loss.toFixed(4)} ` +
+            `repulsion ${row.train_repulsion_loss.toFixed(4)} total ${row.train_total_loss.toFixed(4)} | val acc mean ${s.mean.toFixed(4)} ` +
+            `max ${s.max.toFixed(4)} min ${s.min.toFixed(4)} std ${s.std.toFixed(4)} ensemble ${ev.ensemble.toFixed(4)}` +
+            (row.skipped_steps ? ` | ${row.skipped_steps} NaN steps skipped` : "") + ` | ${row.walltime_s} s`,
+        );
+        hooks.progress?.({ phase, done: step, total: stepsPerEpoch, unit: "step", metrics: { loss: row.train_total_loss, acc: s.mean } });
+      } finally {
+        acc.dispose();
+      }
+      if (hooks.checkpointDir) {
+        await saveCheckpoint(hooks.checkpointDir, digest, st, {
+          epochsDone: e + 1,
+          rows,
+          rng: { pair: pairRng.state(), ref: refRng.state(), shuffle: shuffleRng.state() },
+        });
+      }
+      hooks.onEpochEnd?.(e, rows[rows.length - 1]);
+    }
+    const { heads } = st.snapshot();
+    return { heads, rows, resumedEpochs: start, skippedSteps: rows.reduce((a, r) => a + r.skipped_steps, 0) };
+  } finally {
+    st.dispose();
+  }
+}
+
+export async function removeCheckpoint(dir: string): Promise<void> {
+  await rm(join(dir, CKPT_FILE), { force: true });
+}
