@@ -18,13 +18,16 @@ function editDistance(a: string, b: string): number {
 }
 
 function suggest(target: string, candidates: string[]): string {
-  const ranked = candidates
+  const ranked = [...new Set(candidates)]
     .map((c) => ({ c, d: editDistance(target.toLowerCase(), c.toLowerCase()) }))
     .filter((x) => x.d <= Math.max(2, Math.floor(target.length / 3)))
-    .sort((a, b) => a.d - b.d || a.c.localeCompare(b.c))
+    .sort((a, b) => a.d - b.d || a.c.localeCompare(b.c));
+  const best = ranked[0]?.d ?? 0;
+  const names = ranked
+    .filter((x) => x.d <= best + 1)
     .slice(0, 3)
     .map((x) => x.c);
-  return ranked.length ? `; did you mean ${ranked.join(", ")}?` : "";
+  return names.length ? `; did you mean ${names.join(", ")}?` : "";
 }
 
 function listing(names: string[], max = 8): string {
