@@ -44,6 +44,8 @@ export interface ExecuteOptions {
   emit: EventSink;
   /** ms a stage gets to stop after an abort before its process group is killed (default 3000). */
   graceMs?: number;
+  /** Aborted on a second Ctrl-C: kill running stages at once, without the grace period. */
+  killSignal?: AbortSignal;
   runId?: string;
   /** Test hook: the pid of each forked worker. */
   onWorkerSpawn?: (id: string, pid: number) => void;
@@ -124,7 +126,8 @@ export async function executeRun(o: ExecuteOptions): Promise<RunResult> {
 
   async function decideNow(inst: StageInstance, planned: PlanStep): Promise<{ step: PlanStep; fp: Fingerprint | null }> {
     const ups = a.upstream[inst.id] ?? [];
-    const needs = a.current[inst.id] === "pending" || ups.some((u) => executed.has(u));
+    // planRun marks steps decided before their upstream ran (run or restore) as pending.
+    const needs = planned.pending === true || a.current[inst.id] === "pending" || ups.some((u) => executed.has(u));
     if (!needs) {
       const cur = a.current[inst.id];
       return { step: planned, fp: cur === "pending" ? null : cur };
@@ -189,6 +192,7 @@ export async function executeRun(o: ExecuteOptions): Promise<RunResult> {
           logPath,
           signal: o.signal,
           graceMs,
+          ...(o.killSignal ? { killSignal: o.killSignal } : {}),
           onProgress: (event) => o.emit({ type: "progress", id: inst.id, elapsedMs: Date.now() - t0, progress: event }),
           onLog: (stream, line) => o.emit({ type: "log", id: inst.id, stream, line }),
           onSpawn: (pid) => o.onWorkerSpawn?.(inst.id, pid),

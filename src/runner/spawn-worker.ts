@@ -22,6 +22,8 @@ export interface WorkerHooks {
   signal: AbortSignal;
   /** After an abort, how long the stage gets to stop before its process group is SIGKILLed. */
   graceMs: number;
+  /** Aborted when the user insists (second Ctrl-C): SIGKILL the process group at once. */
+  killSignal?: AbortSignal;
   onProgress(event: ProgressEvent): void;
   onLog(stream: "log" | "stdout" | "stderr", line: string): void;
   /** Called with the worker's pid once it is forked (tests kill it from outside). */
@@ -94,6 +96,9 @@ export async function runInWorker(spec: WorkerSpec, hooks: WorkerHooks): Promise
   };
   if (hooks.signal.aborted) onAbort();
   else hooks.signal.addEventListener("abort", onAbort, { once: true });
+  const onKill = () => killGroup("SIGKILL");
+  if (hooks.killSignal?.aborted) onKill();
+  else hooks.killSignal?.addEventListener("abort", onKill, { once: true });
 
   const closed = new Promise<void>((resolve) => child.on("close", () => resolve()));
   const [code, sig] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
@@ -105,6 +110,7 @@ export async function runInWorker(spec: WorkerSpec, hooks: WorkerHooks): Promise
   });
   clearTimeout(killTimer);
   hooks.signal.removeEventListener("abort", onAbort);
+  hooks.killSignal?.removeEventListener("abort", onKill);
   // Grandchildren the stage left behind must not outlive it (they could also hold its stdout open).
   killGroup("SIGKILL");
   await Promise.race([closed, new Promise<void>((r) => setTimeout(r, 1000))]);

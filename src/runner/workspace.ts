@@ -1,0 +1,81 @@
+// A workspace opened for one command: the loaded pipeline, the hasher, the output digester, the cache
+// store, and the read-only planning (`status`, `why`, dry runs). Wires src/pipeline + src/hash +
+// src/store together; no argv, no printing.
+import { existsSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { SedPipeError } from "../errors.ts";
+import { loadPipeline } from "../pipeline/load.ts";
+import { decideInstance, diffParts, explain, planRun } from "../pipeline/plan.ts";
+import type { LockFile, Pipeline, PlanStep } from "../pipeline/types.ts";
+import { Hasher } from "../hash/fingerprint.ts";
+import { ContentStore } from "../store/cas.ts";
+import { OutputDigester } from "../store/digest.ts";
+import { readLock } from "../store/lock-file.ts";
+import { assess, type Planner } from "./assess.ts";
+
+export const PIPELINE_FILE = "pipeline.yaml";
+
+/** The folder holding pipeline.yaml, walking up from `start` like git and npm do. */
+export function findRoot(start: string): string {
+  let dir = resolve(start);
+  for (;;) {
+    if (existsSync(join(dir, PIPELINE_FILE))) return dir;
+    const up = dirname(dir);
+    if (up === dir) {
+      throw new SedPipeError(`no ${PIPELINE_FILE} found in ${resolve(start)} or any folder above it`, {
+        hint: "run sed-pipe inside a sed-pipe project (the folder holding pipeline.yaml, or below it)",
+      });
+    }
+    dir = up;
+  }
+}
+
+export const planner: Planner = { planRun, decideInstance, diffParts, explain };
+
+export interface Workspace {
+  root: string;
+  cacheDir: string;
+  pipeline: Pipeline;
+  hasher: Hasher;
+  digester: OutputDigester;
+  store: ContentStore;
+  warnings: string[];
+}
+
+export async function openWorkspace(
+  root: string,
+  opts: { profile?: string; backend?: string; onWarn?: (msg: string) => void } = {},
+): Promise<Workspace> {
+  const pipeline = await loadPipeline(root, opts.profile === undefined ? {} : { profile: opts.profile });
+  const cacheDir = join(pipeline.root, "cache");
+  const warnings: string[] = [];
+  const hasher = new Hasher(pipeline.root, {
+    backend: opts.backend ?? "auto",
+    onWarn: (m) => {
+      warnings.push(m);
+      opts.onWarn?.(m);
+    },
+  });
+  const digester = new OutputDigester(join(cacheDir, "state", "outputs.json"));
+  return { root: pipeline.root, cacheDir, pipeline, hasher, digester, store: new ContentStore(cacheDir, digester), warnings };
+}
+
+/** The plan for `order` without executing anything (what `status`, `why` and `--dry-run` show). */
+export async function planOnly(ws: Workspace, order: string[], force: string[] = [], lock?: LockFile): Promise<PlanStep[]> {
+  const l = lock ?? (await readLock(ws.root));
+  const a = await assess(ws.pipeline, order, l, ws.hasher, ws.digester, ws.store);
+  const steps = planRun({ order, upstream: a.upstream, lock: l, current: a.current, outputs: a.outputs, cached: a.cached, force });
+  // Digests computed here make the next status fast; losing them only costs time.
+  await Promise.all([ws.hasher.save().catch(() => {}), ws.digester.save().catch(() => {})]);
+  return steps;
+}
+
+export type InstanceState = "fresh" | "stale" | "missing";
+
+/** status words: fresh = nothing to do; missing = outputs gone (restorable or not); stale = must run. */
+export function stateOf(step: PlanStep): InstanceState {
+  if (step.action === "skip") return "fresh";
+  if (step.action === "restore") return "missing";
+  if (step.changes.length > 0 && step.changes.every((c) => c.kind === "outputs-missing")) return "missing";
+  return "stale";
+}
