@@ -7,6 +7,7 @@ import "@tensorflow/tfjs-backend-cpu";
 import "@tensorflow/tfjs-backend-wasm";
 import { activeBlasPath, installBlasKernels, loadBlasAddon, uninstallBlasKernels, type BlasPath } from "../../../src/ml/wasm-blas.ts";
 import { SedPipeError } from "../../../src/errors.ts";
+import { registerCoreGradients } from "../../../src/ml/kernels/core-gradients.ts";
 import { Rng } from "../../../src/rng.ts";
 
 type Path = BlasPath | "stock";
@@ -152,14 +153,12 @@ test("_FusedMatMul prelu with a scalar weight", async () => {
   for (const path of PATHS) assertClose(await compute(path, f), ref, path);
 });
 
-// tfjs-core's ESM dist cannot be imported whole under Node (register_all_gradients fails on a
-// directory import), and the CJS bundle has no gradients: register the few this model needs.
-for (const name of ["BatchMatMul", "Add", "Relu", "Reshape", "Multiply", "Mean", "Sub", "Square"]) {
-  const mod = (await import(`@tensorflow/tfjs-core/dist/gradients/${name}_grad.js`)) as Record<string, tf.GradConfig>;
-  const config = Object.entries(mod).find(([k]) => k.endsWith("GradConfig"));
-  if (!config) throw new Error(`no GradConfig exported for ${name}`);
-  tf.registerGradient(config[1]);
-}
+const grads = await registerCoreGradients();
+test("tfjs-core gradients needed by training are registered", () => {
+  for (const k of ["BatchMatMul", "Add", "Relu", "Reshape", "Multiply", "Mean", "Sub", "Square", "Sum", "Softmax", "LogSoftmax"]) {
+    assert.ok(grads.registered.includes(k), `no gradient for ${k} (skipped: ${grads.skipped.join("; ")})`);
+  }
+});
 
 /** A two-layer head with the SED head's layer pattern (dense-relu-dense), small, squared error. */
 function headGrads(x: Arr, w1: Arr, b1: Arr, w2: Arr, b2: Arr, y: Arr): tf.Tensor[] {
