@@ -215,6 +215,7 @@ export class StepAccumulators {
     }));
     tf.dispose([this.task, this.repulsion, this.total, this.skipped]);
     Object.assign(this, next);
+    for (const t of [this.task, this.repulsion, this.total, this.skipped]) tf.keep(t);
     this.steps++;
   }
 
@@ -281,6 +282,8 @@ export function sedTrainStep(st: EnsembleState, loss: EffectiveLoss, inp: StepIn
     return { task: l.task, repulsion: l.repulsion, total: l.total, next, skipped };
   };
   const out = tf.tidy(() => compute() as unknown as tf.TensorContainer) as unknown as StepOut;
+  // The new state outlives any tidy scope the caller may have opened around this step.
+  if (out.next) for (const h of out.next) for (const t of [...Object.values(h.params), ...Object.values(h.slots).flatMap((s) => Object.values(s))]) tf.keep(t);
   acc.add({ task: out.task, repulsion: out.repulsion, total: out.total, skipped: out.skipped ?? undefined });
   tf.dispose([out.task, out.repulsion, out.total, ...(out.skipped ? [out.skipped] : [])]);
   heads.forEach((h, j) => {

@@ -1,10 +1,10 @@
 // Synthetic class-cluster features for trainer tests (not a test suite itself).
 import { Rng } from "../../../src/rng.ts";
 
-export function clusters(rows: number, dim: number, classes: number, seed: number, noise = 0.5): { embed: Float32Array; label: Int32Array } {
+export function clusters(rows: number, dim: number, classes: number, seed: number, noise = 0.5, sampleSeed = seed + 1000): { embed: Float32Array; label: Int32Array } {
   const rng = new Rng(seed);
   const centers = Array.from({ length: classes }, () => Float32Array.from({ length: dim }, () => rng.normal()));
-  const cr = new Rng(seed + 1000);
+  const cr = new Rng(sampleSeed);
   const embed = new Float32Array(rows * dim);
   const label = new Int32Array(rows);
   for (let i = 0; i < rows; i++) {

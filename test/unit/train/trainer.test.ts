@@ -1,0 +1,192 @@
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import * as tf from "@tensorflow/tfjs-core";
+import "@tensorflow/tfjs-backend-cpu";
+import { mkdtemp, rm, readdir } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Rng } from "../../../src/rng.ts";
+import { HEAD_PARAM_NAMES, initHeadArrays, type HeadArrays } from "../../../src/ml/heads.ts";
+import { parseTrainConfig, effectiveLoss, headShapeOf, type TrainConfigInput } from "../../../src/ml/train-config.ts";
+import { EnsembleState, StepAccumulators, sedTrainStep, trainEnsemble, evaluateEnsemble, trainingCsv } from "../../../src/ml/trainer.ts";
+import { memoryTrainSource, memoryEvalSource } from "../../../src/ml/train-sources.ts";
+import { clusters } from "./synthetic.ts";
+
+await tf.setBackend("cpu");
+
+const DIM = 6;
+function cfgOf(over: Partial<TrainConfigInput> = {}) {
+  return parseTrainConfig({
+    name: "t", n_models: 4, random_select: 2, embed_dim: DIM, mlp_hidden: 8, num_classes: 3, batch_size: 8, eval_batch_size: 16,
+    optimizer: { type: "adamw", lr: 0.01, weight_decay: 0.1 }, lr_scheduler: { type: "cosine", t_max: 15 }, n_epochs: 3,
+    freeze_first_epoch: true, lambda: null, patch_diversity_lambda: 0.5, manual_lambda: 5, use_always_labeled: true, smoothing_eps: 0.5,
+    ...over,
+  });
+}
+
+function withTimeout<T>(p: Promise<T>, ms = 60_000): Promise<T> {
+  return Promise.race([p, new Promise<T>((_, rej) => setTimeout(() => rej(new Error(`timed out after ${ms} ms`)), ms).unref())]);
+}
+
+const same = (a: Float32Array, b: Float32Array) => a.length === b.length && a.every((v, i) => Object.is(v, b[i]));
+
+function snapshotCopy(st: EnsembleState) {
+  const s = st.snapshot();
+  return {
+    heads: s.heads.map((h) => Object.fromEntries(HEAD_PARAM_NAMES.map((k) => [k, h[k].slice()])) as HeadArrays),
+    slots: s.slots.map((o) => Object.fromEntries(Object.entries(o).map(([n, h]) => [n, Object.fromEntries(HEAD_PARAM_NAMES.map((k) => [k, h[k].slice()]))]))),
+  };
+}
+
+for (const [label, over] of [
+  ["adamw on device", {}],
+  ["sgd, inactive heads on the host", { optimizer: { type: "sgd", lr: 0.05, momentum: 0.9, weight_decay: 1e-4, nan_check: true }, keep_inactive_on_cpu: true }],
+] as [string, Partial<TrainConfigInput>][]) {
+  test(`2-of-M selection updates only the active heads; inactive weights and optimizer state stay bit-identical (${label})`, () => {
+    const cfg = cfgOf(over);
+    const rng = new Rng(3);
+    const st = new EnsembleState(cfg, Array.from({ length: 4 }, () => initHeadArrays(headShapeOf(cfg), rng)));
+    const data = clusters(8, DIM, 3, 1);
+    const acc = new StepAccumulators();
+    const x = tf.tensor2d(data.embed, [8, DIM]);
+    const y = tf.tensor1d(data.label, "int32");
+    // warm step on heads 0 and 2 so every head's state differs from zeros before the checked step
+    sedTrainStep(st, effectiveLoss(cfg), { x, y, active: [0, 2], ref: 0, lr: 0.01, update: true }, acc);
+    sedTrainStep(st, effectiveLoss(cfg), { x, y, active: [1, 3], ref: 1, lr: 0.01, update: true }, acc);
+    const before = snapshotCopy(st);
+    const nBefore = tf.memory().numTensors;
+    sedTrainStep(st, effectiveLoss(cfg), { x, y, active: [1, 2], ref: 0, lr: 0.01, update: true }, acc);
+    assert.is(tf.memory().numTensors, nBefore, "tensor count is stable across steps");
+    const after = snapshotCopy(st);
+    for (const i of [0, 3]) {
+      for (const k of HEAD_PARAM_NAMES) assert.ok(same(before.heads[i][k], after.heads[i][k]), `inactive head ${i} ${k} changed`);
+      for (const s of Object.keys(before.slots[i])) for (const k of HEAD_PARAM_NAMES) assert.ok(same(before.slots[i][s][k], after.slots[i][s][k]), `inactive head ${i} slot ${s}.${k} changed`);
+    }
+    for (const i of [1, 2]) assert.not.ok(same(before.heads[i]["head.weight"], after.heads[i]["head.weight"]), `active head ${i} did not change`);
+    assert.equal(st.headSteps, [1, 2, 2, 1]);
+    tf.dispose([x, y]);
+    acc.dispose();
+    st.dispose();
+  });
+}
+
+test("a step whose gradients hold a NaN is skipped and counted (SGD nan_check)", () => {
+  const cfg = cfgOf({ optimizer: { type: "sgd", lr: 0.05, momentum: 0.9, weight_decay: 1e-4, nan_check: true } });
+  const st = new EnsembleState(cfg, Array.from({ length: 4 }, (_, i) => initHeadArrays(headShapeOf(cfg), new Rng(i))));
+  const data = clusters(8, DIM, 3, 1);
+  const acc = new StepAccumulators();
+  const bad = data.embed.slice();
+  bad[3] = NaN;
+  const before = snapshotCopy(st);
+  tf.tidy(() => sedTrainStep(st, effectiveLoss(cfg), { x: tf.tensor2d(bad, [8, DIM]), y: tf.tensor1d(data.label, "int32"), active: [0, 1], ref: 0, lr: 0.05, update: true }, acc));
+  assert.is(acc.read().skipped, 1);
+  const mid = snapshotCopy(st);
+  for (const k of HEAD_PARAM_NAMES) assert.ok(same(before.heads[0][k], mid.heads[0][k]) && same(before.slots[0].momentum[k], mid.slots[0].momentum[k]), `${k} changed by a skipped step`);
+  tf.tidy(() => sedTrainStep(st, effectiveLoss(cfg), { x: tf.tensor2d(data.embed, [8, DIM]), y: tf.tensor1d(data.label, "int32"), active: [0, 1], ref: 0, lr: 0.05, update: true }, acc));
+  assert.is(acc.read().skipped, 1);
+  assert.not.ok(same(mid.heads[0]["head.weight"], snapshotCopy(st).heads[0]["head.weight"]));
+  acc.dispose();
+  st.dispose();
+});
+
+test("frozen step: forward/backward, no update", () => {
+  const cfg = cfgOf();
+  const st = new EnsembleState(cfg, Array.from({ length: 4 }, (_, i) => initHeadArrays(headShapeOf(cfg), new Rng(i))));
+  const data = clusters(8, DIM, 3, 1);
+  const acc = new StepAccumulators();
+  const before = snapshotCopy(st);
+  tf.tidy(() => sedTrainStep(st, effectiveLoss(cfg), { x: tf.tensor2d(data.embed, [8, DIM]), y: tf.tensor1d(data.label, "int32"), active: [0, 1], ref: 0, lr: 0.05, update: false }, acc));
+  const r = acc.read();
+  assert.ok(r.task > 0 && r.total > 0);
+  for (const k of HEAD_PARAM_NAMES) assert.ok(same(before.heads[0][k], snapshotCopy(st).heads[0][k]));
+  assert.equal(st.headSteps, [0, 0, 0, 0]);
+  acc.dispose();
+  st.dispose();
+});
+
+test("evaluateEnsemble: per-head and mean-logit accuracy", () => {
+  const cfg = cfgOf({ n_models: 2 });
+  const st = new EnsembleState(cfg, [0, 1].map((i) => initHeadArrays(headShapeOf(cfg), new Rng(i))));
+  const v = clusters(20, DIM, 3, 4);
+  const r = evaluateEnsemble(st, memoryEvalSource(v.embed, v.label, DIM), 7);
+  const { heads } = st.snapshot();
+  // recompute on the host from the same weights
+  const logits = heads.map((h) => tf.tidy(() => {
+    const { headLogits, headTensorsFromArrays } = HL;
+    return headLogits(headTensorsFromArrays(h, headShapeOf(cfg)), tf.tensor2d(v.embed, [20, DIM]), headShapeOf(cfg)).arraySync();
+  }));
+  const argmax = (row: number[]) => row.indexOf(Math.max(...row));
+  const acc = (rows: number[][]) => rows.filter((row, n) => argmax(row) === v.label[n]).length / 20;
+  assert.equal(r.perHead, logits.map(acc));
+  assert.is(r.ensemble, acc(logits[0].map((row, n) => row.map((z, c) => z + logits[1][n][c]))));
+  st.dispose();
+});
+import * as HL from "../../../src/ml/heads.ts";
+
+test("interrupted training resumes from the last complete epoch and ends bit-identical", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "sed-train-"));
+  try {
+    const tr = clusters(96, DIM, 3, 1, 1);
+    const va = clusters(30, DIM, 3, 2, 1);
+    const train = memoryTrainSource(tr.embed, tr.label, DIM, 2);
+    const val = memoryEvalSource(va.embed, va.label, DIM);
+    const cfg = cfgOf({ n_epochs: 4 });
+    const n0 = tf.memory().numTensors;
+    const full = await withTimeout(trainEnsemble(cfg, train, val, { checkpointDir: join(dir, "a") }));
+    assert.is(tf.memory().numTensors, n0, "no tensors leak from a whole run");
+    assert.is(full.rows.length, 4);
+    assert.ok(full.rows[0].frozen && !full.rows[1].frozen);
+    assert.is(full.rows[0].lr, 0.01);
+    assert.is(full.rows[1].lr, 0.01);
+    assert.ok(Math.abs(full.rows[2].lr - 0.01 * 0.989074) < 1e-8);
+
+    const ac = new AbortController();
+    const b = join(dir, "b");
+    await (await import("node:fs/promises")).mkdir(b);
+    let failed = false;
+    try {
+      await withTimeout(trainEnsemble(cfg, train, val, { checkpointDir: b, signal: ac.signal, onEpochEnd: (e) => e === 1 && ac.abort(new Error("interrupted")) }));
+    } catch (e) {
+      failed = (e as Error).message === "interrupted";
+    }
+    assert.ok(failed, "the run was interrupted");
+    assert.equal(await readdir(b), ["checkpoint.safetensors"]);
+    const logs: string[] = [];
+    const resumed = await withTimeout(trainEnsemble(cfg, train, val, { checkpointDir: b, log: (l) => logs.push(l) }));
+    assert.is(resumed.resumedEpochs, 2);
+    assert.match(logs[0], "resuming");
+    for (let i = 0; i < 4; i++) for (const k of HEAD_PARAM_NAMES) assert.ok(same(full.heads[i][k], resumed.heads[i][k]), `head ${i} ${k} differs after resume`);
+    const strip = (rows: typeof full.rows) => rows.map(({ walltime_s: _w, ...r }) => r);
+    assert.equal(strip(resumed.rows), strip(full.rows));
+    assert.match(trainingCsv(full.rows).split("\n")[0], "epoch,frozen,lr,steps,skipped_steps,train_task_loss");
+
+    // A different config ignores the checkpoint instead of resuming from it.
+    const logs2: string[] = [];
+    const other = await withTimeout(trainEnsemble(cfgOf({ n_epochs: 2, seed: 7 }), train, val, { checkpointDir: b, log: (l) => logs2.push(l) }));
+    assert.is(other.resumedEpochs, 0);
+    assert.match(logs2[0], "ignoring checkpoint");
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("heads learn: val accuracy rises well above chance (CE-only config, like ood_gen)", async () => {
+  const tr = clusters(240, DIM, 3, 1, 0.7);
+  const va = clusters(60, DIM, 3, 1, 0.7, 99); // same class centres, fresh samples
+  const r = await withTimeout(trainEnsemble(cfgOf({ n_epochs: 4, lambda: 0.5, patch_diversity_lambda: null, manual_lambda: 0 }), memoryTrainSource(tr.embed, tr.label, DIM, 2), memoryEvalSource(va.embed, va.label, DIM)));
+  assert.ok(r.rows[3].train_task_loss < r.rows[0].train_task_loss, "task loss goes down");
+  assert.ok(r.rows[3].val_acc_mean > 0.8, `val acc ${r.rows[3].val_acc_mean}`);
+  assert.ok(r.rows[3].train_repulsion_loss > 0, "repulsion computed and logged although mu = 0");
+});
+
+test("features of the wrong width are refused with a clear error", async () => {
+  const tr = clusters(16, DIM + 1, 3, 1);
+  try {
+    await trainEnsemble(cfgOf(), memoryTrainSource(tr.embed, tr.label, DIM + 1), null);
+    assert.unreachable();
+  } catch (e) {
+    assert.match((e as Error).message, "train features have dim 7 but config \"t\" has embed_dim 6");
+  }
+});
+
+test.run();
