@@ -1,0 +1,112 @@
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { Hasher } from "../../../src/hash/fingerprint.ts";
+import { paramsHash } from "../../../src/hash/params-hash.ts";
+import { runtimeParts } from "../../../src/hash/runtime.ts";
+import { SedPipeError } from "../../../src/errors.ts";
+import type { StageInstance } from "../../../src/pipeline/types.ts";
+import { tempDir, writeAged } from "./hash-fixture.ts";
+
+const quiet = { onWarn: () => {} };
+
+function instance(over: Partial<StageInstance> = {}): StageInstance {
+  return {
+    id: "train@a",
+    stage: "train",
+    module: "stages/train.ts",
+    item: { name: "a" },
+    params: { config: { n: 5, lr: 0.1 } },
+    deps: { train: "data/train.bin", val: "data/val.bin" },
+    outs: { model: "artifacts/models/a" },
+    pos: { file: "pipeline.yaml", line: 1, col: 1 },
+    ...over,
+  };
+}
+
+async function project() {
+  const t = await tempDir("sed-fp-test-");
+  await writeAged(t.root, "stages/train.ts", 'import { f } from "../src/lib.ts";\nexport async function run() { f(); }\n');
+  await writeAged(t.root, "stages/tf.ts", 'import * as tf from "@tensorflow/tfjs-core";\nexport async function run() { tf.ready(); }\n');
+  await writeAged(t.root, "src/lib.ts", "export function f() { return 1; }\n");
+  await writeAged(t.root, "data/train.bin", "train-bytes");
+  await writeAged(t.root, "data/val.bin", "val-bytes");
+  return t;
+}
+
+test("params hash is key-order independent and list-order sensitive", () => {
+  assert.is(paramsHash({ a: 1, b: { c: [1, 2], d: null } }), paramsHash({ b: { d: null, c: [1, 2] }, a: 1 }));
+  assert.is.not(paramsHash({ a: [1, 2] }), paramsHash({ a: [2, 1] }));
+  assert.is.not(paramsHash({ a: 1 }), paramsHash({ a: "1" }));
+  assert.match(paramsHash({}), /^[0-9a-f]{64}$/);
+});
+
+test("fingerprint parts: params, deps by path, code closure, runtime, declarations", async () => {
+  const t = await project();
+  try {
+    const h = new Hasher(t.root, quiet);
+    const fp = await h.fingerprint(instance());
+    assert.match(fp.digest, /^sha256:[0-9a-f]{64}$/);
+    assert.equal(fp.parts.params, { config: { n: 5, lr: 0.1 } });
+    assert.is(fp.parts.paramsHash, paramsHash({ config: { n: 5, lr: 0.1 } }));
+    assert.equal(Object.keys(fp.parts.deps), ["data/train.bin", "data/val.bin"]);
+    assert.is(fp.parts.deps["data/train.bin"], await h.digestPath("data/train.bin"));
+    assert.equal(Object.keys(fp.parts.code), ["src/lib.ts", "stages/train.ts"]);
+    assert.equal(fp.parts.runtime, { node: process.version, platform: `${process.platform}-${process.arch}` });
+    assert.equal(fp.parts.decl, { deps: { train: "data/train.bin", val: "data/val.bin" }, outs: { model: "artifacts/models/a" } });
+    // Deterministic across Hashers.
+    assert.is((await new Hasher(t.root, quiet).fingerprint(instance())).digest, fp.digest);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test("code importing tfjs gets the backend and the tfjs versions in its runtime part", async () => {
+  const t = await project();
+  try {
+    const fp = await new Hasher(t.root, { ...quiet, backend: "cpu" }).fingerprint(instance({ module: "stages/tf.ts" }));
+    assert.is(fp.parts.runtime.backend, "cpu");
+    // The temp project has no node_modules: versions read as absent rather than guessed.
+    assert.equal(Object.keys(fp.parts.runtime).sort(), ["backend", "node", "platform"]);
+    const repo = runtimeParts(process.cwd(), "cpu");
+    assert.is(repo["@tensorflow/tfjs-core"], "4.22.0");
+    assert.is(repo.h5wasm, "0.10.3");
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test("what changes the digest and what does not", async () => {
+  const t = await project();
+  try {
+    const h = new Hasher(t.root, quiet);
+    const base = (await h.fingerprint(instance())).digest;
+    assert.is((await h.fingerprint(instance({ params: { config: { lr: 0.1, n: 5 } } }))).digest, base, "key order");
+    assert.is((await h.fingerprint(instance({ id: "train@b", item: { name: "b" } }))).digest, base, "the id itself is not an input");
+    assert.is.not((await h.fingerprint(instance({ params: { config: { n: 6, lr: 0.1 } } }))).digest, base, "param");
+    assert.is.not((await h.fingerprint(instance({ deps: { train: "data/val.bin", val: "data/train.bin" } }))).digest, base, "dep names swapped");
+    assert.is.not((await h.fingerprint(instance({ outs: { model: "artifacts/models/b" } }))).digest, base, "out path");
+    await writeAged(t.root, "data/val.bin", "val-bytes-2");
+    assert.is.not((await new Hasher(t.root, quiet).fingerprint(instance())).digest, base, "dep content");
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test("a missing dep names the instance and the path", async () => {
+  const t = await project();
+  try {
+    const h = new Hasher(t.root, quiet);
+    try {
+      await h.fingerprint(instance({ deps: { train: "artifacts/features/missing.hdf5" } }));
+      assert.unreachable("must fail");
+    } catch (err) {
+      assert.instance(err, SedPipeError);
+      assert.is((err as Error).message, 'dep "train" of instance train@a does not exist: artifacts/features/missing.hdf5');
+      assert.match((err as SedPipeError).hint ?? "", /run the stage that writes it first/);
+    }
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test.run();

@@ -1,0 +1,148 @@
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { mkdir, utimes, writeFile, readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { Hasher } from "../../../src/hash/fingerprint.ts";
+import { STAT_CACHE_PATH } from "../../../src/hash/stat-cache.ts";
+import { tempDir, writeAged } from "./hash-fixture.ts";
+
+const quiet = { onWarn: () => {} };
+
+test("unchanged file: a second Hasher answers from the saved cache without reading", async () => {
+  const t = await tempDir();
+  try {
+    await writeAged(t.root, "data/x.bin", "hello");
+    const h1 = new Hasher(t.root, quiet);
+    const d1 = await h1.digestPath("data/x.bin");
+    assert.equal(h1.stats, { filesHashed: 1, bytesHashed: 5, cacheHits: 0 });
+    await h1.save();
+    const saved = JSON.parse(await readFile(join(t.root, STAT_CACHE_PATH), "utf8"));
+    assert.is(saved.version, 1);
+    const h2 = new Hasher(t.root, quiet);
+    assert.is(await h2.digestPath("data/x.bin"), d1);
+    assert.equal(h2.stats, { filesHashed: 0, bytesHashed: 0, cacheHits: 1 });
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test("touch without content change: re-read once (mtime changed), same digest", async () => {
+  const t = await tempDir();
+  try {
+    const abs = await writeAged(t.root, "x.bin", "hello", 120);
+    const h1 = new Hasher(t.root, quiet);
+    const d1 = await h1.digestPath("x.bin");
+    await h1.save();
+    const later = new Date(Date.now() - 30_000);
+    await utimes(abs, later, later);
+    const h2 = new Hasher(t.root, quiet);
+    assert.is(await h2.digestPath("x.bin"), d1);
+    assert.is(h2.stats.filesHashed, 1);
+    await h2.save();
+    const h3 = new Hasher(t.root, quiet);
+    assert.is(await h3.digestPath("x.bin"), d1);
+    assert.is(h3.stats.filesHashed, 0, "after the re-read the new stat is cached");
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test("content change with the same size and restored mtime is still seen (ctime)", async () => {
+  const t = await tempDir();
+  try {
+    const fixed = new Date("2025-01-01T00:00:00Z");
+    const abs = join(t.root, "x.bin");
+    await writeFile(abs, "hello");
+    await utimes(abs, fixed, fixed);
+    const h1 = new Hasher(t.root, quiet);
+    const d1 = await h1.digestPath("x.bin");
+    await h1.save();
+    const before = await stat(abs, { bigint: true });
+    await writeFile(abs, "jello");
+    await utimes(abs, fixed, fixed);
+    const after = await stat(abs, { bigint: true });
+    assert.equal([after.size, after.mtimeNs, after.ino], [before.size, before.mtimeNs, before.ino]);
+    const h2 = new Hasher(t.root, quiet);
+    const d2 = await h2.digestPath("x.bin");
+    assert.is.not(d2, d1);
+    assert.is(h2.stats.filesHashed, 1);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test("a file modified just now is not trusted from the cache (racy window)", async () => {
+  const t = await tempDir();
+  try {
+    await mkdir(join(t.root, "d"));
+    await writeFile(join(t.root, "d", "fresh.bin"), "new");
+    const h1 = new Hasher(t.root, quiet);
+    await h1.digestPath("d/fresh.bin");
+    await h1.save();
+    // Dated in the future relative to the hashing: cannot be a trusted entry.
+    const future = new Date(Date.now() + 60_000);
+    await utimes(join(t.root, "d", "fresh.bin"), future, future);
+    const h2 = new Hasher(t.root, quiet);
+    await h2.digestPath("d/fresh.bin");
+    assert.is(h2.stats.filesHashed, 1);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test("folders use the per-file cache", async () => {
+  const t = await tempDir();
+  try {
+    for (let i = 0; i < 5; i++) await writeAged(t.root, `dir/f${i}.bin`, `file ${i}`);
+    const h1 = new Hasher(t.root, quiet);
+    const d1 = await h1.digestPath("dir");
+    assert.is(h1.stats.filesHashed, 5);
+    await h1.save();
+    await writeAged(t.root, "dir/f2.bin", "changed");
+    const h2 = new Hasher(t.root, quiet);
+    const d2 = await h2.digestPath("dir");
+    assert.is.not(d2, d1);
+    assert.equal([h2.stats.filesHashed, h2.stats.cacheHits], [1, 4]);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test("corrupt cache file: warning, empty cache, correct digests, rewritten on save", async () => {
+  const t = await tempDir();
+  try {
+    await writeAged(t.root, "x.bin", "hello");
+    await writeAged(t.root, STAT_CACHE_PATH, '{"version": 1, "entries": {tru');
+    const warnings: string[] = [];
+    const h = new Hasher(t.root, { onWarn: (m) => warnings.push(m) });
+    assert.is(await h.digestPath("x.bin"), "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+    assert.is(warnings.length, 1);
+    assert.match(warnings[0]!, /stat cache .*stat-cache\.json is corrupt \(.*\); ignoring it, files will be re-hashed/);
+    await h.save();
+    assert.is(JSON.parse(await readFile(join(t.root, STAT_CACHE_PATH), "utf8")).version, 1);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test("a cache entry with a forged digest is only used while the stat matches", async () => {
+  const t = await tempDir();
+  try {
+    await writeAged(t.root, "x.bin", "hello");
+    const h1 = new Hasher(t.root, quiet);
+    await h1.digestPath("x.bin");
+    await h1.save();
+    const file = join(t.root, STAT_CACHE_PATH);
+    const data = JSON.parse(await readFile(file, "utf8"));
+    const key = Object.keys(data.entries)[0]!;
+    data.entries[key].size = "999";
+    await writeFile(file, JSON.stringify(data));
+    const h2 = new Hasher(t.root, quiet);
+    await h2.digestPath("x.bin");
+    assert.is(h2.stats.filesHashed, 1);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test.run();
