@@ -41,9 +41,11 @@ function chartBody(c: BarChart): { body: string; width: number; height: number }
   const left = 64;
   const top = 58;
   const plotH = 240;
-  const bottom = 96;
+  // rotated group labels need room below the axis and past the last group
+  const longest = Math.max(4, ...c.groups.map((g) => g.length));
+  const bottom = 36 + longest * 3.8;
   const groupW = Math.max(1, c.series.length) * barW + gap;
-  const width = Math.max(420, left + c.groups.length * groupW + 30);
+  const width = Math.max(560, left + c.groups.length * groupW + 20 + longest * 5.2);
   const height = top + plotH + bottom;
   const finite = c.series.flatMap((s) => s.values).filter((v): v is number => v !== null && Number.isFinite(v));
   const lo = c.yMin ?? Math.min(0, ...finite);
@@ -91,7 +93,7 @@ function chartBody(c: BarChart): { body: string; width: number; height: number }
   if (c.refLine) {
     const yy = y(c.refLine.value).toFixed(1);
     out.push(`<line x1="${left}" x2="${width - 20}" y1="${yy}" y2="${yy}" stroke="#c00" stroke-dasharray="5 4"/>`);
-    out.push(`<text x="${width - 22}" y="${yy}" dy="-3" text-anchor="end" font-size="10" fill="#c00">${escapeXml(c.refLine.label)}</text>`);
+    out.push(`<text x="${left + 4}" y="${yy}" dy="-3" font-size="10" fill="#c00">${escapeXml(c.refLine.label)}</text>`);
   }
   return { body: out.join("\n"), width, height };
 }

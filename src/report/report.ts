@@ -107,7 +107,7 @@ function charts(input: ReportInput, gen: LongTable, lookup: ReturnType<typeof lo
   const auroc: BarChart[] = detCols.map((col) => ({
     title: `OOD detection AUROC per score: ${col} vs in_val`,
     yLabel: "AUROC",
-    groups: ALL_SCORES,
+    groups: ALL_SCORES.map((s) => s.replace(/_per_sample$/, "")),
     series: models.map((m) => ({ name: modelLabel(m), values: ALL_SCORES.map((s) => cellValue(lookup, "ood_det", m, col, s, 1, input.datasets)) })),
     yMin: 0,
     yMax: 1,
