@@ -217,9 +217,15 @@ export function unpickle(buf: Uint8Array, options: UnpickleOptions = {}): unknow
       case 0x8d: // BINUNICODE8
         stack.push(dec.decode(bytes(u64())));
         break;
-      case 0x56: // UNICODE (raw-unicode-escape text)
-        stack.push(line());
+      case 0x56: {
+        // UNICODE: raw-unicode-escape = latin-1 bytes with \uXXXX / \UXXXXXXXX escapes
+        const end = buf.indexOf(0x0a, pos);
+        if (end < 0) fail("unterminated text line");
+        const raw = latin1(buf.subarray(pos, end));
+        pos = end + 1;
+        stack.push(raw.replace(/\\u([0-9a-fA-F]{4})|\\U([0-9a-fA-F]{8})/g, (_, a: string, b: string) => String.fromCodePoint(parseInt(a ?? b, 16))));
         break;
+      }
       case 0x54: // BINSTRING (py2 str: latin1)
         stack.push(latin1(bytes(i32())));
         break;
