@@ -171,7 +171,8 @@ function registerStatusCommands(program: Command, cli: CliContext): void {
     .action(async (targets: string[], opts) => {
       const ws = await open(cli, opts);
       const steps = await planOnly(ws, resolveTargets(ws.pipeline, targets));
-      const rows = steps.map((s) => ({ id: s.id, state: stateOf(s), action: s.action, reason: s.reason, changes: s.changes }));
+      const byId = new Map(steps.map((s) => [s.id, s]));
+      const rows = steps.map((s) => ({ id: s.id, state: stateOf(s, byId), action: s.action, reason: s.reason, changes: s.changes }));
       if (opts.json) {
         cli.out(JSON.stringify({ schemaVersion: EVENT_SCHEMA_VERSION, profile: ws.pipeline.profile, instances: rows }) + "\n");
       } else {

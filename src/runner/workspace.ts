@@ -72,10 +72,18 @@ export async function planOnly(ws: Workspace, order: string[], force: string[] =
 
 export type InstanceState = "fresh" | "stale" | "missing";
 
-/** status words: fresh = nothing to do; missing = outputs gone (restorable or not); stale = must run. */
-export function stateOf(step: PlanStep): InstanceState {
+/**
+ * status words: fresh = nothing to do; missing = outputs gone but restorable, or waiting only on
+ * upstream restores; stale = must run. `byId` lets a pending step inherit its upstream's word.
+ */
+export function stateOf(step: PlanStep, byId?: Map<string, PlanStep>, seen: Set<string> = new Set()): InstanceState {
   if (step.action === "skip") return "fresh";
   if (step.action === "restore") return "missing";
   if (step.changes.length > 0 && step.changes.every((c) => c.kind === "outputs-missing")) return "missing";
+  if (step.pending && byId && !seen.has(step.id)) {
+    seen.add(step.id);
+    const ups = step.changes.filter((c) => c.kind === "upstream").map((c) => byId.get((c as { id: string }).id));
+    if (ups.length > 0 && ups.every((u) => u && stateOf(u, byId, seen) === "missing")) return "missing";
+  }
   return "stale";
 }
