@@ -1,0 +1,213 @@
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as tf from "@tensorflow/tfjs-core";
+import { PNG } from "pngjs";
+import { run, parseFeaturizerParams } from "../../../stages/cache-features.ts";
+import type { ProgressEvent, StageContext } from "../../../src/runner/stage-api.ts";
+import { writeSeededVitCheckpoint, readVitWeights } from "../../../src/ml/vit-checkpoint.ts";
+import { createVit, disposeVit, featurizeBatch, type VitArch } from "../../../src/ml/vit.ts";
+import { decodeImage, evalCrop, normalizeInto } from "../../../src/io/images.ts";
+import { openFeatureFile } from "../../../src/io/features.ts";
+import { referenceFeatureFileName } from "../../../src/hash/reference-name.ts";
+import { ConfigError, InputError } from "../../../src/errors.ts";
+import { initBackend } from "../../../src/ml/backend.ts";
+
+const ARCH: VitArch = { image_size: 8, patch_size: 4, in_chans: 3, embed_dim: 16, depth: 2, num_heads: 2, mlp_ratio: 2, layerscale_init: 1 };
+const NORM = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
+const FEATURIZER = {
+  checkpoint: "models/vit.safetensors",
+  model_name: "vit_test",
+  reference_model_path: null,
+  arch: ARCH,
+  eval_transform: { resize: 8, crop: 8, ...NORM },
+  train_transform: { size: 8, scale: [0.5, 1.0], ratio: [0.75, 4 / 3], hflip: 0.5, ...NORM },
+  batch_size: 3,
+  seed: 42,
+  on_bad_image: "fail",
+};
+
+function png(w: number, h: number, seed: number): Buffer {
+  const p = new PNG({ width: w, height: h });
+  for (let i = 0; i < w * h; i++) {
+    p.data[i * 4] = (i * 37 + seed * 11) % 256;
+    p.data[i * 4 + 1] = (i * 13 + seed * 101) % 256;
+    p.data[i * 4 + 2] = (seed * 53) % 256;
+    p.data[i * 4 + 3] = 255;
+  }
+  return PNG.sync.write(p);
+}
+
+let root = "";
+test.before(async () => {
+  await initBackend("auto");
+});
+test.before.each(async () => {
+  root = await mkdtemp(join(tmpdir(), "sed-cache-features-"));
+  for (const [cls, n] of [["cat", 3], ["dog", 2]] as const) {
+    await mkdir(join(root, "images", cls), { recursive: true });
+    for (let i = 0; i < n; i++) await writeFile(join(root, "images", cls, `${i}.png`), png(10, 9, cls.length * 10 + i));
+  }
+  await mkdir(join(root, "models"), { recursive: true });
+  await writeSeededVitCheckpoint(ARCH, 0, join(root, "models", "vit.safetensors"));
+});
+test.after.each(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+function ctx(dataset: Record<string, unknown>, featurizer: Record<string, unknown> = FEATURIZER, signal?: AbortSignal) {
+  const events: ProgressEvent[] = [];
+  const logs: string[] = [];
+  const c: StageContext = {
+    instanceId: `cache-features@${dataset.key}`,
+    stage: "cache-features",
+    root,
+    profile: "test",
+    item: dataset,
+    params: { dataset, featurizer },
+    deps: { images: join(root, String(dataset.images)), checkpoint: join(root, "models", "vit.safetensors") },
+    outs: { features: join(root, ".tmp", `out-${String(dataset.key)}`) },
+    scratch: join(root, ".scratch"),
+    backend: "auto",
+    signal: signal ?? new AbortController().signal,
+    progress: (e) => events.push(e),
+    log: (l) => logs.push(l),
+  };
+  return { c, events, logs };
+}
+
+const TRAIN = { key: "in_train", images: "images", layout: "imagefolder", transform: "train", passes: 2, features: "features/train.hdf5" };
+const VAL = { key: "in_val", images: "images", layout: "imagefolder", transform: "eval", features: "features/val.hdf5" };
+
+test("eval pass: rows in ImageFolder order, labels and indices, features equal a direct forward; classes saved", async () => {
+  const { c, events } = ctx(VAL);
+  const before = tf.memory().numTensors;
+  await run(c);
+  assert.is(tf.memory().numTensors, before, "no tensors left behind");
+  const r = await openFeatureFile(c.outs.features, { dim: 16, requireComplete: true });
+  try {
+    assert.is(r.rows, 5);
+    assert.is(r.passes, 1);
+    const [b] = [...r.sequential(10)];
+    assert.equal(Array.from(b.label), [0, 0, 0, 1, 1]);
+    assert.equal(Array.from(b.index), [0, 1, 2, 3, 4]);
+    // independent path: decode + eval transform + forward for image dog/1.png (row 4)
+    const img = decodeImage(await readFile(join(root, "images", "dog", "1.png")), "dog/1.png");
+    const px = new Float32Array(3 * 64);
+    normalizeInto(evalCrop(img, FEATURIZER.eval_transform), NORM.mean, NORM.std, px, 0);
+    const m = createVit(await readVitWeights(join(root, "models", "vit.safetensors"), ARCH), ARCH);
+    const want = await featurizeBatch(m, px, 1);
+    disposeVit(m);
+    for (let i = 0; i < 16; i++) assert.ok(Math.abs(b.embed[4 * 16 + i] - want[i]) < 1e-5, `feature ${i}`);
+  } finally {
+    r.close();
+  }
+  assert.equal(JSON.parse(await readFile(join(root, "features", "val.hdf5.classes.json"), "utf8")), { classes: ["cat", "dog"] });
+  const last = events[events.length - 1];
+  assert.is(last.done, 5);
+  assert.is(last.total, 5);
+  assert.ok(last.metrics!.img_per_s > 0);
+  assert.is(events.length, 2, "one progress event per batch (batch 3)");
+});
+
+test("train transform: E passes one after another, index restarts, passes differ, reruns are identical", async () => {
+  const a = ctx(TRAIN);
+  await run(a.c);
+  const read = async (p: string) => {
+    const r = await openFeatureFile(p, { dim: 16, requireComplete: true });
+    try {
+      const [b] = [...r.sequential(100)];
+      return { rows: r.rows, passes: r.passes, embed: b.embed, index: Array.from(b.index), label: Array.from(b.label) };
+    } finally {
+      r.close();
+    }
+  };
+  const x = await read(a.c.outs.features);
+  assert.is(x.rows, 10);
+  assert.is(x.passes, 2);
+  assert.equal(x.index, [0, 1, 2, 3, 4, 0, 1, 2, 3, 4]);
+  assert.equal(x.label, [0, 0, 0, 1, 1, 0, 0, 0, 1, 1]);
+  let diff = 0;
+  for (let i = 0; i < 5 * 16; i++) diff = Math.max(diff, Math.abs(x.embed[i] - x.embed[5 * 16 + i]));
+  assert.ok(diff > 1e-3, "pass 1 is augmented differently from pass 0");
+  const b = ctx({ ...TRAIN, key: "again" });
+  await run(b.c);
+  const y = await read(b.c.outs.features);
+  assert.equal(Array.from(y.embed), Array.from(x.embed));
+  // another batch size gives the same rows (per-image seeds)
+  const c2 = ctx({ ...TRAIN, key: "batch5" }, { ...FEATURIZER, batch_size: 5 });
+  await run(c2.c);
+  const z = await read(c2.c.outs.features);
+  for (let i = 0; i < z.embed.length; i++) assert.ok(Math.abs(z.embed[i] - x.embed[i]) < 1e-5);
+});
+
+test("reference-hash naming: a folder out holding the reference file name, plus classes.json", async () => {
+  const ds = { key: "Brightness_1", images: "images", layout: "imagefolder", transform: "eval", naming: "reference-hash", features: "features/Brightness_1" };
+  const { c } = ctx(ds, { ...FEATURIZER, reference_model_path: "/mnt/lustre/work/oh/arubinstein17/github/diverse-universe-public/models/deit3/deit_3_base_224_21k.pth" });
+  await run(c);
+  const files = (await readdir(c.outs.features)).sort();
+  // reference section 5.3: Brightness_1 -> 4c905e75df34398dcc32 with the authors' path
+  assert.equal(files, ["4c905e75df34398dcc32_torch_load_block_-1_model_Brightness_1_dataset_1_epochs_5_samples.hdf5", "classes.json"]);
+  const d2 = ctx({ ...ds, key: "Brightness_5" });
+  await run(d2.c);
+  const expected = referenceFeatureFileName({ modelPath: join(root, "models", "vit.safetensors"), modelName: "deit3_21k", datasetKey: "Brightness_5", epochs: 1, samples: 5 });
+  assert.ok((await readdir(d2.c.outs.features)).includes(expected));
+});
+
+test("bad image: fail names the file; skip logs it and writes the others", async () => {
+  await writeFile(join(root, "images", "dog", "0.png"), "not a png at all");
+  const f = ctx(VAL);
+  await run(f.c).then(
+    () => assert.unreachable("should fail"),
+    (e: Error) => {
+      assert.instance(e, InputError);
+      assert.match(e.message, /images\/dog\/0\.png: cannot decode image/);
+    },
+  );
+  const s = ctx({ ...VAL, key: "skip" }, { ...FEATURIZER, on_bad_image: "skip" });
+  await run(s.c);
+  assert.ok(s.logs.some((l) => /skipping bad image .*dog\/0\.png/.test(l)));
+  const r = await openFeatureFile(s.c.outs.features, { dim: 16, requireComplete: true });
+  try {
+    assert.is(r.rows, 4);
+    const [b] = [...r.sequential(10)];
+    assert.equal(Array.from(b.index), [0, 1, 2, 4]);
+  } finally {
+    r.close();
+  }
+});
+
+test("bad input: empty class folder, checkpoint with missing keys, transform/arch size mismatch, abort", async () => {
+  await mkdir(join(root, "images", "emu"));
+  await run(ctx(VAL).c).then(
+    () => assert.unreachable("should fail"),
+    (e: Error) => assert.match(e.message, /class folder\(s\) hold no images: emu/),
+  );
+  await rm(join(root, "images", "emu"), { recursive: true });
+  await writeSeededVitCheckpoint({ ...ARCH, depth: 1 }, 0, join(root, "models", "vit.safetensors"));
+  await run(ctx(VAL).c).then(
+    () => assert.unreachable("should fail"),
+    (e: Error) => assert.match(e.message, /vit\.safetensors: checkpoint does not match featurizer\.arch: missing keys \(14\): blocks\.1\./),
+  );
+  assert.throws(
+    () => parseFeaturizerParams({ ...FEATURIZER, eval_transform: { resize: 10, crop: 9, ...NORM } }),
+    (e: Error) => e instanceof ConfigError && /eval_transform\.crop is 9 but featurizer\.arch\.image_size is 8/.test(e.message),
+  );
+  assert.throws(() => parseFeaturizerParams({ ...FEATURIZER, arch: { ...ARCH, image_size: 10 } }), /image_size 10 is not divisible by patch_size 4/);
+  await writeSeededVitCheckpoint(ARCH, 0, join(root, "models", "vit.safetensors"));
+  const ac = new AbortController();
+  ac.abort(new Error("interrupted by test"));
+  const a = ctx(VAL, FEATURIZER, ac.signal);
+  await run(a.c).then(
+    () => assert.unreachable("should abort"),
+    (e: Error) => assert.match(e.message, /interrupted by test/),
+  );
+  await openFeatureFile(a.c.outs.features).then(
+    () => assert.unreachable("aborted output must not remain"),
+    () => {},
+  );
+});
+
+test.run();
