@@ -9,19 +9,33 @@ const CHUNK = 4 * 1024 * 1024;
 
 export const DIGEST_PREFIX = "sha256:";
 
-/** sha256 of a file's bytes. One reusable buffer per call; no whole-file buffering. */
+/**
+ * sha256 of a file's bytes. Two buffers: the next read (libuv thread pool) runs while the current
+ * chunk is hashed on this thread, so reading and hashing overlap. No whole-file buffering.
+ */
 export async function digestFile(path: string): Promise<string> {
   const fh = await open(path, "r");
+  const bufs = [Buffer.allocUnsafe(CHUNK), Buffer.allocUnsafe(CHUNK)];
+  let pending: Promise<{ bytesRead: number }> | undefined;
   try {
     const hash = createHash("sha256");
-    const buf = Buffer.allocUnsafe(CHUNK);
+    let pos = 0;
+    let which = 0;
+    pending = fh.read(bufs[0]!, 0, CHUNK, 0);
     for (;;) {
-      const { bytesRead } = await fh.read(buf, 0, CHUNK, null);
+      const { bytesRead } = await pending;
+      pending = undefined;
       if (bytesRead === 0) break;
-      hash.update(bytesRead === CHUNK ? buf : buf.subarray(0, bytesRead));
+      const cur = bufs[which]!;
+      pos += bytesRead;
+      which ^= 1;
+      pending = fh.read(bufs[which]!, 0, CHUNK, pos);
+      hash.update(bytesRead === CHUNK ? cur : cur.subarray(0, bytesRead));
     }
     return DIGEST_PREFIX + hash.digest("hex");
   } finally {
+    // Never close under an outstanding read.
+    if (pending) await pending.catch(() => {});
     await fh.close();
   }
 }

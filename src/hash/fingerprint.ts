@@ -11,11 +11,29 @@ import { DIGEST_PREFIX, digestFile, digestManifest, listFolder, type ManifestEnt
 import { paramsHash } from "./params-hash.ts";
 import { runtimeParts } from "./runtime.ts";
 import { nowNs, StatCache } from "./stat-cache.ts";
+import { HashPool, sharedHashPool } from "./hash-pool.ts";
 
 /** Bump when what goes into a fingerprint changes: every instance reruns once. */
 export const FINGERPRINT_SCHEMA = 1;
 
 const FILE_NS = "file";
+
+/** Files at least this big are hashed on the worker pool; smaller ones cost less inline. */
+const POOL_MIN_BYTES = 1024 * 1024;
+
+/** Runs fn over items with at most `limit` in flight; results in input order. */
+async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const lanes = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  });
+  await Promise.all(lanes);
+  return out;
+}
 
 export interface HasherStats {
   /** Files whose bytes were read and hashed (stat-cache misses). */
@@ -35,9 +53,23 @@ export class Hasher {
   /** Digests of a path are computed once per Hasher even when many instances ask concurrently. */
   private inflight = new Map<string, Promise<string>>();
 
-  constructor(root: string, opts: { backend?: string; onWarn?: (msg: string) => void } = {}) {
+  private pool: HashPool | undefined;
+  private ownPool = false;
+  private lanes: number;
+
+  /**
+   * parallel: worker threads for hashing big files (default: the shared pool, up to 4 threads;
+   * 1 = hash everything on this thread).
+   */
+  constructor(root: string, opts: { backend?: string; onWarn?: (msg: string) => void; parallel?: number } = {}) {
     this.root = resolve(root);
     this.backend = opts.backend ?? "auto";
+    if (opts.parallel === undefined) this.pool = sharedHashPool();
+    else if (opts.parallel > 1) {
+      this.pool = new HashPool(opts.parallel);
+      this.ownPool = true;
+    }
+    this.lanes = this.pool ? this.pool.size * 2 : 1;
     const onWarn = (msg: string) => {
       this.warnings.push(msg);
       (opts.onWarn ?? ((m: string) => process.stderr.write(`warning: ${m}\n`)))(msg);
@@ -59,7 +91,7 @@ export class Hasher {
       return { digest: hit, size: Number(st.size) };
     }
     const started = nowNs();
-    const digest = await digestFile(abs);
+    const digest = this.pool && st.size >= POOL_MIN_BYTES ? await this.pool.digestFile(abs) : await digestFile(abs);
     this.stats.filesHashed++;
     this.stats.bytesHashed += Number(st.size);
     // If the file changed while it was read, the stat no longer matches: do not cache a torn digest.
@@ -90,19 +122,19 @@ export class Hasher {
   private async digestPathNow(abs: string): Promise<string> {
     const st = await stat(abs);
     if (!st.isDirectory()) return (await this.fileDigest(abs)).digest;
-    const entries: ManifestEntry[] = [];
-    for (const f of await listFolder(abs)) {
+    const files = await listFolder(abs);
+    const entries: ManifestEntry[] = await mapLimit(files, this.lanes, async (f) => {
       const { digest, size } = await this.fileDigest(f.abs);
-      entries.push({ path: f.rel, size, digest });
-    }
+      return { path: f.rel, size, digest };
+    });
     return digestManifest(entries);
   }
 
   async fingerprint(inst: StageInstance): Promise<Fingerprint> {
-    const deps: Record<string, string> = {};
-    for (const [name, path] of Object.entries(inst.deps).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    const named = Object.entries(inst.deps).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    const digests = await mapLimit(named, this.lanes, async ([name, path]) => {
       try {
-        deps[path] = await this.digestPath(path);
+        return await this.digestPath(path);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if (code === "ENOENT" || code === "ENOTDIR") {
@@ -115,7 +147,9 @@ export class Hasher {
         }
         throw err;
       }
-    }
+    });
+    const deps: Record<string, string> = {};
+    named.forEach(([, path], i) => (deps[path] = digests[i]!));
     const code = await this.code;
     const { code: codeDigests, imports } = await code.digestModule(inst.module);
     const parts: FingerprintParts = {
@@ -129,9 +163,19 @@ export class Hasher {
     return { digest: fingerprintDigest(inst.module, parts), parts };
   }
 
+  /** Fingerprints of many instances, their dep hashing spread over the pool. */
+  fingerprintAll(insts: StageInstance[]): Promise<Fingerprint[]> {
+    return mapLimit(insts, this.lanes, (i) => this.fingerprint(i));
+  }
+
   /** Persists the stat cache (atomic write under cache/state/). */
   async save(): Promise<void> {
     await (await this.cache).save();
+  }
+
+  /** Stops a pool this Hasher created (the shared pool's idle workers never hold the process). */
+  async close(): Promise<void> {
+    if (this.ownPool) await this.pool?.close();
   }
 }
 
