@@ -157,10 +157,24 @@ export class Hasher {
       paramsHash: paramsHash(inst.params),
       deps,
       code: codeDigests,
-      runtime: runtimeParts(this.root, this.backend, imports),
+      runtime: await this.runtimeFor(imports),
       decl: { deps: { ...inst.deps }, outs: { ...inst.outs } },
     };
     return { digest: fingerprintDigest(inst.module, parts), parts };
+  }
+
+  private runtimes = new Map<string, Promise<Record<string, string>>>();
+
+  /** Runtime part for a closure's package imports (memoised: package.json files do not change mid-run). */
+  private runtimeFor(imports: Set<string>): Promise<Record<string, string>> {
+    const key = [...imports].sort().join("\n");
+    let r = this.runtimes.get(key);
+    if (!r) {
+      r = runtimeParts(this.root, this.backend, imports);
+      this.runtimes.set(key, r);
+      r.catch(() => this.runtimes.delete(key));
+    }
+    return r.then((x) => ({ ...x }));
   }
 
   /** Fingerprints of many instances, their dep hashing spread over the pool. */

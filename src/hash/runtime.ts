@@ -1,8 +1,8 @@
 // The runtime part of a fingerprint: node, platform, compute backend and versions of the packages
-// that change numbers. Reads package.json files only; never loads a backend.
+// that change numbers. Reads package.json files only; never loads a backend (src/ml/backend.ts, which
+// pulls in tfjs-core, is imported lazily and only for code that imports tfjs).
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { predictBackend } from "../ml/backend.ts";
 
 /** Packages whose version can change a stage's numbers (besides every @tensorflow/* package). */
 export const NUMERIC_PACKAGES = ["h5wasm", "pngjs", "jpeg-js"] as const;
@@ -30,13 +30,14 @@ function tensorflowPackages(root: string): string[] {
  * only for code that imports them, so switching `--backend` does not rerun `download` or `tables`.
  * With `imports` undefined every key is included.
  */
-export function runtimeParts(root: string, backend: string = "auto", imports?: Set<string>): Record<string, string> {
+export async function runtimeParts(root: string, backend: string = "auto", imports?: Set<string>): Promise<Record<string, string>> {
   const out: Record<string, string> = {
     node: process.version,
     platform: `${process.platform}-${process.arch}`,
   };
   const uses = (pkg: string) => imports === undefined || [...imports].some((i) => i === pkg || i.startsWith(pkg + "/"));
   if (imports === undefined || [...imports].some((i) => i.startsWith("@tensorflow/"))) {
+    const { predictBackend } = await import("../ml/backend.ts");
     out.backend = predictBackend(backend).name;
     for (const pkg of tensorflowPackages(root)) out[pkg] = packageVersion(root, pkg) ?? "absent";
   }

@@ -67,7 +67,7 @@ test("code importing tfjs gets the backend and the tfjs versions in its runtime 
     assert.is(fp.parts.runtime.backend, "cpu");
     // The temp project has no node_modules: versions read as absent rather than guessed.
     assert.equal(Object.keys(fp.parts.runtime).sort(), ["backend", "node", "platform"]);
-    const repo = runtimeParts(process.cwd(), "cpu");
+    const repo = await runtimeParts(process.cwd(), "cpu");
     assert.is(repo["@tensorflow/tfjs-core"], "4.22.0");
     assert.is(repo.h5wasm, "0.10.3");
   } finally {
