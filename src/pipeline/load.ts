@@ -351,12 +351,14 @@ export async function loadPipeline(rootIn: string, opts: { profile?: string; fil
         outSpans[name] = span;
       }
 
-      const inst: StageInstance = { id, stage: stageName, module, item: suffix === null ? null : item, params: instParams, deps, outs, pos };
+      const inst: StageInstance = { id, stage: stageName, module, item: suffix === null ? null : item, params: instParams, deps, outs, pos, cache: st.cache ?? true };
       declIndex.set(id, all.length);
       all.push(inst);
       spans.set(id, { stage: stageSpan, deps: depSpans, outs: outSpans });
     }
-    stages.set(stageName, { name: stageName, module, instanceIds: ids, pos });
+    const decl: StageDecl = { name: stageName, module, instanceIds: ids, pos, cache: st.cache ?? true };
+    if (st.desc !== undefined) decl.desc = st.desc;
+    stages.set(stageName, decl);
   }
 
   // Outputs: no two instances may write the same path or nested paths.

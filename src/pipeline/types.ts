@@ -26,6 +26,8 @@ export interface StageInstance {
   outs: Record<string, string>;
   /** Where the stage is declared (for messages). */
   pos: SourcePos;
+  /** `cache: false` in pipeline.yaml: do not keep this stage's outputs in the cache store. Absent = true. */
+  cache?: boolean;
 }
 
 export interface StageDecl {
@@ -33,6 +35,10 @@ export interface StageDecl {
   module: string;
   instanceIds: string[];
   pos: SourcePos;
+  /** As declared (`cache:`); absent = true. */
+  cache?: boolean;
+  /** `desc:` of the stage, for `dag` and help output. */
+  desc?: string;
 }
 
 /** Node attributes: {instance}; edge attributes: {paths} = the dep paths that created the edge. */

@@ -78,6 +78,12 @@ test("dep on an unknown output", async () => {
   assert.is(e.message, 'pipeline.yaml:10:14: stage "s" depends on unknown output "artifacts/heads"\n 10 |       heads: artifacts/heads\n    |              ^^^^^^^^^^^^^^^');
 });
 
+test("cache and desc are carried to the stage and its instances", async () => {
+  const p = await load(`  s:\n    module: stages/s.ts\n    desc: makes things\n    cache: false\n  t:\n    module: stages/s.ts\n`);
+  assert.equal([p.stages.get("s")!.cache, p.stages.get("s")!.desc, p.instances.get("s")!.cache], [false, "makes things", false]);
+  assert.equal([p.stages.get("t")!.cache, p.stages.get("t")!.desc, p.instances.get("t")!.cache], [true, undefined, true]);
+});
+
 test("a dep outside artifacts/ and cache/ is not checked at load time", async () => {
   const p = await load(`  s:\n    module: stages/s.ts\n    deps:\n      raw: data/raw.csv\n`);
   assert.equal(p.instances.get("s")!.deps, { raw: "data/raw.csv" });
