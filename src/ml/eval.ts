@@ -122,10 +122,15 @@ export class EnsembleEvaluator {
     const raw = stackScores(stack, { quirks: this.cfg.quirks });
     const ensLogits = meanOverHeads(stack);
     const ensConf = confidences(ensLogits, count, classes, "logits", this.cfg.quirks);
-    const subConf = new Float64Array(count);
-    for (let h = 0; h < m; h++) {
-      const c = confidences(headSlice(stack, h), count, classes, "logits", this.cfg.quirks);
-      for (let i = 0; i < count; i++) subConf[i] += c[i] / m;
+    // Correct mode: a head's confidence is its top softmax probability, already computed with the
+    // scores. Quirks mode: each head's block goes through get_probs on its own (reference).
+    let subConf = raw.meanHeadTopProb;
+    if (this.cfg.quirks) {
+      subConf = new Float64Array(count);
+      for (let h = 0; h < m; h++) {
+        const c = confidences(headSlice(stack, h), count, classes, "logits", true);
+        for (let i = 0; i < count; i++) subConf[i] += c[i] / m;
+      }
     }
     for (const name of SCORE_NAMES) {
       const v = name === "ensemble_conf" ? ensConf : name === "mean_submodel_conf" ? subConf : raw[name];

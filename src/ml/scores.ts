@@ -59,7 +59,8 @@ export interface ScoreOptions {
   quirks: boolean;
 }
 
-function softmaxRowInto(src: Float32Array, off: number, c: number, dst: Float32Array): void {
+/** Softmax of one row into dst; returns the row's logsumexp (reused for the energy score). */
+function softmaxRowInto(src: Float32Array, off: number, c: number, dst: Float32Array): number {
   let max = -Infinity;
   for (let k = 0; k < c; k++) if (src[off + k] > max) max = src[off + k];
   let sum = 0;
@@ -70,12 +71,20 @@ function softmaxRowInto(src: Float32Array, off: number, c: number, dst: Float32A
   }
   // Stored as float32 like torch's softmax, so probabilities underflow to 0 where torch's would.
   for (let k = 0; k < c; k++) dst[off + k] = dst[off + k] / sum;
+  return max + Math.log(sum);
 }
 
-function softmaxAll(data: Float32Array, c: number): Float32Array {
-  const out = new Float32Array(data.length);
-  for (let off = 0; off < data.length; off += c) softmaxRowInto(data, off, c, out);
-  return out;
+interface Softmaxed {
+  p: Float32Array;
+  /** logsumexp per row (row = head * rows + sample). */
+  lse: Float64Array;
+}
+
+function softmaxAll(data: Float32Array, c: number): Softmaxed {
+  const p = new Float32Array(data.length);
+  const lse = new Float64Array(data.length / c);
+  for (let off = 0, r = 0; off < data.length; off += c, r++) lse[r] = softmaxRowInto(data, off, c, p);
+  return { p, lse };
 }
 
 function allInUnitRange(data: Float32Array): boolean {
@@ -84,9 +93,9 @@ function allInUnitRange(data: Float32Array): boolean {
 }
 
 /** get_probs of the reference (quirks) or the kind-driven version (correct). */
-export function probabilities(data: Float32Array, classes: number, kind: Stack["kind"], quirks: boolean): Float32Array {
+export function probabilities(data: Float32Array, classes: number, kind: Stack["kind"], quirks: boolean, softmaxed?: Softmaxed): Float32Array {
   const isProbs = quirks ? allInUnitRange(data) : kind === "probs";
-  return isProbs ? data : softmaxAll(data, classes);
+  return isProbs ? data : (softmaxed ?? softmaxAll(data, classes)).p;
 }
 
 function entropyRow(p: Float32Array | Float64Array, off: number, c: number, quirks: boolean): number {
@@ -116,10 +125,19 @@ export function argmaxRow(a: ArrayLike<number>, off: number, c: number): number 
  * Ensemble-independent per-sample scores of a stack (everything in SCORE_NAMES except the two
  * confidences, which need the ensemble / head predictions: see confidenceScores).
  */
-export function stackScores(s: Stack, opts: ScoreOptions): Record<Exclude<ScoreName, "ensemble_conf" | "mean_submodel_conf">, Float64Array> {
+export type StackScores = Record<Exclude<ScoreName, "ensemble_conf" | "mean_submodel_conf">, Float64Array> & {
+  /** −var statistic of this batch (computed here to reuse the softmax pass). */
+  readonly batchVar: number;
+  /** mean over heads of max_c p_m(c): mean_submodel_conf in correct mode (stack of logits). */
+  readonly meanHeadTopProb: Float64Array;
+};
+
+export function stackScores(s: Stack, opts: ScoreOptions): StackScores {
   const { heads: m, rows: n, classes: c, data } = s;
   if (data.length !== m * n * c) throw new Error(`stack data has ${data.length} values, expected ${m}x${n}x${c}`);
-  const p = probabilities(data, c, s.kind, opts.quirks);
+  // One softmax pass serves get_probs (when it applies), the energy's logsumexp and `var`.
+  const sm = softmaxAll(data, c);
+  const p = probabilities(data, c, s.kind, opts.quirks, sm);
   const plane = n * c;
 
   const diffPreds = new Float64Array(n);
@@ -132,6 +150,7 @@ export function stackScores(s: Stack, opts: ScoreOptions): Record<Exclude<ScoreN
   const maxLogit = new Float64Array(n);
   const invMaxLogit = new Float64Array(n);
   const a2d = new Float64Array(n);
+  const topProb = new Float64Array(n);
 
   const meanP = new Float64Array(c);
   const maxP = new Float64Array(c);
@@ -158,9 +177,7 @@ export function stackScores(s: Stack, opts: ScoreOptions): Record<Exclude<ScoreN
       // energy and max logit read the raw outputs (the reference applies no get_probs there)
       let mx = -Infinity;
       for (let k = 0; k < c; k++) if (data[off + k] > mx) mx = data[off + k];
-      let se = 0;
-      for (let k = 0; k < c; k++) se += Math.exp(data[off + k] - mx);
-      lse += mx + Math.log(se);
+      lse += sm.lse[h * n + i];
       maxl += mx;
     }
     let pdsV = 0;
@@ -179,6 +196,9 @@ export function stackScores(s: Stack, opts: ScoreOptions): Record<Exclude<ScoreN
     const distinct = new Set<number>();
     for (let h = 0; h < m; h++) distinct.add(pred[h]);
     diffPreds[i] = distinct.size;
+    let tp = 0;
+    for (let h = 0; h < m; h++) tp += predP[h];
+    topProb[i] = tp / m;
 
     // a2d_score_per_sample: every head r in turn is the reference; for each other head j the
     // disagreement term uses j's predicted class. One head: no pair, score 0.
@@ -214,14 +234,16 @@ export function stackScores(s: Stack, opts: ScoreOptions): Record<Exclude<ScoreN
     average_max_logit_per_sample: maxLogit,
     inv_average_max_logit_per_sample: invMaxLogit,
     a2d_score_per_sample: a2d,
+    batchVar: varianceStat(s, sm),
+    meanHeadTopProb: topProb,
   };
 }
 
 /** −mean over (samples, classes) of the unbiased variance over heads of softmax (reference `div_var`: always softmax). */
-export function varianceStat(s: Stack): number {
+export function varianceStat(s: Stack, softmaxed?: Softmaxed): number {
   const { heads: m, rows: n, classes: c } = s;
   if (m < 2) return NaN;
-  const p = softmaxAll(s.data, c);
+  const p = (softmaxed ?? softmaxAll(s.data, c)).p;
   const plane = n * c;
   let total = 0;
   for (let j = 0; j < plane; j++) {
@@ -245,12 +267,12 @@ function mean(a: Float64Array): number {
 }
 
 /** The batch means of §3.4 for one batch, from that batch's stack (and its per-sample scores if already computed). */
-export function diversityStats(s: Stack, opts: ScoreOptions, scores?: ReturnType<typeof stackScores>): Record<DiversityName, number> {
+export function diversityStats(s: Stack, opts: ScoreOptions, scores?: StackScores): Record<DiversityName, number> {
   const sc = scores ?? stackScores(s, opts);
   return {
     div_different_preds: mean(sc.div_different_preds_per_sample),
     div_continous_unique: mean(sc.div_continous_unique_per_sample),
-    var: varianceStat(s),
+    var: sc.batchVar,
     ens_entropy: mean(sc.ens_entropy_per_sample),
     average_entropy: mean(sc.average_entropy_per_sample),
     mutual_information: mean(sc.mutual_information_per_sample),

@@ -2,6 +2,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { diversityStats, probabilities, stackScores, varianceStat, type Stack } from "../../../src/ml/scores.ts";
 import { Rng } from "../../../src/rng.ts";
+import { confidences, headSlice } from "../../../src/ml/metrics.ts";
 
 const close = (a: number, b: number, tol = 1e-6) => Math.abs(a - b) <= tol;
 
@@ -46,6 +47,24 @@ test("PDS lies in [1, M] for random logits", () => {
   const r = stackScores({ heads: m, rows: n, classes: c, kind: "logits", data }, { quirks: false });
   for (const v of r.div_continous_unique_per_sample) assert.ok(v >= 1 - 1e-6 && v <= m + 1e-6, String(v));
   for (const v of r.div_different_preds_per_sample) assert.ok(v >= 1 && v <= m);
+});
+
+test("meanHeadTopProb equals the mean of per-head confidences; energy's reused logsumexp is exact", () => {
+  const rng = new Rng(9);
+  const m = 4, n = 6, c = 5;
+  const st: Stack = { heads: m, rows: n, classes: c, kind: "logits", data: Float32Array.from({ length: m * n * c }, () => rng.normal() * 3) };
+  const r = stackScores(st, { quirks: false });
+  for (let i = 0; i < n; i++) {
+    let want = 0;
+    let lse = 0;
+    for (let h = 0; h < m; h++) {
+      want += confidences(headSlice(st, h), n, c, "logits", false)[i] / m;
+      const row = Array.from(headSlice(st, h).subarray(i * c, (i + 1) * c));
+      lse += Math.log(row.reduce((a, v) => a + Math.exp(v), 0));
+    }
+    assert.ok(close(r.meanHeadTopProb[i], want, 1e-12));
+    assert.ok(close(r.average_energy_per_sample[i], -lse / m, 1e-9));
+  }
 });
 
 test("quirk 1: logits inside [0,1] skip softmax only in quirks mode", () => {

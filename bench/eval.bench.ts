@@ -1,0 +1,64 @@
+// Eval throughput: samples/s of EnsembleEvaluator (head forwards + soup + all scores and statistics)
+// for a reference-size ensemble (768 -> 3072 -> 768 -> 1000 heads, random weights) on random feature
+// rows, on the backend initBackend picks. Also times the pure-JS score part alone.
+// Env: SED_BENCH_HEADS (50), SED_BENCH_ROWS (1024), SED_BENCH_BATCH (256), SED_BACKEND (auto).
+import * as tf from "@tensorflow/tfjs-core";
+import { initBackend } from "../src/ml/backend.ts";
+import { HEAD_PARAM_NAMES, headParamShapes, type EnsembleArrays, type HeadArrays, type HeadShape } from "../src/ml/heads.ts";
+import { EnsembleEvaluator } from "../src/ml/eval.ts";
+import { stackScores, diversityStats } from "../src/ml/scores.ts";
+import { Rng } from "../src/rng.ts";
+
+const M = Number(process.env.SED_BENCH_HEADS ?? 50);
+const ROWS = Number(process.env.SED_BENCH_ROWS ?? 1024);
+const BATCH = Number(process.env.SED_BENCH_BATCH ?? 256);
+const shape: HeadShape = { dim: 768, hidden: 3072, classes: 1000 };
+const mb = (b: number) => (b / 2 ** 20).toFixed(0);
+
+const backend = await initBackend(process.env.SED_BACKEND ?? "auto");
+console.log(`backend: ${backend.name} (${backend.reason})`);
+console.log(`ensemble: ${M} heads of ${shape.dim}/${shape.hidden}/${shape.classes}; ${ROWS} rows; batch ${BATCH}`);
+
+const rng = new Rng(0);
+const shapes = headParamShapes(shape);
+function randomHead(): HeadArrays {
+  const h = {} as HeadArrays;
+  for (const k of HEAD_PARAM_NAMES) {
+    const n = shapes[k].reduce((a, b) => a * b, 1);
+    const a = new Float32Array(n);
+    if (k.startsWith("norm") && k.endsWith(".weight")) a.fill(1);
+    else if (k === "gamma_2") a.fill(0.1);
+    else for (let i = 0; i < n; i++) a[i] = (rng.next() - 0.5) * 0.07;
+    h[k] = a;
+  }
+  return h;
+}
+const t0 = performance.now();
+const ens: EnsembleArrays = { shape, heads: Array.from({ length: M }, randomHead) };
+const x = Float32Array.from({ length: ROWS * shape.dim }, () => rng.normal());
+const y = Int32Array.from({ length: ROWS }, () => Math.floor(rng.next() * shape.classes));
+console.log(`setup ${(performance.now() - t0) / 1000}s`);
+
+const t1 = performance.now();
+const ev = new EnsembleEvaluator(ens, ROWS, { batchSize: BATCH, quirks: false, subset: null, soup: true });
+const upload = performance.now() - t1;
+const t2 = performance.now();
+for (let s = 0; s < ROWS; s += BATCH) {
+  const c = Math.min(BATCH, ROWS - s);
+  ev.addBatch(x.subarray(s * shape.dim, (s + c) * shape.dim), y.subarray(s, s + c), c);
+}
+const sum = ev.summary();
+const evalS = (performance.now() - t2) / 1000;
+const rss = process.memoryUsage().rss;
+ev.dispose();
+console.log(`weights upload: ${(upload / 1000).toFixed(2)} s`);
+console.log(`eval: ${ROWS} samples in ${evalS.toFixed(2)} s = ${(ROWS / evalS).toFixed(1)} samples/s (${sum.batches} batches; tensors left ${tf.memory().numTensors})`);
+
+// The pure-JS part alone: scores + diversity of one batch of random logits.
+const stack = { heads: M, rows: BATCH, classes: shape.classes, kind: "logits" as const, data: Float32Array.from({ length: M * BATCH * shape.classes }, () => rng.normal() * 3) };
+const t3 = performance.now();
+const sc = stackScores(stack, { quirks: false });
+diversityStats(stack, { quirks: false }, sc);
+const scoreS = (performance.now() - t3) / 1000;
+console.log(`scores only: ${(BATCH / scoreS).toFixed(0)} samples/s (${scoreS.toFixed(2)} s per batch of ${BATCH})`);
+console.log(`peak-ish RSS: ${mb(rss)} MiB`);
