@@ -23,6 +23,8 @@ interface CacheFile {
 
 export const STAT_CACHE_PATH = "cache/state/stat-cache.json";
 
+const MAX_AGE_NS = 90n * 24n * 3600n * 1_000_000_000n;
+
 /**
  * A file changed within the timestamp granularity of its own hashing cannot be told apart from one
  * that did not change ("racy git"): such entries are not trusted. File systems with whole-second
@@ -38,7 +40,8 @@ export function nowNs(): bigint {
 
 export class StatCache {
   private entries: Record<string, Entry>;
-  private dirty = false;
+  /** Keys stored by this process: only these overwrite what is on disk at save time. */
+  private changed = new Set<string>();
   /** Lookups answered from the cache / refused (stale or racy), for tests and benchmarks. */
   hits = 0;
   misses = 0;
@@ -89,16 +92,23 @@ export class StatCache {
       hashedAtNs: String(startedAtNs),
       digest,
     };
-    this.dirty = true;
+    this.changed.add(`${ns}:${abs}`);
   }
 
-  /** Writes the cache atomically, merged over what another process may have saved meanwhile. */
+  /**
+   * Writes the cache atomically, merged over what another process may have saved meanwhile. Entries
+   * hashed more than MAX_AGE ago are dropped so the file does not grow forever with deleted files;
+   * an unchanged file dropped that way costs one re-hash.
+   */
   async save(): Promise<void> {
-    if (!this.dirty) return;
-    const onDisk = await readEntries(this.file, () => {});
-    const data: CacheFile = { version: 1, entries: { ...onDisk, ...this.entries } };
+    if (this.changed.size === 0) return;
+    const merged = await readEntries(this.file, () => {});
+    for (const k of this.changed) merged[k] = this.entries[k]!;
+    const oldest = nowNs() - MAX_AGE_NS;
+    for (const [k, e] of Object.entries(merged)) if (BigInt(e.hashedAtNs) < oldest) delete merged[k];
+    const data: CacheFile = { version: 1, entries: merged };
     await writeFileAtomic(this.file, JSON.stringify(data));
-    this.dirty = false;
+    this.changed.clear();
   }
 }
 

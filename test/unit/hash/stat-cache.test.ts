@@ -145,4 +145,32 @@ test("a cache entry with a forged digest is only used while the stat matches", a
   }
 });
 
+test("saves from two processes merge; entries hashed long ago are pruned", async () => {
+  const t = await tempDir();
+  try {
+    await writeAged(t.root, "a.bin", "a");
+    await writeAged(t.root, "b.bin", "b");
+    const h1 = new Hasher(t.root, quiet);
+    const h2 = new Hasher(t.root, quiet);
+    await h1.digestPath("a.bin");
+    await h2.digestPath("b.bin");
+    await h1.save();
+    await h2.save();
+    const file = join(t.root, STAT_CACHE_PATH);
+    const data = JSON.parse(await readFile(file, "utf8"));
+    assert.equal(Object.keys(data.entries).map((k) => k.split("/").pop()).sort(), ["a.bin", "b.bin"]);
+    const keyA = Object.keys(data.entries).find((k) => k.endsWith("a.bin"))!;
+    data.entries[keyA].hashedAtNs = "1000";
+    await writeFile(file, JSON.stringify(data));
+    await writeAged(t.root, "c.bin", "c");
+    const h3 = new Hasher(t.root, quiet);
+    await h3.digestPath("c.bin");
+    await h3.save();
+    const after = JSON.parse(await readFile(file, "utf8"));
+    assert.equal(Object.keys(after.entries).map((k) => k.split("/").pop()).sort(), ["b.bin", "c.bin"]);
+  } finally {
+    await t.cleanup();
+  }
+});
+
 test.run();
