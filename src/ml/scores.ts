@@ -138,6 +138,7 @@ export function stackScores(s: Stack, opts: ScoreOptions): StackScores {
   // One softmax pass serves get_probs (when it applies), the energy's logsumexp and `var`.
   const sm = softmaxAll(data, c);
   const p = probabilities(data, c, s.kind, opts.quirks, sm);
+  const fromSoftmax = p === sm.p && !opts.quirks;
   const plane = n * c;
 
   const diffPreds = new Float64Array(n);
@@ -171,7 +172,13 @@ export function stackScores(s: Stack, opts: ScoreOptions): StackScores {
         meanP[k] += v;
         if (v > maxP[k]) maxP[k] = v;
       }
-      entSum += entropyRow(p, off, c, opts.quirks);
+      // For a softmax row, −Σ p log p = lse − Σ p z: no log per class. Quirks mode keeps the literal
+      // log p so that underflowed probabilities give the reference's NaN.
+      if (fromSoftmax) {
+        let pz = 0;
+        for (let k = 0; k < c; k++) if (p[off + k] > 0) pz += p[off + k] * data[off + k];
+        entSum += sm.lse[h * n + i] - pz;
+      } else entSum += entropyRow(p, off, c, opts.quirks);
       pred[h] = argmaxRow(p, off, c);
       predP[h] = p[off + pred[h]];
       // energy and max logit read the raw outputs (the reference applies no get_probs there)

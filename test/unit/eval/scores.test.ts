@@ -63,6 +63,13 @@ test("meanHeadTopProb equals the mean of per-head confidences; energy's reused l
       lse += Math.log(row.reduce((a, v) => a + Math.exp(v), 0));
     }
     assert.ok(close(r.meanHeadTopProb[i], want, 1e-12));
+    let ent = 0;
+    for (let h = 0; h < m; h++) {
+      const row = Array.from(headSlice(st, h).subarray(i * c, (i + 1) * c));
+      const z = Math.log(row.reduce((a, v) => a + Math.exp(v), 0));
+      ent -= row.reduce((a, v) => a + Math.exp(v - z) * (v - z), 0) / m;
+    }
+    assert.ok(close(r.average_entropy_per_sample[i], ent, 1e-6));
     assert.ok(close(r.average_energy_per_sample[i], -lse / m, 1e-9));
   }
 });
