@@ -53,8 +53,8 @@ export async function initBackend(requested: string = "auto"): Promise<BackendCh
   const failures: string[] = [];
   for (const name of order) {
     try {
-      await activate(name);
-      const reason = failures.length ? `${predicted.reason}; ${failures.join("; ")}` : predicted.reason;
+      const note = await activate(name);
+      const reason = (failures.length ? `${predicted.reason}; ${failures.join("; ")}` : predicted.reason) + (note ? `; ${note}` : "");
       return { name, reason };
     } catch (err) {
       failures.push(`${name} failed to load: ${(err as Error).message.split("\n")[0]}`);
@@ -65,7 +65,9 @@ export async function initBackend(requested: string = "auto"): Promise<BackendCh
   });
 }
 
-async function activate(name: BackendName): Promise<void> {
+/** Activates a backend; returns a note on how its matMuls run (wasm), for the log. */
+async function activate(name: BackendName): Promise<string> {
+  let note = "";
   switch (name) {
     case "tfjs-node-gpu":
     case "tfjs-node":
@@ -74,8 +76,8 @@ async function activate(name: BackendName): Promise<void> {
       break;
     case "wasm":
       await import("@tensorflow/tfjs-backend-wasm");
-      installWasmMatMulOverride();
       if (!(await tf.setBackend("wasm"))) throw new Error("setBackend('wasm') returned false");
+      note = await fastWasmMatMul();
       break;
     case "cpu":
       await import("@tensorflow/tfjs-backend-cpu");
@@ -83,6 +85,23 @@ async function activate(name: BackendName): Promise<void> {
       break;
   }
   await tf.ready();
+  return note;
+}
+
+/**
+ * Stock tfjs-wasm matMuls with a transposed operand are ~15x slower (stack-notes). Prefer the
+ * OpenBLAS kernels of src/ml/wasm-blas.ts (they fall back to transpose-first XNNPACK themselves);
+ * if that module cannot be used at all, install the small transpose-first override below.
+ */
+async function fastWasmMatMul(): Promise<string> {
+  try {
+    const { installBlasKernels } = await import("./wasm-blas.ts");
+    const r = await installBlasKernels();
+    return `matMul: ${r.path} (${r.reason})`;
+  } catch (err) {
+    installWasmMatMulOverride();
+    return `matMul: transpose-first override (wasm-blas unavailable: ${(err as Error).message.split("\n")[0]})`;
+  }
 }
 
 let wasmOverrideInstalled = false;

@@ -88,9 +88,47 @@ export interface TrainResult {
   skippedSteps: number;
 }
 
-type Slots = Record<string, HeadTensors>;
-interface DeviceHead { params: HeadTensors; slots: Slots }
-interface HostHead { params: HeadArrays; slots: Record<string, HeadArrays> }
+/** One head's parameters (or one optimiser slot) as a single flat buffer, params in HEAD_PARAM_NAMES order. */
+export interface HeadLayout {
+  sizes: number[];
+  offsets: number[];
+  total: number;
+}
+
+export function headLayout(s: HeadShape): HeadLayout {
+  const sh = headParamShapes(s);
+  const sizes = HEAD_PARAM_NAMES.map((k) => sh[k].reduce((a, b) => a * b, 1));
+  const offsets: number[] = [];
+  let t = 0;
+  for (const n of sizes) {
+    offsets.push(t);
+    t += n;
+  }
+  return { sizes, offsets, total: t };
+}
+
+export function packHead(h: HeadArrays, l: HeadLayout): Float32Array {
+  const out = new Float32Array(l.total);
+  HEAD_PARAM_NAMES.forEach((k, i) => out.set(h[k], l.offsets[i]));
+  return out;
+}
+
+/** Views into `flat` (no copy). */
+export function unpackHead(flat: Float32Array, l: HeadLayout): HeadArrays {
+  const o = {} as HeadArrays;
+  HEAD_PARAM_NAMES.forEach((k, i) => (o[k] = flat.subarray(l.offsets[i], l.offsets[i] + l.sizes[i])));
+  return o;
+}
+
+/** A head on the device: flat params and flat slots (so the optimiser runs a few ops per head, not per parameter). */
+export interface DeviceHead {
+  params: tf.Tensor1D;
+  slots: Record<string, tf.Tensor1D>;
+}
+interface HostHead {
+  params: Float32Array;
+  slots: Record<string, Float32Array>;
+}
 
 /**
  * The ensemble's weights and optimiser state. On device by default; with keep_inactive_on_cpu they live
@@ -99,25 +137,23 @@ interface HostHead { params: HeadArrays; slots: Record<string, HeadArrays> }
  */
 export class EnsembleState {
   readonly shape: HeadShape;
+  readonly layout: HeadLayout;
   readonly slotNames: string[];
-  /** Optimiser steps taken per head (AdamW bias correction is per parameter in torch; all of a head's params step together). */
+  /** Optimiser steps taken per head (torch counts per parameter; a head's parameters always step together). */
   readonly headSteps: number[];
   private device: (DeviceHead | null)[];
   private host: (HostHead | null)[];
 
   constructor(readonly cfg: TrainConfig, heads: HeadArrays[], slots?: Record<string, HeadArrays>[], steps?: number[]) {
     this.shape = headShapeOf(cfg);
+    this.layout = headLayout(this.shape);
     this.slotNames = slotNames(cfg.optimizer);
     this.headSteps = steps ? [...steps] : heads.map(() => 0);
-    const zeros = (): HeadArrays => {
-      const sh = headParamShapes(this.shape);
-      const o = {} as HeadArrays;
-      for (const k of HEAD_PARAM_NAMES) o[k] = new Float32Array(sh[k].reduce((a, b) => a * b, 1));
-      return o;
-    };
-    const hostHeads: HostHead[] = heads.map((params, i) => ({
-      params,
-      slots: Object.fromEntries(this.slotNames.map((s) => [s, slots?.[i]?.[s] ?? zeros()])),
+    const hostHeads: HostHead[] = heads.map((h, i) => ({
+      params: packHead(h, this.layout),
+      slots: Object.fromEntries(
+        this.slotNames.map((s) => [s, slots?.[i]?.[s] ? packHead(slots[i][s], this.layout) : new Float32Array(this.layout.total)]),
+      ),
     }));
     if (cfg.keep_inactive_on_cpu) {
       this.host = hostHeads;
@@ -133,13 +169,23 @@ export class EnsembleState {
   }
 
   private upload(h: HostHead): DeviceHead {
-    const sh = headParamShapes(this.shape);
-    const up = (a: HeadArrays) => {
-      const o = {} as HeadTensors;
-      for (const k of HEAD_PARAM_NAMES) o[k] = tf.tensor(a[k], sh[k], "float32");
-      return o;
+    return {
+      params: tf.tensor1d(h.params, "float32"),
+      slots: Object.fromEntries(Object.entries(h.slots).map(([s, a]) => [s, tf.tensor1d(a, "float32")])),
     };
-    return { params: up(h.params), slots: Object.fromEntries(Object.entries(h.slots).map(([s, a]) => [s, up(a)])) };
+  }
+
+  /** Named, shaped views of flat params (inside a tidy: 1 split + reshapes). */
+  unflatten(flat: tf.Tensor1D): HeadTensors {
+    const sh = headParamShapes(this.shape);
+    const parts = tf.split(flat, this.layout.sizes);
+    const o = {} as HeadTensors;
+    HEAD_PARAM_NAMES.forEach((k, i) => (o[k] = sh[k].length === 1 ? parts[i] : tf.reshape(parts[i], sh[k])));
+    return o;
+  }
+
+  flatten(t: HeadTensors): tf.Tensor1D {
+    return tf.concat(HEAD_PARAM_NAMES.map((k) => tf.reshape(t[k], [-1]))) as tf.Tensor1D;
   }
 
   /** Device tensors of head i (uploaded when kept on the host; then release() must follow). */
@@ -149,51 +195,42 @@ export class EnsembleState {
 
   /** Stores head i's new tensors; the old ones (and, for host heads, the new ones after download) are disposed. */
   release(i: number, next: DeviceHead, prev: DeviceHead): void {
-    const all = (h: DeviceHead) => [...Object.values(h.params), ...Object.values(h.slots).flatMap((s) => Object.values(s))];
+    const all = (h: DeviceHead) => [h.params, ...Object.values(h.slots)];
     if (this.device[i]) {
-      const keep = new Set(all(next));
+      const keep = new Set<tf.Tensor>(all(next));
       tf.dispose(all(prev).filter((t) => !keep.has(t)));
       this.device[i] = next;
       return;
     }
-    const down = (t: HeadTensors) => {
-      const o = {} as HeadArrays;
-      for (const k of HEAD_PARAM_NAMES) o[k] = t[k].dataSync() as Float32Array;
-      return o;
+    this.host[i] = {
+      params: next.params.dataSync() as Float32Array,
+      slots: Object.fromEntries(Object.entries(next.slots).map(([s, t]) => [s, t.dataSync() as Float32Array])),
     };
-    this.host[i] = { params: down(next.params), slots: Object.fromEntries(Object.entries(next.slots).map(([s, t]) => [s, down(t)])) };
     tf.dispose([...new Set([...all(next), ...all(prev)])]);
   }
 
   /** Done with acquired tensors that were not changed (eval). */
   releaseUnchanged(i: number, h: DeviceHead): void {
-    if (!this.device[i]) tf.dispose([...Object.values(h.params), ...Object.values(h.slots).flatMap((s) => Object.values(s))]);
+    if (!this.device[i]) tf.dispose([h.params, ...Object.values(h.slots)]);
   }
 
-  /** Host copies of weights and slots (reads the device once). */
+  /** Host copies of weights and slots (reads the device once per tensor). */
   snapshot(): { heads: HeadArrays[]; slots: Record<string, HeadArrays>[] } {
     const heads: HeadArrays[] = [];
     const slots: Record<string, HeadArrays>[] = [];
     for (let i = 0; i < this.size; i++) {
       const d = this.device[i];
-      if (!d) {
-        heads.push(this.host[i]!.params);
-        slots.push(this.host[i]!.slots);
-        continue;
-      }
-      const down = (t: HeadTensors) => {
-        const o = {} as HeadArrays;
-        for (const k of HEAD_PARAM_NAMES) o[k] = t[k].dataSync() as Float32Array;
-        return o;
-      };
-      heads.push(down(d.params));
-      slots.push(Object.fromEntries(Object.entries(d.slots).map(([s, t]) => [s, down(t)])));
+      const h: HostHead = d
+        ? { params: d.params.dataSync() as Float32Array, slots: Object.fromEntries(Object.entries(d.slots).map(([s, t]) => [s, t.dataSync() as Float32Array])) }
+        : this.host[i]!;
+      heads.push(unpackHead(h.params.slice(), this.layout));
+      slots.push(Object.fromEntries(Object.entries(h.slots).map(([s, a]) => [s, unpackHead(a.slice(), this.layout)])));
     }
     return { heads, slots };
   }
 
   dispose(): void {
-    for (const d of this.device) if (d) tf.dispose([...Object.values(d.params), ...Object.values(d.slots).flatMap((s) => Object.values(s))]);
+    for (const d of this.device) if (d) tf.dispose([d.params, ...Object.values(d.slots)]);
     this.device = this.device.map(() => null);
   }
 }
@@ -261,29 +298,28 @@ export function sedTrainStep(st: EnsembleState, loss: EffectiveLoss, inp: StepIn
     skipped: tf.Scalar | null;
   }
   const compute = (): StepOut => {
-    const fwd = heads.map((h) => headForwardCached(h.params, inp.x, st.shape));
+    const params = heads.map((h) => st.unflatten(h.params));
+    const fwd = params.map((p) => headForwardCached(p, inp.x, st.shape));
     const l = sedLossWithGrad(fwd.map((f) => f.logits), inp.y, cfg.num_classes, loss, inp.ref);
-    const grads = heads.map((h, j) => headBackward(h.params, fwd[j].cache, l.dlogits[j]));
+    const grads = params.map((p, j) => st.flatten(headBackward(p, fwd[j].cache, l.dlogits[j])));
     if (!inp.update) return { task: l.task, repulsion: l.repulsion, total: l.total, next: null, skipped: null };
-    const ok = o.type === "sgd" && o.nan_check ? gradsFinite(grads.flatMap((g) => HEAD_PARAM_NAMES.map((k) => g[k]))) : null;
-    const next = heads.map((h, j) => {
-      const np = {} as HeadTensors;
-      const ns: Slots = Object.fromEntries(st.slotNames.map((s) => [s, {} as HeadTensors]));
-      for (const k of HEAD_PARAM_NAMES) {
-        const g = grads[j][k];
-        const slots = Object.fromEntries(st.slotNames.map((s) => [s, h.slots[s][k]]));
-        const u = o.type === "sgd" ? sgdUpdate(h.params[k], g, slots, o, inp.lr) : adamwUpdate(h.params[k], g, slots, o, inp.lr, st.headSteps[inp.active[j]]);
-        np[k] = ok ? select(ok, u.param, h.params[k]) : u.param;
-        for (const s of st.slotNames) ns[s][k] = ok ? select(ok, u.slots[s], h.slots[s][k]) : u.slots[s];
-      }
-      return { params: np, slots: ns };
+    const ok = o.type === "sgd" && o.nan_check ? gradsFinite(grads) : null;
+    const next = heads.map((h, j): DeviceHead => {
+      const u =
+        o.type === "sgd"
+          ? sgdUpdate(h.params, grads[j], h.slots, o, inp.lr)
+          : adamwUpdate(h.params, grads[j], h.slots, o, inp.lr, st.headSteps[inp.active[j]]);
+      return {
+        params: (ok ? select(ok, u.param, h.params) : u.param) as tf.Tensor1D,
+        slots: Object.fromEntries(st.slotNames.map((s) => [s, (ok ? select(ok, u.slots[s], h.slots[s]) : u.slots[s]) as tf.Tensor1D])),
+      };
     });
     const skipped = ok ? (tf.sub(1, tf.cast(ok, "float32")) as tf.Scalar) : null;
     return { task: l.task, repulsion: l.repulsion, total: l.total, next, skipped };
   };
   const out = tf.tidy(() => compute() as unknown as tf.TensorContainer) as unknown as StepOut;
   // The new state outlives any tidy scope the caller may have opened around this step.
-  if (out.next) for (const h of out.next) for (const t of [...Object.values(h.params), ...Object.values(h.slots).flatMap((s) => Object.values(s))]) tf.keep(t);
+  if (out.next) for (const h of out.next) for (const t of [h.params, ...Object.values(h.slots)]) tf.keep(t);
   acc.add({ task: out.task, repulsion: out.repulsion, total: out.total, skipped: out.skipped ?? undefined });
   tf.dispose([out.task, out.repulsion, out.total, ...(out.skipped ? [out.skipped] : [])]);
   heads.forEach((h, j) => {
@@ -309,9 +345,10 @@ export function evaluateEnsemble(st: EnsembleState, val: EvalSource, batchSize: 
     for (let i = 0; i < st.size; i++) {
       signal?.throwIfAborted();
       const h = st.acquire(i);
+      const p = tf.tidy(() => st.unflatten(h.params) as unknown as tf.TensorContainer) as unknown as HeadTensors;
       let c = tf.scalar(0, "int32");
       cached.forEach((b, j) => {
-        const logits = tf.tidy(() => headLogits(h.params, b.x, st.shape));
+        const logits = tf.tidy(() => headLogits(p, b.x, st.shape));
         const nc = tf.tidy(() => tf.add(c, tf.sum(tf.cast(tf.equal(tf.argMax(logits, -1), b.y), "int32"))));
         c.dispose();
         c = nc as tf.Scalar;
@@ -323,6 +360,7 @@ export function evaluateEnsemble(st: EnsembleState, val: EvalSource, batchSize: 
         }
       });
       correct.push(c);
+      tf.dispose(Object.values(p));
       st.releaseUnchanged(i, h);
     }
     const ens = tf.tidy(() =>

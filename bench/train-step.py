@@ -1,0 +1,53 @@
+# PyTorch timing of the same SED training step as bench/train.bench.ts (reference semantics: 2 of M
+# heads, smoothed CE + budget-weighted A2D, AdamW). Prints one JSON line. Not used by the product.
+import json, sys, time
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+dim, hidden, classes, batch, n_models, steps, threads = (int(v) for v in sys.argv[1:8])
+torch.set_num_threads(threads)
+torch.manual_seed(0)
+
+class Head(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.gamma_2 = nn.Parameter(1e-4 * torch.ones(dim))
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.head = nn.Linear(dim, classes)
+    def forward(self, x):
+        x = x + self.gamma_2 * self.fc2(F.gelu(self.fc1(self.norm2(x))))
+        return self.head(self.norm(x))
+
+heads = nn.ModuleList([Head() for _ in range(n_models)])
+opt = torch.optim.AdamW(heads.parameters(), lr=1e-3, weight_decay=0.1)
+x = torch.randn(batch, dim)
+y = torch.randint(0, classes, (batch,))
+t = F.one_hot(y, classes).float() * 0.5 + 0.5 / classes
+
+def step(i):
+    active = sorted(torch.randperm(n_models)[:2].tolist())
+    logits = [heads[j](x) for j in active]
+    task = sum(F.cross_entropy(z, t) for z in logits) / len(logits)
+    with torch.no_grad():
+        ce = F.cross_entropy(torch.stack(logits).mean(0), y, reduction="none")
+        alpha = ce / ce.mean() ** 2
+    p0, p1 = F.softmax(logits[0], -1), F.softmax(logits[1], -1)
+    c = p0.argmax(-1, keepdim=True)
+    a, b = p0.gather(1, c).squeeze(1), p1.gather(1, c).squeeze(1)
+    rep = (alpha * -torch.log(a * (1 - b) + b * (1 - a) + 1e-9)).mean()
+    loss = 0.5 * task + 0.0 * rep
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+for i in range(3):
+    step(i)
+t0 = time.perf_counter()
+for i in range(steps):
+    step(i)
+dt = (time.perf_counter() - t0) / steps
+print(json.dumps({"torch": torch.__version__, "threads": threads, "step_ms": dt * 1000}))

@@ -1,0 +1,168 @@
+// Benchmark of the SED training step (src/ml/trainer.ts sedTrainStep): samples/s and GFLOP/s on the
+// backend in use, and the same step in PyTorch (Debian python3-torch) when it is installed.
+//   node --import tsx bench/train.bench.ts                 step timings (< 60 s)
+//   SED_BENCH_DEMO=1 node --import tsx bench/train.bench.ts  demo proxy: the 4 demo configs of
+//     params/demo.yaml on real MNIST digits through the seeded demo ViT (time, val acc, disagreement)
+//   SED_BENCH_BACKEND=wasm|cpu|auto (default auto), SED_BENCH_TORCH_THREADS (default 2)
+import * as tf from "@tensorflow/tfjs-core";
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { parse as parseYaml } from "yaml";
+import { initBackend } from "../src/ml/backend.ts";
+import { Rng } from "../src/rng.ts";
+import { initHeadArrays, headLogits } from "../src/ml/heads.ts";
+import { parseTrainConfig, effectiveLoss, headShapeOf, type TrainConfigInput } from "../src/ml/train-config.ts";
+import { EnsembleState, StepAccumulators, sedTrainStep, trainEnsemble } from "../src/ml/trainer.ts";
+import { memoryEvalSource, memoryTrainSource } from "../src/ml/train-sources.ts";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const backend = await initBackend(process.env.SED_BENCH_BACKEND ?? "auto");
+console.log(`backend: ${backend.name} (${backend.reason})`);
+const mb = (n: number) => `${(n / 2 ** 20).toFixed(0)} MB`;
+
+function cfgFor(dim: number, hidden: number, classes: number, batch: number): ReturnType<typeof parseTrainConfig> {
+  return parseTrainConfig({
+    name: "bench", n_models: 5, random_select: 2, embed_dim: dim, mlp_hidden: hidden, num_classes: classes, batch_size: batch,
+    eval_batch_size: 256, optimizer: { type: "adamw", lr: 0.001, weight_decay: 0.1 }, lr_scheduler: { type: "cosine", t_max: 15 },
+    n_epochs: 11, freeze_first_epoch: true, lambda: 0.5, manual_lambda: 0, use_always_labeled: true, smoothing_eps: 0.5,
+  } satisfies TrainConfigInput);
+}
+
+/** Matmul FLOPs of one step: per active head 3 forward products and 6 backward ones (dX and dW each). */
+function stepFlops(dim: number, hidden: number, classes: number, batch: number, active = 2): number {
+  const fwd = 2 * batch * (dim * hidden * 2 + dim * classes);
+  return active * 3 * fwd;
+}
+
+function torchStep(dim: number, hidden: number, classes: number, batch: number, steps: number): { step_ms: number; torch: string; threads: number } | string {
+  const threads = process.env.SED_BENCH_TORCH_THREADS ?? "2";
+  const r = spawnSync("/usr/bin/python3", [`${root}bench/train-step.py`, ...[dim, hidden, classes, batch, 5, steps].map(String), threads], {
+    env: { ...process.env, OMP_WAIT_POLICY: "PASSIVE" },
+    encoding: "utf8",
+    timeout: 120_000,
+  });
+  if (r.error) return `python3 not runnable: ${r.error.message}`;
+  if (r.status !== 0) return /No module named 'torch'/.test(r.stderr) ? "python3-torch not installed (apt-get install -y python3-torch)" : `torch run failed: ${r.stderr.trim().split("\n").pop()}`;
+  return JSON.parse(r.stdout.trim().split("\n").pop()!);
+}
+
+async function stepBench(label: string, dim: number, hidden: number, classes: number, batch: number, steps: number): Promise<void> {
+  const cfg = cfgFor(dim, hidden, classes, batch);
+  const rng = new Rng(1);
+  const st = new EnsembleState(cfg, Array.from({ length: 5 }, () => initHeadArrays(headShapeOf(cfg), rng)));
+  const x = tf.randomNormal([batch, dim]) as tf.Tensor2D;
+  const y = tf.tensor1d(Array.from({ length: batch }, () => rng.int(classes)), "int32");
+  const acc = new StepAccumulators();
+  const loss = effectiveLoss(cfg);
+  const run = (n: number) => {
+    for (let i = 0; i < n; i++) {
+      const active = rng.sample(5, 2).sort((a, b) => a - b);
+      sedTrainStep(st, loss, { x, y, active, ref: rng.int(2), lr: 0.001, update: true }, acc);
+    }
+    acc.read(); // one host read: waits for the queued work
+  };
+  run(2);
+  const t0 = performance.now();
+  run(steps);
+  const s = (performance.now() - t0) / 1000 / steps;
+  const gflops = stepFlops(dim, hidden, classes, batch) / s / 1e9;
+  console.log(`${label}: ${(s * 1000).toFixed(1)} ms/step, ${(batch / s).toFixed(0)} samples/s, ${gflops.toFixed(1)} GFLOP/s (matmul FLOPs), rss ${mb(process.memoryUsage().rss)}`);
+  const t = torchStep(dim, hidden, classes, batch, steps);
+  if (typeof t === "string") console.log(`  pytorch: ${t}`);
+  else console.log(`  pytorch ${t.torch} (${t.threads} threads): ${t.step_ms.toFixed(1)} ms/step; tfjs/torch speed ratio ${(t.step_ms / 1000 / s).toFixed(3)}`);
+  tf.dispose([x, y]);
+  acc.dispose();
+  st.dispose();
+}
+
+async function demoProxy(): Promise<void> {
+  // Real MNIST digits 0-7 through the seeded demo ViT (what download + cache-features produce, minus
+  // the train-time random crops), then the 4 demo configurations exactly as params/demo.yaml has them.
+  const { loadDigit, SIZE } = await import("../src/io/universe/mnist-universe.ts");
+  const { seededVitWeights } = await import("../src/ml/vit-checkpoint.ts");
+  const { createVit, vitFeatures, disposeVit, parseVitArch } = await import("../src/ml/vit.ts");
+  const params = parseYaml(readFileSync(`${root}params/demo.yaml`, "utf8")) as Record<string, any>;
+  const arch = parseVitArch(params.featurizer.arch);
+  const { mean, std } = params.featurizer.eval_transform as { mean: number[]; std: number[] };
+  const vit = createVit(seededVitWeights(arch, 0), arch);
+  const rng = new Rng(0);
+  const imgs: { grey: Float32Array; off: number; y: number }[] = [];
+  for (let d = 0; d < 8; d++) {
+    const g = loadDigit(d);
+    for (let off = 0; off < g.length; off += SIZE * SIZE) imgs.push({ grey: g, off, y: d });
+  }
+  rng.shuffle(imgs);
+  const nVal = Math.round(imgs.length * 0.25);
+  const featurize = (set: typeof imgs, noise: number) => {
+    const D = arch.embed_dim;
+    const out = new Float32Array(set.length * D);
+    const nr = new Rng(5);
+    for (let s = 0; s < set.length; s += 256) {
+      const part = set.slice(s, s + 256);
+      const px = new Float32Array(part.length * 3 * SIZE * SIZE);
+      part.forEach((im, b) => {
+        for (let i = 0; i < SIZE * SIZE; i++) {
+          const v = Math.min(1, Math.max(0, im.grey[im.off + i] + noise * nr.normal()));
+          for (let c = 0; c < 3; c++) px[((b * 3 + c) * SIZE * SIZE) + i] = (v - mean[c]) / std[c];
+        }
+      });
+      const f = tf.tidy(() => vitFeatures(vit, tf.tensor4d(px, [part.length, 3, SIZE, SIZE])));
+      out.set(f.dataSync(), s * D);
+      f.dispose();
+    }
+    return out;
+  };
+  const val = imgs.slice(0, nVal);
+  const train = imgs.slice(nVal);
+  const trE = featurize(train, 0);
+  const trL = Int32Array.from(train, (i) => i.y);
+  const vaE = featurize(val, 0);
+  const vaL = Int32Array.from(val, (i) => i.y);
+  const shifted = featurize(val, 0.5); // gaussian-noise shift, severity ~5 analogue
+  disposeVit(vit);
+  const D = arch.embed_dim;
+  // two identical "passes" (the real file's passes differ by random crops)
+  const tr2E = new Float32Array(trE.length * 2);
+  tr2E.set(trE);
+  tr2E.set(trE, trE.length);
+  const tr2L = new Int32Array(trL.length * 2);
+  tr2L.set(trL);
+  tr2L.set(trL, trL.length);
+  console.log(`demo proxy: ${train.length} train x 2 passes, ${val.length} val, dim ${D}`);
+  let total = 0;
+  for (const raw of params.train_configs as unknown[]) {
+    const cfg = parseTrainConfig(raw, "params/demo.yaml train_configs");
+    const t0 = performance.now();
+    const r = await trainEnsemble(cfg, memoryTrainSource(tr2E, tr2L, D, 2), memoryEvalSource(vaE, vaL, D), {});
+    const secs = (performance.now() - t0) / 1000;
+    total += secs;
+    // disagreement on shifted vs clean val: fraction of samples where heads' argmaxes are not all equal
+    const disagree = (e: Float32Array) =>
+      tf.tidy(() => {
+        const x = tf.tensor2d(e, [e.length / D, D]);
+        const preds = r.heads.map((h) => {
+          const { headTensorsFromArrays } = heads;
+          return tf.argMax(headLogits(headTensorsFromArrays(h, headShapeOf(cfg)), x, headShapeOf(cfg)), -1);
+        });
+        const st = tf.stack(preds);
+        const allSame = tf.all(tf.equal(st, tf.max(st, 0)), 0);
+        return 1 - tf.mean(tf.cast(allSame, "float32")).dataSync()[0];
+      });
+    const last = r.rows[r.rows.length - 1];
+    console.log(
+      `  ${cfg.name}: ${secs.toFixed(1)} s, val acc mean ${last.val_acc_mean.toFixed(3)} (min ${last.val_acc_min.toFixed(3)}), ` +
+        `ensemble ${last.val_ensemble_acc.toFixed(3)}, heads disagree on ${(100 * disagree(vaE)).toFixed(1)}% clean / ${(100 * disagree(shifted)).toFixed(1)}% noisy val`,
+    );
+  }
+  console.log(`demo proxy total training time: ${total.toFixed(1)} s, rss ${mb(process.memoryUsage().rss)}`);
+}
+import * as heads from "../src/ml/heads.ts";
+
+if (process.env.SED_BENCH_DEMO === "1") {
+  await demoProxy();
+} else {
+  await stepBench("ood_gen step at demo sizes (192/768/8, batch 32)", 192, 768, 8, 32, 50);
+  await stepBench("ood_gen step at paper sizes (768/3072/1000, batch 32)", 768, 3072, 1000, 32, 10);
+  await stepBench("paper sizes, batch 256", 768, 3072, 1000, 256, 4);
+}
