@@ -5,18 +5,27 @@ import { relative } from "node:path";
 import { availableParallelism } from "node:os";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { EXIT, SedPipeError } from "./errors.ts";
-import { downstreamOf, matchTarget, resolveTargets } from "./pipeline/select.ts";
-import { explain } from "./pipeline/plan.ts";
 import type { Pipeline, PlanStep } from "./pipeline/types.ts";
-import { referenceFeatureFileName } from "./hash/reference-name.ts";
-import { executeRun, logPathFor } from "./runner/execute.ts";
 import type { EventSink, RunnerEvent } from "./runner/events.ts";
-import { EVENT_SCHEMA_VERSION } from "./runner/events.ts";
-import { findRoot, openWorkspace, planner, planOnly, stateOf, type Workspace } from "./runner/workspace.ts";
-import { acquireRunLock, describeOwner, type RunLock } from "./store/run-lock.ts";
-import { LockStore } from "./store/lock-file.ts";
-import { createJsonSink } from "./ui/json.ts";
-import { createPlainSink } from "./ui/plain.ts";
+import type { Workspace } from "./runner/workspace.ts";
+import type { LockStore } from "./store/lock-file.ts";
+import { findRoot } from "./runner/find-root.ts";
+import type { RunLock } from "./store/run-lock.ts";
+
+// The engine is imported when a command needs it, not at start-up: `--help`, `--version` and
+// `name` then skip loading yaml/zod/graphology/esbuild (start-up dominates a warm `status`).
+const SCHEMA_VERSION = 1;
+const lazy = {
+  select: () => import("./pipeline/select.ts"),
+  plan: () => import("./pipeline/plan.ts"),
+  workspace: () => import("./runner/workspace.ts"),
+  execute: () => import("./runner/execute.ts"),
+  runLock: () => import("./store/run-lock.ts"),
+  lockFile: () => import("./store/lock-file.ts"),
+  plain: () => import("./ui/plain.ts"),
+  json: () => import("./ui/json.ts"),
+  referenceName: () => import("./hash/reference-name.ts"),
+};
 
 /** What commands get instead of touching process.*: tests call main() with their own cwd/env. */
 export interface CliContext {
@@ -51,10 +60,12 @@ async function open(cli: CliContext, opts: { profile?: string; backend?: string 
   const o: { profile?: string; backend?: string; onWarn: (m: string) => void } = { onWarn: (m) => warnLine(cli, m) };
   if (opts.profile !== undefined) o.profile = opts.profile;
   if (opts.backend !== undefined) o.backend = opts.backend;
+  const { openWorkspace } = await lazy.workspace();
   return openWorkspace(cli.root(), o);
 }
 
 async function takeRunLock(cli: CliContext, ws: Workspace, wait: boolean, command: string, signal?: AbortSignal): Promise<RunLock> {
+  const { acquireRunLock, describeOwner } = await lazy.runLock();
   const opts: Parameters<typeof acquireRunLock>[1] = {
     wait,
     command,
@@ -93,6 +104,8 @@ function registerRunCommand(program: Command, cli: CliContext): void {
       EXAMPLES(["sed-pipe run tables", "sed-pipe run --dry-run", "sed-pipe run eval -j 2 --keep-going", "sed-pipe run train --force train-heads@ood_gen"]),
     )
     .action(async (targets: string[], opts) => {
+      const [{ matchTarget, resolveTargets }, { executeRun }, { planner }, { LockStore: LockStoreClass }, { createJsonSink }, { createPlainSink }] =
+        await Promise.all([lazy.select(), lazy.execute(), lazy.workspace(), lazy.lockFile(), lazy.json(), lazy.plain()]);
       const ws = await open(cli, opts);
       const p = ws.pipeline;
       let order = resolveTargets(p, targets);
@@ -123,7 +136,7 @@ function registerRunCommand(program: Command, cli: CliContext): void {
       let lockStore: LockStore;
       try {
         if (!opts.dryRun) lock = await takeRunLock(cli, ws, opts.wait !== false, "run", ac.signal);
-        lockStore = await LockStore.open(ws.root);
+        lockStore = await LockStoreClass.open(ws.root);
         const result = await executeRun({
           pipeline: p,
           order,
@@ -169,12 +182,13 @@ function registerStatusCommands(program: Command, cli: CliContext): void {
     .option("--exit-code", "exit 1 when anything is not fresh (for CI gates)")
     .addHelpText("after", EXAMPLES(["sed-pipe status", "sed-pipe status eval --json | jq '.instances[] | select(.state != \"fresh\")'"]))
     .action(async (targets: string[], opts) => {
+      const [{ resolveTargets }, { planOnly, stateOf }] = await Promise.all([lazy.select(), lazy.workspace()]);
       const ws = await open(cli, opts);
       const steps = await planOnly(ws, resolveTargets(ws.pipeline, targets));
       const byId = new Map(steps.map((s) => [s.id, s]));
       const rows = steps.map((s) => ({ id: s.id, state: stateOf(s, byId), action: s.action, reason: s.reason, changes: s.changes }));
       if (opts.json) {
-        cli.out(JSON.stringify({ schemaVersion: EVENT_SCHEMA_VERSION, profile: ws.pipeline.profile, instances: rows }) + "\n");
+        cli.out(JSON.stringify({ schemaVersion: SCHEMA_VERSION, profile: ws.pipeline.profile, instances: rows }) + "\n");
       } else {
         const width = Math.min(48, Math.max(0, ...rows.map((r) => r.id.length)));
         const paint = (state: string) =>
@@ -195,20 +209,27 @@ function registerStatusCommands(program: Command, cli: CliContext): void {
     .option("--json", "print the plan steps as JSON")
     .addHelpText("after", EXAMPLES(["sed-pipe why train-heads@ood_gen", "sed-pipe why eval"]))
     .action(async (target: string, opts) => {
+      const [{ matchTarget, resolveTargets }, { planOnly }, { explain }] = await Promise.all([lazy.select(), lazy.workspace(), lazy.plan()]);
       const ws = await open(cli, opts);
       const ids = matchTarget(ws.pipeline, target);
       const steps = await planOnly(ws, resolveTargets(ws.pipeline, [target]));
       const byId = new Map(steps.map((s) => [s.id, s]));
       if (opts.json) {
-        cli.out(JSON.stringify({ schemaVersion: EVENT_SCHEMA_VERSION, steps: ids.map((id) => byId.get(id)) }) + "\n");
+        cli.out(JSON.stringify({ schemaVersion: SCHEMA_VERSION, steps: ids.map((id) => byId.get(id)) }) + "\n");
         return;
       }
-      for (const id of ids) for (const line of whyLines(byId, id, 0, new Set())) cli.out(line + "\n");
+      for (const id of ids) for (const line of whyLines(explain, byId, id, 0, new Set())) cli.out(line + "\n");
     });
 }
 
 /** explain() of a step, then the chain of causes through upstream instances that will run. */
-export function whyLines(byId: Map<string, PlanStep>, id: string, depth: number, seen: Set<string>): string[] {
+export function whyLines(
+  explain: (step: PlanStep) => string[],
+  byId: Map<string, PlanStep>,
+  id: string,
+  depth: number,
+  seen: Set<string>,
+): string[] {
   const step = byId.get(id);
   if (!step || seen.has(id)) return [];
   seen.add(id);
@@ -216,7 +237,7 @@ export function whyLines(byId: Map<string, PlanStep>, id: string, depth: number,
   const lines = explain(step).map((l) => pad + l);
   for (const c of step.changes) {
     if (c.kind === "upstream") {
-      const up = whyLines(byId, c.id, depth + 1, seen);
+      const up = whyLines(explain, byId, c.id, depth + 1, seen);
       if (up.length) lines.push(`${pad}  because:`, ...up);
     }
   }
@@ -246,12 +267,13 @@ function registerMaintenanceCommands(program: Command, cli: CliContext): void {
     .option("--no-wait", "fail at once if a run holds the workspace")
     .addHelpText("after", EXAMPLES(["sed-pipe invalidate train-heads", "sed-pipe invalidate cache-features@in_val --downstream"]))
     .action(async (stage: string, opts) => {
+      const [{ matchTarget, downstreamOf }, { LockStore: LockStoreClass }] = await Promise.all([lazy.select(), lazy.lockFile()]);
       const ws = await open(cli, opts);
       let ids = matchTarget(ws.pipeline, stage);
       if (opts.downstream) ids = downstreamOf(ws.pipeline, ids);
       const lock = await takeRunLock(cli, ws, opts.wait !== false, "invalidate");
       try {
-        const ls = await LockStore.open(ws.root);
+        const ls = await LockStoreClass.open(ws.root);
         let removed = 0;
         for (const id of ids) {
           if (!ls.entry(id)) continue;
@@ -306,7 +328,8 @@ function registerMaintenanceCommands(program: Command, cli: CliContext): void {
     .addOption(new Option("--epochs <n>", "feature epochs").default(1).argParser(intOption("--epochs", 1)))
     .addOption(new Option("--samples <n>", "samples").default(50000).argParser(intOption("--samples", 1)))
     .addHelpText("after", EXAMPLES(['sed-pipe name --dataset "Brightness_1" --model-path /models/deit3_21k.pth']))
-    .action((opts) => {
+    .action(async (opts) => {
+      const { referenceFeatureFileName } = await lazy.referenceName();
       cli.out(
         referenceFeatureFileName({
           modelPath: opts.modelPath,
@@ -327,6 +350,7 @@ function registerMaintenanceCommands(program: Command, cli: CliContext): void {
     .action(async (target: string, opts) => {
       const o: { profile?: string } = {};
       if (opts.profile !== undefined) o.profile = opts.profile;
+      const [{ matchTarget }, { logPathFor }] = await Promise.all([lazy.select(), lazy.execute()]);
       const ws = await open(cli, o);
       const ids = matchTarget(ws.pipeline, target);
       if (ids.length !== 1) {
@@ -385,14 +409,13 @@ function defaultContext(): CliContext {
     env.FORCE_COLOR !== undefined && env.FORCE_COLOR !== "0"
       ? true
       : !!process.stdout.isTTY && env.NO_COLOR === undefined && env.TERM !== "dumb";
-  let root: string | undefined;
   return {
     cwd: process.cwd(),
     env,
     out: (t) => void process.stdout.write(t),
     err: (t) => void process.stderr.write(t),
     color,
-    root: () => (root ??= findRoot(process.cwd())),
+    root: () => findRoot(process.cwd()),
     setExit: () => {},
     onSignal: (handler) => {
       const h = (sig: NodeJS.Signals) => handler(sig);
@@ -409,7 +432,9 @@ function defaultContext(): CliContext {
 /** Runs one sed-pipe command; returns the exit code (bin/sed-pipe.js sets process.exitCode). */
 export async function main(argv: string[], ctx?: Partial<CliContext>): Promise<number> {
   let code: number = EXIT.ok;
-  const cli: CliContext = { ...defaultContext(), ...ctx, setExit: (c) => (code = c) };
+  const base = { ...defaultContext(), ...ctx };
+  let root: string | undefined;
+  const cli: CliContext = { ...base, root: ctx?.root ?? (() => (root ??= findRoot(base.cwd))), setExit: (c) => (code = c) };
   const debug = cli.env.SED_PIPE_DEBUG === "1";
   try {
     await buildProgram(cli).parseAsync(argv, { from: "user" });

@@ -1,9 +1,7 @@
 // A workspace opened for one command: the loaded pipeline, the hasher, the output digester, the cache
 // store, and the read-only planning (`status`, `why`, dry runs). Wires src/pipeline + src/hash +
 // src/store together; no argv, no printing.
-import { existsSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { SedPipeError } from "../errors.ts";
+import { join } from "node:path";
 import { loadPipeline } from "../pipeline/load.ts";
 import { decideInstance, diffParts, explain, planRun } from "../pipeline/plan.ts";
 import type { LockFile, Pipeline, PlanStep } from "../pipeline/types.ts";
@@ -13,22 +11,7 @@ import { OutputDigester } from "../store/digest.ts";
 import { readLock } from "../store/lock-file.ts";
 import { assess, type Planner } from "./assess.ts";
 
-export const PIPELINE_FILE = "pipeline.yaml";
-
-/** The folder holding pipeline.yaml, walking up from `start` like git and npm do. */
-export function findRoot(start: string): string {
-  let dir = resolve(start);
-  for (;;) {
-    if (existsSync(join(dir, PIPELINE_FILE))) return dir;
-    const up = dirname(dir);
-    if (up === dir) {
-      throw new SedPipeError(`no ${PIPELINE_FILE} found in ${resolve(start)} or any folder above it`, {
-        hint: "run sed-pipe inside a sed-pipe project (the folder holding pipeline.yaml, or below it)",
-      });
-    }
-    dir = up;
-  }
-}
+export { findRoot, PIPELINE_FILE } from "./find-root.ts";
 
 export const planner: Planner = { planRun, decideInstance, diffParts, explain };
 

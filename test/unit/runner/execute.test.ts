@@ -32,6 +32,11 @@ export async function run(ctx) {
   ctx.log("about to fail");
   throw new Error("boom from stage");
 }`,
+  "editor.ts": `import { appendFileSync, writeFileSync } from "node:fs";
+export async function run(ctx) {
+  appendFileSync(ctx.deps.src, "edited while running\\n");
+  writeFileSync(ctx.outs.out, "x");
+}`,
   "lazy.ts": `export async function run(ctx) { ctx.log("writing nothing"); }`,
   "wait.ts": `import { appendFileSync, writeFileSync } from "node:fs";
 export async function run(ctx) {
@@ -272,6 +277,25 @@ test("a corrupt cache object is never restored: warning, then the stage runs", (
         assert.ok(r.events.some((e) => e.type === "warning" && /corrupt/.test(e.message)));
         assert.equal(r.result.counts, { ran: 1, skipped: 0, restored: 1, failed: 0, blocked: 0 });
         assert.is(await readFile(join(root, "artifacts/gen.json"), "utf8"), '{"n":3}');
+      } finally {
+        await removeDir(root);
+      }
+    })(),
+    60_000,
+  ));
+
+test("an input edited while the stage ran is not recorded: the instance fails and stays stale", () =>
+  withTimeout(
+    (async () => {
+      const root = await project();
+      try {
+        await writeFile(join(root, "input.txt"), "v1\n");
+        const p = makePipeline(root, [{ id: "ed", module: "stages/editor.ts", params: {}, deps: { src: "input.txt" }, outs: { out: "artifacts/ed.txt" } }]);
+        const r = await run(p);
+        const f = r.events.find((e) => e.type === "instance-failed");
+        assert.match(f?.type === "instance-failed" ? f.error : "", /inputs changed while the stage ran \(dep input.txt\)/);
+        assert.not.ok(await readFile(join(root, "pipeline.lock")).catch(() => null));
+        assert.not.ok(await readFile(join(root, "artifacts/ed.txt")).catch(() => null));
       } finally {
         await removeDir(root);
       }
