@@ -4,6 +4,12 @@
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 
+/**
+ * Optional native kernels the tfjs code loads with require() at run time (esbuild cannot see those
+ * imports): counted for every instance whose code imports tfjs, since they change float results.
+ */
+export const TFJS_NATIVE_PACKAGES = ["@sed-pipe/blas"] as const;
+
 /** Packages whose version can change a stage's numbers (besides every @tensorflow/* package). */
 export const NUMERIC_PACKAGES = ["h5wasm", "pngjs", "jpeg-js"] as const;
 
@@ -40,6 +46,12 @@ export async function runtimeParts(root: string, backend: string = "auto", impor
     const { predictBackend } = await import("../ml/backend.ts");
     out.backend = predictBackend(backend).name;
     for (const pkg of tensorflowPackages(root)) out[pkg] = packageVersion(root, pkg) ?? "absent";
+    for (const pkg of TFJS_NATIVE_PACKAGES) {
+      // Installed is not the same as loadable (a missing libopenblas makes src/ml fall back), but
+      // loading native code to find out is what this module must not do.
+      const v = packageVersion(root, pkg);
+      out[pkg] = v === undefined ? "absent" : process.env.SED_PIPE_NO_BLAS === "1" ? `${v} (disabled by SED_PIPE_NO_BLAS=1)` : v;
+    }
   }
   for (const pkg of NUMERIC_PACKAGES) {
     if (uses(pkg)) out[pkg] = packageVersion(root, pkg) ?? "absent";

@@ -66,7 +66,8 @@ test("code importing tfjs gets the backend and the tfjs versions in its runtime 
     const fp = await new Hasher(t.root, { ...quiet, backend: "cpu" }).fingerprint(instance({ module: "stages/tf.ts" }));
     assert.is(fp.parts.runtime.backend, "cpu");
     // The temp project has no node_modules: versions read as absent rather than guessed.
-    assert.equal(Object.keys(fp.parts.runtime).sort(), ["backend", "node", "platform"]);
+    assert.equal(Object.keys(fp.parts.runtime).sort(), ["@sed-pipe/blas", "backend", "node", "platform"]);
+    assert.is(fp.parts.runtime["@sed-pipe/blas"], "absent");
     const repo = await runtimeParts(process.cwd(), "cpu");
     assert.is(repo["@tensorflow/tfjs-core"], "4.22.0");
     assert.is(repo.h5wasm, "0.10.3");
