@@ -5,7 +5,8 @@ import { spawnSync } from "node:child_process";
 import { cpus } from "node:os";
 import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-wasm";
-import { installBlasKernels, loadBlasAddon, uninstallBlasKernels } from "../src/ml/wasm-blas.ts";
+import { fusedOptimizer, installBlasKernels, loadBlasAddon, uninstallBlasKernels } from "../src/ml/wasm-blas.ts";
+import { adamwUpdate, sgdUpdate } from "../src/ml/optim.ts";
 import { registerCoreGradients } from "../src/ml/kernels/core-gradients.ts";
 import { Rng } from "../src/rng.ts";
 
@@ -61,7 +62,8 @@ for (const path of paths) {
     const a = randn(ta ? [K, M] : [M, K]);
     const b = randn(tb ? [N, K] : [K, N]);
     // The stock transposed kernels run ~1-3 GFLOP/s: one timed call is enough there.
-    const s = timeIt(() => tf.tidy(() => tf.matMul(a, b, ta, tb).dataSync()), path === "stock" && (ta || tb) ? 1 : WINDOW_MS);
+    // tidy must return nothing here: it walks a returned TypedArray element by element.
+    const s = timeIt(() => tf.tidy(() => void tf.matMul(a, b, ta, tb).dataSync()), path === "stock" && (ta || tb) ? 1 : WINDOW_MS);
     row.push((2 * M * N * K) / s / 1e9);
     tf.dispose([a, b]);
   }
@@ -103,7 +105,33 @@ for (const path of paths) {
   console.log([path.padEnd(11), ...BATCHES.map((b) => step[path][b].toFixed(2).padStart(10))].join("  "));
 }
 
-// 3. PyTorch, where Debian's python3-torch is installed (never required).
+// 3. Optimizer update of one head's 5,495,272 parameters (as one flat tensor): optim.ts tensor ops
+// vs the fused native loop.
+{
+  const n = 5_495_272;
+  const p = randn([n]), g = randn([n]), m = tf.zeros([n]), v = tf.zeros([n]);
+  const adamw = { type: "adamw", betas: [0.9, 0.999] as [number, number], eps: 1e-8, weight_decay: 0.05 } as const;
+  const sgd = { type: "sgd", momentum: 0.9, weight_decay: 1e-4 } as const;
+  const fused = fusedOptimizer();
+  const run = (u: () => { param: tf.Tensor; slots: Record<string, tf.Tensor> }) => () =>
+    tf.tidy(() => {
+      const r = u();
+      r.param.dataSync();
+    });
+  const rows: [string, number, number | null][] = [
+    ["AdamW", timeIt(run(() => adamwUpdate(p, g, { exp_avg: m, exp_avg_sq: v }, adamw as never, 1e-3, 3))),
+      fused ? timeIt(run(() => fused.adamwUpdate(p, g, { exp_avg: m, exp_avg_sq: v }, adamw, 1e-3, 3))) : null],
+    ["SGD+mom", timeIt(run(() => sgdUpdate(p, g, { momentum: m }, sgd as never, 0.1))),
+      fused ? timeIt(run(() => fused.sgdUpdate(p, g, { momentum: m }, sgd, 0.1))) : null],
+  ];
+  console.log("\noptimizer update, one head (5.5M params), ms");
+  for (const [name, ops, f] of rows) {
+    console.log(`  ${name.padEnd(8)} tensor ops ${(ops * 1e3).toFixed(1).padStart(6)}   fused ${f === null ? "n/a (no addon)" : `${(f * 1e3).toFixed(1).padStart(6)}  (${(ops / f).toFixed(1)}x)`}`);
+  }
+  tf.dispose([p, g, m, v]);
+}
+
+// 4. PyTorch, where Debian's python3-torch is installed (never required).
 const py = `
 import time, torch
 torch.set_num_threads(2); torch.manual_seed(0)

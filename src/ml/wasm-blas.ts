@@ -8,6 +8,7 @@ import type { KernelConfig } from "@tensorflow/tfjs-core";
 import { SedPipeError } from "../errors.ts";
 import type { BlasAddon } from "./kernels/blas-addon.ts";
 import { blasBatchMatMulConfig, blasFusedMatMulConfig } from "./kernels/blas-mat-mul.ts";
+import { makeFusedOptimizer, type FusedOptimizer } from "./kernels/fused-optim.ts";
 import { fixedBatchMatMulConfig, fixedFusedMatMulConfig, type StockMatMulKernels } from "./kernels/fixed-mat-mul.ts";
 
 export type BlasPath = "wasm+blas" | "wasm-fixed";
@@ -117,3 +118,13 @@ export function activeBlasPath(): BlasPath | null {
   return active;
 }
 
+
+/**
+ * One-pass AdamW / SGD updates (drop-ins for src/ml/optim.ts's) when @sed-pipe/blas loads and the
+ * wasm backend is active; null otherwise, so the caller keeps the tensor-op versions.
+ */
+export function fusedOptimizer(): FusedOptimizer | null {
+  if (tf.getBackend() !== "wasm") return null;
+  const loaded = loadBlasAddon();
+  return "blas" in loaded ? makeFusedOptimizer(loaded.blas) : null;
+}

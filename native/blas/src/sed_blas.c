@@ -1,6 +1,7 @@
-/* Node-API binding: OpenBLAS sgemm, tfjs-style batched matmul and the _FusedMatMul epilogue over
- * Float32Array views (zero-copy; callers pass views of the wasm heap). Owns no memory and keeps no
- * state between calls besides OpenBLAS's thread count, so it never serves stale packed weights. */
+/* Node-API binding: OpenBLAS sgemm, tfjs-style batched matmul, the _FusedMatMul epilogue and one-pass
+ * AdamW / SGD updates over Float32Array views (zero-copy; callers pass views of the wasm heap). Owns
+ * no memory and keeps no state between calls besides OpenBLAS's thread count, so it never serves
+ * stale packed weights. */
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -247,6 +248,90 @@ static napi_value js_bias_activation(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
+/* Checks that every array has exactly n elements (optional ones may be NULL). */
+static bool same_len(napi_env env, size_t n, float* const* arrs, const size_t* lens, int count, const char* fn) {
+  for (int i = 0; i < count; i++) {
+    if (arrs[i] && lens[i] != n) {
+      char msg[120];
+      snprintf(msg, sizeof msg, "sed_blas.%s: array %d has %zu elements, expected %zu", fn, i, lens[i], n);
+      napi_throw_range_error(env, NULL, msg);
+      return false;
+    }
+  }
+  return true;
+}
+
+/* adamw(p, g, m, v, pOut, mOut, vOut, lr, beta1, beta2, eps, weightDecay, bc1, bc2): one torch AdamW
+ * step in one pass, with the formula of src/ml/optim.ts adamwUpdate (bc = 1 - beta^t). Outputs may
+ * alias inputs elementwise (each element is read before it is written). */
+static napi_value js_adamw(napi_env env, napi_callback_info info) {
+  size_t argc = 14;
+  napi_value a[14];
+  CALL(env, napi_get_cb_info(env, info, &argc, a, NULL, NULL));
+  if (argc != 14) THROW(env, "sed_blas.adamw: expected 14 arguments");
+  float* arr[7];
+  size_t len[7];
+  const char* names[7] = {"p", "g", "m", "v", "pOut", "mOut", "vOut"};
+  for (int i = 0; i < 7; i++)
+    if (!get_f32(env, a[i], false, &arr[i], &len[i], names[i])) return NULL;
+  double lr, b1, b2, eps, wd, bc1, bc2;
+  if (!get_f64(env, a[7], &lr, "lr") || !get_f64(env, a[8], &b1, "beta1") || !get_f64(env, a[9], &b2, "beta2") ||
+      !get_f64(env, a[10], &eps, "eps") || !get_f64(env, a[11], &wd, "weightDecay") ||
+      !get_f64(env, a[12], &bc1, "bc1") || !get_f64(env, a[13], &bc2, "bc2"))
+    return NULL;
+  const size_t n = len[0];
+  if (!same_len(env, n, arr, len, 7, "adamw")) return NULL;
+  /* decay is exactly 1 without weight decay, so p * decay == p as in optim.ts. */
+  const float decay = wd != 0 ? (float)(1.0 - lr * wd) : 1.0f, fb1 = (float)b1, fb2 = (float)b2, nb1 = (float)(1.0 - b1),
+              nb2 = (float)(1.0 - b2), sbc2 = (float)sqrt(bc2), feps = (float)eps, step = (float)(lr / bc1);
+  const float *p = arr[0], *g = arr[1], *m = arr[2], *v = arr[3];
+  float *po = arr[4], *mo = arr[5], *vo = arr[6];
+  for (size_t i = 0; i < n; i++) {
+    const float gi = g[i];
+    const float mi = m[i] * fb1 + gi * nb1;
+    const float vi = v[i] * fb2 + (gi * gi) * nb2;
+    const float denom = sqrtf(vi) / sbc2 + feps;
+    po[i] = p[i] * decay - (mi / denom) * step;
+    mo[i] = mi;
+    vo[i] = vi;
+  }
+  return undef(env);
+}
+
+/* sgd(p, g, buf|null, pOut, bufOut|null, lr, momentum, weightDecay): one torch SGD step (dampening 0,
+ * no nesterov) with the formula of src/ml/optim.ts sgdUpdate; buf is required when momentum > 0. */
+static napi_value js_sgd(napi_env env, napi_callback_info info) {
+  size_t argc = 8;
+  napi_value a[8];
+  CALL(env, napi_get_cb_info(env, info, &argc, a, NULL, NULL));
+  if (argc != 8) THROW(env, "sed_blas.sgd: expected 8 arguments");
+  float* arr[5];
+  size_t len[5];
+  const char* names[5] = {"p", "g", "buf", "pOut", "bufOut"};
+  const bool optional[5] = {false, false, true, false, true};
+  for (int i = 0; i < 5; i++)
+    if (!get_f32(env, a[i], optional[i], &arr[i], &len[i], names[i])) return NULL;
+  double lr, mom, wd;
+  if (!get_f64(env, a[5], &lr, "lr") || !get_f64(env, a[6], &mom, "momentum") || !get_f64(env, a[7], &wd, "weightDecay"))
+    return NULL;
+  const size_t n = len[0];
+  if (!same_len(env, n, arr, len, 5, "sgd")) return NULL;
+  if (mom != 0 && (!arr[2] || !arr[4])) THROW(env, "sed_blas.sgd: momentum > 0 needs buf and bufOut");
+  const float flr = (float)lr, fm = (float)mom, fwd = (float)wd;
+  const float *p = arr[0], *g = arr[1], *buf = arr[2];
+  float *po = arr[3], *bo = arr[4];
+  for (size_t i = 0; i < n; i++) {
+    /* g + p * 0 would turn -0 into +0 and keep NaN/Inf of p; optim.ts skips the term entirely. */
+    float d = wd != 0 ? g[i] + p[i] * fwd : g[i];
+    if (mom != 0) {
+      d = buf[i] * fm + d;
+      bo[i] = d;
+    }
+    po[i] = p[i] - d * flr;
+  }
+  return undef(env);
+}
+
 static napi_value js_set_num_threads(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value a[1];
@@ -277,6 +362,8 @@ NAPI_MODULE_INIT() {
       {"sgemm", NULL, js_sgemm, NULL, NULL, NULL, napi_enumerable, NULL},
       {"batchMatMul", NULL, js_batch_mat_mul, NULL, NULL, NULL, napi_enumerable, NULL},
       {"biasActivation", NULL, js_bias_activation, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"adamw", NULL, js_adamw, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"sgd", NULL, js_sgd, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setNumThreads", NULL, js_set_num_threads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"numThreads", NULL, js_num_threads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"config", NULL, js_config, NULL, NULL, NULL, napi_enumerable, NULL},

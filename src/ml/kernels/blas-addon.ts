@@ -12,7 +12,7 @@ export const ACTIVATION_CODES = {
 } as const;
 export type FusableActivationName = keyof typeof ACTIVATION_CODES;
 
-export interface BlasAddon {
+export interface BlasAddon extends BlasOptimAddon {
   /** Row-major cblas_sgemm: C = alpha * op(A) x op(B) + beta * C. Bounds-checked against the views. */
   sgemm(
     transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number,
@@ -29,4 +29,17 @@ export interface BlasAddon {
   numThreads(): number;
   /** OpenBLAS build string and the core it dispatched to. */
   config(): string;
+}
+
+export interface BlasOptimAddon {
+  /** One AdamW step (bc1 = 1 - beta1^t, bc2 = 1 - beta2^t); all arrays the same length. */
+  adamw(
+    p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, pOut: Float32Array, mOut: Float32Array, vOut: Float32Array,
+    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number,
+  ): void;
+  /** One SGD step (dampening 0, no nesterov); buf/bufOut required when momentum > 0. */
+  sgd(
+    p: Float32Array, g: Float32Array, buf: Float32Array | null, pOut: Float32Array, bufOut: Float32Array | null,
+    lr: number, momentum: number, weightDecay: number,
+  ): void;
 }
