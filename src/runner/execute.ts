@@ -1,7 +1,7 @@
 // Executes a plan over the DAG: up to `jobs` instances at once in worker processes, in dependency
 // order, with early cutoff, cache restores, failure isolation and cancellation. Emits RunnerEvents;
 // never prints, never reads argv/env, never decides exit codes (src/cli.ts does).
-import { mkdir, rm, stat } from "node:fs/promises";
+import { mkdir, readdir, rm, stat } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { createHash, randomBytes } from "node:crypto";
 import type { Fingerprint, LockEntry, OutRecord, Pipeline, PlanStep, StageInstance } from "../pipeline/types.ts";
@@ -9,6 +9,7 @@ import type { ContentStore } from "../store/cas.ts";
 import type { OutputDigester } from "../store/digest.ts";
 import type { LockStore } from "../store/lock-file.ts";
 import { replacePath } from "../store/place.ts";
+import { SedPipeError } from "../errors.ts";
 import type { EventSink, RunCounts, RunDoneEvent } from "./events.ts";
 import { EVENT_SCHEMA_VERSION } from "./events.ts";
 import {
@@ -23,6 +24,7 @@ import {
 } from "./assess.ts";
 import { runInWorker } from "./spawn-worker.ts";
 
+/** The caller holds the workspace run lock (src/store/run-lock.ts) for the whole call, unless dryRun. */
 export interface ExecuteOptions {
   pipeline: Pipeline;
   /** Instance ids to consider, in topological order (the target closure). */
@@ -240,10 +242,12 @@ export async function executeRun(o: ExecuteOptions): Promise<RunResult> {
     const inst = p.instances.get(id)!;
     const t0 = Date.now();
     try {
-      const { step, fp } = await decideNow(inst, stepOf.get(id)!);
+      const planned = stepOf.get(id)!;
+      const { step, fp } = await decideNow(inst, planned);
       if (step.action === "skip") {
         counts.skipped++;
-        o.emit({ type: "instance-done", id, action: "skipped", reason: step.reason, durationMs: Date.now() - t0 });
+        const reason = planned.action === "skip" ? step.reason : "fresh after all: upstream outputs unchanged (early cutoff)";
+        o.emit({ type: "instance-done", id, action: "skipped", reason, durationMs: Date.now() - t0 });
         return;
       }
       if (!fp) throw new InstanceFailure("no fingerprint: a dep is missing");
@@ -263,9 +267,10 @@ export async function executeRun(o: ExecuteOptions): Promise<RunResult> {
       if (o.signal.aborted || stopping) throw new InstanceFailure("interrupted", [], true);
       await runStage(inst, fp, reason);
     } catch (err) {
-      const f =
-        err instanceof InstanceFailure ? err : new InstanceFailure(`${(err as Error)?.message ?? String(err)}`, [(err as Error)?.stack ?? ""]);
-      throw f;
+      if (err instanceof InstanceFailure) throw err;
+      // A user-facing error (missing dep, bad symlink...) carries a hint, not a stack; anything else is a bug.
+      if (err instanceof SedPipeError) throw new InstanceFailure(err.message, err.hint ? [`hint: ${err.hint}`] : []);
+      throw new InstanceFailure(`${(err as Error)?.message ?? String(err)}`, ((err as Error)?.stack ?? "").split("\n"));
     }
   }
 
@@ -285,6 +290,11 @@ export async function executeRun(o: ExecuteOptions): Promise<RunResult> {
   o.signal.addEventListener("abort", onAbort, { once: true });
 
   try {
+    // Only one run holds the workspace at a time (run lock), so any other folder under cache/tmp is
+    // the leftover of a run that was killed: its temp outputs can never be committed.
+    for (const name of await readdir(join(o.cacheDir, "tmp")).catch(() => [] as string[])) {
+      await rm(join(o.cacheDir, "tmp", name), { recursive: true, force: true });
+    }
     await mkdir(tmpRoot, { recursive: true });
     for (;;) {
       if (o.signal.aborted) stopping = true;

@@ -120,6 +120,10 @@ test("runs a chain, then a second run executes nothing; deleted artifacts are re
         assert.equal(await counts(root), ["gen", "double"]);
         // Temp outputs of the runs are gone.
         assert.equal(await readdir(join(root, "cache/tmp")), []);
+        // Leftovers of a killed run are cleared by the next run.
+        await mkdir(join(root, "cache/tmp/dead-run/x"), { recursive: true });
+        await run(p);
+        assert.equal(await readdir(join(root, "cache/tmp")), []);
       } finally {
         await removeDir(root);
       }
@@ -141,6 +145,7 @@ test("a param change reruns the stage; early cutoff skips a downstream whose inp
         assert.equal(r.result.steps.map((s) => s.action), ["run", "run"]);
         assert.equal(r.result.counts.ran, 1);
         assert.equal(r.result.counts.skipped, 1);
+        assert.ok(r.events.some((e) => e.type === "instance-done" && e.id === "double" && e.action === "skipped" && /early cutoff/.test(e.reason)));
         const r2 = await run(chain(root, 4));
         assert.equal(r2.result.counts.ran, 2);
         assert.is(await readFile(join(root, "artifacts/double/value.txt"), "utf8"), "8");
