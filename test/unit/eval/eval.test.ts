@@ -96,6 +96,10 @@ test("subset evaluation uses masked votes; labels outside the class set and empt
   assert.is(s.label_classes, 2);
   assert.ok(s.diversity.div_continous_unique <= 3);
   ev.dispose();
+  const plain = new EnsembleEvaluator(e, 10, { batchSize: 10, quirks: false, subset: null, soup: false });
+  assert.throws(() => plain.addBatch(x, new Int32Array(10).fill(4), 10), /label 4 of row 0 is outside the 4 classes the model has/);
+  assert.throws(() => plain.addBatch(x.subarray(0, 5), new Int32Array(10), 10), /feature batch holds 5 values, expected 10x6/);
+  plain.dispose();
   const empty = new EnsembleEvaluator(e, 0, { batchSize: 4, quirks: false, subset: null, soup: false });
   assert.throws(() => empty.summary(), /no rows/);
   empty.dispose();
