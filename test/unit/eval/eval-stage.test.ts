@@ -3,7 +3,7 @@ import * as assert from "uvu/assert";
 import { mkdtemp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { run } from "../../../stages/eval.ts";
+import { resolveFeatureFile, run } from "../../../stages/eval.ts";
 import type { StageContext } from "../../../src/runner/stage-api.ts";
 import { initHeadArrays, saveEnsemble, type HeadShape } from "../../../src/ml/heads.ts";
 import { createFeatureFile } from "../../../src/io/features.ts";
@@ -100,7 +100,35 @@ test("bad input: missing in_val reference scores, class-count mismatch, feature 
     await writeFile(join(dir, "classes.json"), JSON.stringify({ all_wnids: ["a", "b", "c"], subset_wnids: ["a"] }));
     await expectErr(ctx(dir, "b", { model, dataset: { key: "in_val", features: "x", role: "subset", classes_key: "subset_wnids" }, eval: evalParams }, { ...deps, classes: join(dir, "classes.json"), id_scores: join(dir, "never-read.scores.hdf5") }), /lists 3 classes but the model predicts 4/);
     await expectErr(ctx(dir, "c", { model, dataset: { key: "in_val", features: "x", role: "id" }, eval: evalParams }, { ...deps, features: join(dir, "wide.hdf5") }), /5|dim/);
+    const w = await createFeatureFile(join(dir, "empty.hdf5"), { dim: shape.dim });
+    await w.finish();
+    await expectErr(ctx(dir, "e", { model, dataset: { key: "in_val", features: "x", role: "id" }, eval: evalParams }, { ...deps, features: join(dir, "empty.hdf5") }), /no rows|empty|incomplete/);
     await expectErr(ctx(dir, "d", { model, dataset: { key: "in_val", features: "x", role: "train" }, eval: evalParams }, deps), /role must be one of/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("an ImageNet-C feature folder must hold exactly one .hdf5 file", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "sed-eval-"));
+  try {
+    await mkdir(join(dir, "Brightness_1"));
+    try {
+      await resolveFeatureFile(join(dir, "Brightness_1"));
+      assert.unreachable();
+    } catch (e) {
+      assert.match((e as Error).message, /exactly one \.hdf5 feature file in the folder, found 0/);
+    }
+    await writeFile(join(dir, "Brightness_1", "abc_x_5_samples.hdf5"), "");
+    await writeFile(join(dir, "Brightness_1", "notes.txt"), "");
+    assert.is(await resolveFeatureFile(join(dir, "Brightness_1")), join(dir, "Brightness_1", "abc_x_5_samples.hdf5"));
+    await writeFile(join(dir, "Brightness_1", "def_x_5_samples.hdf5"), "");
+    try {
+      await resolveFeatureFile(join(dir, "Brightness_1"));
+      assert.unreachable();
+    } catch (e) {
+      assert.match((e as Error).message, /found 2 \(abc_x_5_samples.hdf5, def_x_5_samples.hdf5\)/);
+    }
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
