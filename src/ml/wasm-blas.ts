@@ -34,8 +34,11 @@ export function loadBlasAddon(): { blas: BlasAddon } | { error: string } {
     addon = require("@sed-pipe/blas") as BlasAddon;
     return { blas: addon };
   } catch (err) {
-    const msg = (err as Error).message.split("\n")[0];
-    return { error: `@sed-pipe/blas not installed: ${msg} (install libopenblas-dev, then run \`npm ci\`)` };
+    const e = err as NodeJS.ErrnoException;
+    const msg = e.message.split("\n")[0];
+    // MODULE_NOT_FOUND for the package itself: npm dropped it (no OpenBLAS at install time).
+    const what = e.code === "MODULE_NOT_FOUND" && msg.includes("'@sed-pipe/blas'") ? "not installed" : "failed to load";
+    return { error: `@sed-pipe/blas ${what}: ${msg} (install libopenblas-dev, then run \`npm ci\`)` };
   }
 }
 
