@@ -1,11 +1,12 @@
 // Eval throughput: samples/s of EnsembleEvaluator (head forwards + soup + all scores and statistics)
 // for a reference-size ensemble (768 -> 3072 -> 768 -> 1000 heads, random weights) on random feature
 // rows, on the backend initBackend picks. Also times the pure-JS score part alone.
-// Env: SED_BENCH_HEADS (50), SED_BENCH_ROWS (1024), SED_BENCH_BATCH (256), SED_BACKEND (auto).
+// Env: SED_BENCH_HEADS (50), SED_BENCH_ROWS (1024), SED_BENCH_BATCH (eval batch, 256; heads run on
+// chunks of forwardRows(batch) rows), SED_BACKEND (auto).
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../src/ml/backend.ts";
 import { HEAD_PARAM_NAMES, headParamShapes, type EnsembleArrays, type HeadArrays, type HeadShape } from "../src/ml/heads.ts";
-import { EnsembleEvaluator } from "../src/ml/eval.ts";
+import { EnsembleEvaluator, forwardRows } from "../src/ml/eval.ts";
 import { stackScores, diversityStats } from "../src/ml/scores.ts";
 import { Rng } from "../src/rng.ts";
 
@@ -43,8 +44,9 @@ const t1 = performance.now();
 const ev = new EnsembleEvaluator(ens, ROWS, { batchSize: BATCH, quirks: false, subset: null, soup: true });
 const upload = performance.now() - t1;
 const t2 = performance.now();
-for (let s = 0; s < ROWS; s += BATCH) {
-  const c = Math.min(BATCH, ROWS - s);
+const CHUNK = forwardRows(BATCH);
+for (let s = 0; s < ROWS; s += CHUNK) {
+  const c = Math.min(CHUNK, ROWS - s);
   ev.addBatch(x.subarray(s * shape.dim, (s + c) * shape.dim), y.subarray(s, s + c), c);
 }
 const sum = ev.summary();

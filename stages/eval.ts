@@ -7,7 +7,7 @@ import type { StageContext, StageModule } from "../src/runner/stage-api.ts";
 import { ConfigError, InputError } from "../src/errors.ts";
 import { initBackend } from "../src/ml/backend.ts";
 import { loadEnsemble, type EnsembleArrays } from "../src/ml/heads.ts";
-import { EnsembleEvaluator, type EvalSummary } from "../src/ml/eval.ts";
+import { EnsembleEvaluator, forwardRows, type EvalSummary } from "../src/ml/eval.ts";
 import { subsetIndices } from "../src/ml/metrics.ts";
 import { SCORE_NAMES } from "../src/ml/scores.ts";
 import { directedAuroc } from "../src/ml/auroc.ts";
@@ -159,7 +159,8 @@ export async function run(ctx: StageContext): Promise<void> {
     evaluator = new EnsembleEvaluator(ensemble, reader.rows, { batchSize: ev.batch_size, quirks: ev.reference_quirks, subset, soup: true });
     labels = new Int32Array(reader.rows);
     let done = 0;
-    for (const b of reader.sequential(ev.batch_size)) {
+    // Heads run on chunks of several eval batches; statistics stay per eval batch (see EnsembleEvaluator).
+    for (const b of reader.sequential(forwardRows(ev.batch_size))) {
       if (ctx.signal.aborted) throw ctx.signal.reason;
       evaluator.addBatch(b.embed, b.label, b.count);
       labels.set(b.label.subarray(0, b.count), done);

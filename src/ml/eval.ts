@@ -53,6 +53,11 @@ export function soupArrays(heads: HeadArrays[]): HeadArrays {
   return out;
 }
 
+/** Rows per head forward: the largest multiple of the eval batch size up to 256 (at least one batch). */
+export function forwardRows(batchSize: number): number {
+  return Math.max(1, Math.floor(256 / batchSize)) * batchSize;
+}
+
 export class EnsembleEvaluator {
   readonly scores: Record<ScoreName, Float64Array>;
   private readonly heads: HeadTensors[];
@@ -89,10 +94,17 @@ export class EnsembleEvaluator {
     y.dispose();
   }
 
-  /** One batch of `count` rows: embed is count*dim floats, labels count class indices. */
+  /**
+   * A chunk of `count` rows: embed is count*dim floats, labels count class indices. The heads run on the
+   * whole chunk (bigger matMuls); statistics are taken per eval batch of `batchSize` rows inside it, so a
+   * chunk must start on a batch boundary (every chunk but the last is a multiple of batchSize).
+   */
   addBatch(embed: Float32Array, labels: ArrayLike<number>, count: number): void {
     const { dim, classes } = this.ensemble.shape;
     if (count <= 0) return;
+    if (this.seen % this.cfg.batchSize !== 0) {
+      throw new Error(`addBatch: chunk starts at row ${this.seen}, not on an eval batch boundary (batch ${this.cfg.batchSize})`);
+    }
     if (embed.length < count * dim) throw new InputError(`feature batch holds ${embed.length} values, expected ${count}x${dim}`);
     if (this.seen + count > this.totalRows) throw new InputError(`feature reader yielded more than the ${this.totalRows} rows it announced`);
     for (let i = 0; i < count; i++) {
@@ -105,11 +117,11 @@ export class EnsembleEvaluator {
       }
     }
     const m = this.heads.length;
-    const stack: Stack = { heads: m, rows: count, classes, data: new Float32Array(m * count * classes), kind: "logits" };
+    const all = new Float32Array(m * count * classes);
     const x = tf.tensor2d(embed.subarray(0, count * dim), [count, dim]);
     let soupOut: Float32Array | null = null;
     try {
-      for (let h = 0; h < m; h++) this.forward(this.heads[h], x, stack.data, h * count * classes);
+      for (let h = 0; h < m; h++) this.forward(this.heads[h], x, all, h * count * classes);
       if (this.soupHead) {
         soupOut = new Float32Array(count * classes);
         this.forward(this.soupHead, x, soupOut, 0);
@@ -117,7 +129,22 @@ export class EnsembleEvaluator {
     } finally {
       x.dispose();
     }
+    const bs = this.cfg.batchSize;
+    for (let s = 0; s < count; s += bs) {
+      const n = Math.min(bs, count - s);
+      let data = all;
+      if (n !== count) {
+        data = new Float32Array(m * n * classes);
+        for (let h = 0; h < m; h++) data.set(all.subarray((h * count + s) * classes, (h * count + s + n) * classes), h * n * classes);
+      }
+      const stack: Stack = { heads: m, rows: n, classes, data, kind: "logits" };
+      this.statsBatch(stack, soupOut ? soupOut.subarray(s * classes, (s + n) * classes) : null, Array.prototype.slice.call(labels, s, s + n));
+    }
+  }
 
+  /** Scores, accuracies and diversity of one eval batch (the reference's dataloader batch). */
+  private statsBatch(stack: Stack, soupOut: Float32Array | null, labels: ArrayLike<number>): void {
+    const { heads: m, rows: count, classes } = stack;
     // Per-sample OOD scores always read the raw logits (the reference's ood_det run never wraps).
     const raw = stackScores(stack, { quirks: this.cfg.quirks });
     const ensLogits = meanOverHeads(stack);

@@ -3,7 +3,7 @@ import * as assert from "uvu/assert";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../../../src/ml/backend.ts";
 import { initHeadArrays, headLogits, headTensorsFromArrays, type EnsembleArrays, type HeadShape } from "../../../src/ml/heads.ts";
-import { EnsembleEvaluator, soupArrays } from "../../../src/ml/eval.ts";
+import { EnsembleEvaluator, forwardRows, soupArrays } from "../../../src/ml/eval.ts";
 import { InputError } from "../../../src/errors.ts";
 import { Rng } from "../../../src/rng.ts";
 
@@ -65,6 +65,37 @@ test("accuracies match a direct forward; batching does not change accuracy; no t
     ev.dispose();
   }
   assert.is(tf.memory().numTensors, before);
+});
+
+test("forward chunks of several eval batches give the same statistics as one batch at a time", async () => {
+  await initBackend("cpu");
+  const e = ensemble(3, 8);
+  const { x, y } = rows(45, 9);
+  const run = (chunk: number) => {
+    const ev = new EnsembleEvaluator(e, 45, { batchSize: 7, quirks: true, subset: null, soup: true });
+    for (let s = 0; s < 45; s += chunk) {
+      const c = Math.min(chunk, 45 - s);
+      ev.addBatch(x.subarray(s * shape.dim, (s + c) * shape.dim), y.subarray(s, s + c), c);
+    }
+    const out = { sum: ev.summary(), mi: Array.from(ev.scores.mutual_information_per_sample) };
+    ev.dispose();
+    return out;
+  };
+  const a = run(7);
+  const b = run(21);
+  assert.is(a.sum.batches, 7);
+  assert.is(b.sum.batches, 7);
+  assert.equal(b.sum.accuracy, a.sum.accuracy);
+  for (const [k, v] of Object.entries(a.sum.diversity)) assert.ok(Math.abs(v - b.sum.diversity[k as keyof typeof a.sum.diversity]) < 1e-6, k);
+  a.mi.forEach((v, i) => assert.ok(Math.abs(v - b.mi[i]) < 1e-6));
+  const ev = new EnsembleEvaluator(e, 45, { batchSize: 7, quirks: false, subset: null, soup: false });
+  ev.addBatch(x, y, 5);
+  assert.throws(() => ev.addBatch(x, y, 7), /not on an eval batch boundary/);
+  ev.dispose();
+  assert.is(forwardRows(32), 256);
+  assert.is(forwardRows(256), 256);
+  assert.is(forwardRows(300), 300);
+  assert.is(forwardRows(100), 200);
 });
 
 test("identical heads: soup = ensemble = every head, PDS = 1, one distinct prediction", async () => {
