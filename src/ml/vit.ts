@@ -266,16 +266,25 @@ export function vitFeatures(m: VitModel, x: tf.Tensor4D): tf.Tensor2D {
   }
   const B = x.shape[0];
   // DeiT-III: position embedding on the patch tokens only, then the CLS token is prepended.
-  let h = tf.add(patchEmbed(m, x), m.pos) as tf.Tensor3D;
-  h = tf.concat([tf.tile(m.cls, [B, 1, 1]), h], 1) as tf.Tensor3D;
+  let h = tf.tidy(() => tf.concat([tf.tile(m.cls, [B, 1, 1]), tf.add(patchEmbed(m, x), m.pos)], 1) as tf.Tensor3D);
   for (let i = 0; i < a.depth; i++) {
     const blk = m.blocks[i];
-    h = tf.add(h, tf.mul(blk.gamma1, attention(layerNorm(h, blk.norm1w, blk.norm1b) as tf.Tensor3D, blk, a.num_heads))) as tf.Tensor3D;
-    if (i === a.depth - 1) break; // the cut: the last block's MLP branch belongs to the trainable head
-    const mlp = linear(gelu(linear(layerNorm(h, blk.norm2w, blk.norm2b) as tf.Tensor3D, blk.fc1T, blk.fc1b)) as tf.Tensor3D, blk.fc2T, blk.fc2b);
-    h = tf.add(h, tf.mul(blk.gamma2, mlp)) as tf.Tensor3D;
+    const last = i === a.depth - 1;
+    // One tidy per block: a single outer tidy would keep every block's intermediates alive until the
+    // end (DeiT-B, batch 8: > 4 GB, past the wasm32 heap).
+    const next = tf.tidy(() => {
+      let y = tf.add(h, tf.mul(blk.gamma1, attention(layerNorm(h, blk.norm1w, blk.norm1b) as tf.Tensor3D, blk, a.num_heads))) as tf.Tensor3D;
+      if (last) return y; // the cut: the last block's MLP branch belongs to the trainable head
+      const mlp = linear(gelu(linear(layerNorm(y, blk.norm2w, blk.norm2b) as tf.Tensor3D, blk.fc1T, blk.fc1b)) as tf.Tensor3D, blk.fc2T, blk.fc2b);
+      y = tf.add(y, tf.mul(blk.gamma2, mlp)) as tf.Tensor3D;
+      return y;
+    });
+    h.dispose();
+    h = next;
   }
-  return tf.reshape(tf.slice(h, [0, 0, 0], [B, 1, a.embed_dim]), [B, a.embed_dim]) as tf.Tensor2D;
+  const cls = tf.reshape(tf.slice(h, [0, 0, 0], [B, 1, a.embed_dim]), [B, a.embed_dim]) as tf.Tensor2D;
+  h.dispose();
+  return cls;
 }
 
 /** Runs one batch of CHW float pixels (row-major, `batch` images) and returns [batch·D] features. */

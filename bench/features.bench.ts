@@ -1,0 +1,88 @@
+// Featurizer throughput (images/s) on the backend initBackend picks: the demo's tiny ViT (forward
+// only, and end to end with PNG decode + eval transform), DeiT-3 Base with random weights (a few
+// images), and the JS preprocessing of an ImageNet-sized JPEG (decode + Resize 256 + CenterCrop 224).
+// Env: SED_BACKEND (auto), SED_BENCH_DEIT_IMAGES (16), SED_BENCH_DEIT_BATCH (8), SED_BENCH_TINY_IMAGES (4096).
+import * as tf from "@tensorflow/tfjs-core";
+import jpeg from "jpeg-js";
+import { PNG } from "pngjs";
+import { initBackend } from "../src/ml/backend.ts";
+import { createVit, disposeVit, featurizeBatch, DEIT3_BASE_ARCH, type VitArch } from "../src/ml/vit.ts";
+import { seededVitWeights } from "../src/ml/vit-checkpoint.ts";
+import { decodeImage, evalCrop, normalizeInto } from "../src/io/images.ts";
+
+const DEIT_IMAGES = Number(process.env.SED_BENCH_DEIT_IMAGES ?? 16);
+const DEIT_BATCH = Number(process.env.SED_BENCH_DEIT_BATCH ?? 8);
+const TINY_IMAGES = Number(process.env.SED_BENCH_TINY_IMAGES ?? 4096);
+const rssMb = () => (process.memoryUsage().rss / 2 ** 20).toFixed(0);
+const NORM = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
+
+const backend = await initBackend(process.env.SED_BACKEND ?? "auto");
+console.log(`backend: ${backend.name} (${backend.reason})`);
+
+async function forwardRate(arch: VitArch, images: number, batch: number, label: string): Promise<void> {
+  let t = performance.now();
+  const model = createVit(seededVitWeights(arch, 0), arch);
+  const loadMs = performance.now() - t;
+  const per = 3 * arch.image_size * arch.image_size;
+  const px = new Float32Array(batch * per).map((_, i) => Math.sin(i * 0.001));
+  await featurizeBatch(model, px, batch); // warm-up (kernel setup, weight packing)
+  t = performance.now();
+  let done = 0;
+  while (done < images) {
+    const b = Math.min(batch, images - done);
+    await featurizeBatch(model, px.subarray(0, b * per), b);
+    done += b;
+  }
+  const s = (performance.now() - t) / 1000;
+  console.log(`${label}: ${(done / s).toFixed(1)} img/s forward (${done} images, batch ${batch}; weights generated+uploaded in ${(loadMs / 1000).toFixed(1)} s; rss ${rssMb()} MB; tensors ${tf.memory().numTensors})`);
+  disposeVit(model);
+}
+
+// 1. demo tiny ViT, forward only
+const DEMO: VitArch = { image_size: 28, patch_size: 14, in_chans: 3, embed_dim: 192, depth: 2, num_heads: 4, mlp_ratio: 2, layerscale_init: 1 };
+await forwardRate(DEMO, TINY_IMAGES, 256, "demo ViT 28/14 d192x2");
+
+// 2. demo end to end: PNG decode + eval transform + forward
+{
+  const pngs: Buffer[] = [];
+  for (let i = 0; i < 256; i++) {
+    const p = new PNG({ width: 28, height: 28 });
+    for (let j = 0; j < 28 * 28; j++) p.data.set([(i * j) % 256, (i * j) % 256, (i * j) % 256, 255], j * 4);
+    pngs.push(PNG.sync.write(p));
+  }
+  const model = createVit(seededVitWeights(DEMO, 0), DEMO);
+  const per = 3 * 28 * 28;
+  const t = performance.now();
+  let done = 0;
+  while (done < TINY_IMAGES) {
+    const px = new Float32Array(256 * per);
+    for (let k = 0; k < 256; k++) normalizeInto(evalCrop(decodeImage(pngs[k], "x.png"), { resize: 28, crop: 28, ...NORM }), NORM.mean, NORM.std, px, k * per);
+    await featurizeBatch(model, px, 256);
+    done += 256;
+  }
+  console.log(`demo end to end (PNG decode + transform + forward): ${(done / ((performance.now() - t) / 1000)).toFixed(1)} img/s`);
+  disposeVit(model);
+}
+
+// 3. JS preprocessing of a 500x375 JPEG (ImageNet-like) with the reference eval transform
+{
+  const w = 500, h = 375;
+  const raw = Buffer.alloc(w * h * 4);
+  for (let i = 0; i < w * h; i++) raw.set([(i * 7) % 256, (i >> 3) % 256, (i % w) % 256, 255], i * 4);
+  const jpg = jpeg.encode({ data: raw, width: w, height: h }, 90).data;
+  const out = new Float32Array(3 * 224 * 224);
+  const n = 40;
+  let tDec = 0;
+  const t = performance.now();
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    const img = decodeImage(jpg, "x.jpg");
+    tDec += performance.now() - t0;
+    normalizeInto(evalCrop(img, { resize: 256, crop: 224, ...NORM }), NORM.mean, NORM.std, out, 0);
+  }
+  const ms = performance.now() - t;
+  console.log(`preprocess 500x375 JPEG -> 224: ${(n / (ms / 1000)).toFixed(1)} img/s (decode ${(tDec / n).toFixed(1)} ms, resize+crop+normalize ${((ms - tDec) / n).toFixed(1)} ms per image)`);
+}
+
+// 4. DeiT-3 Base, random weights
+await forwardRate(DEIT3_BASE_ARCH, DEIT_IMAGES, DEIT_BATCH, "DeiT-3 Base 224/16 (random weights)");
