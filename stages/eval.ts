@@ -150,7 +150,7 @@ export async function run(ctx: StageContext): Promise<void> {
   }
 
   const featurePath = await resolveFeatureFile(ctx.deps.features);
-  const reader = await openFeatureFile(featurePath, { dim });
+  const reader = await openFeatureFile(featurePath, { dim, requireComplete: true });
   let summary: EvalSummary;
   let labels: Int32Array;
   let evaluator: EnsembleEvaluator | null = null;

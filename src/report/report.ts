@@ -116,6 +116,18 @@ function charts(input: ReportInput, gen: LongTable, lookup: ReturnType<typeof lo
   return { accuracy: renderSvg(acc), auroc: renderSvg(auroc.length ? auroc : [{ title: "OOD detection AUROC: no OOD datasets in this profile", yLabel: "AUROC", groups: [], series: [], yMin: 0, yMax: 1 }]) };
 }
 
+/** Which runs the tables come from: samples, heads, backend, batch size, quirks mode per instance. */
+function runsMarkdown(input: ReportInput, lookup: ReturnType<typeof lookupOf>): string {
+  const out = ["# Eval runs behind these tables", "", "| Model | Dataset | Role | Samples | Heads | Batch | Backend | Reference quirks |", "|---|---|---|--:|--:|--:|---|---|"];
+  for (const m of [...input.models].sort()) {
+    for (const d of input.datasets) {
+      const r = lookup(m, d.key);
+      out.push(`| ${m} | ${d.key} | ${d.role} | ${r?.counts?.samples ?? ""} | ${r?.counts?.heads ?? ""} | ${r?.batch_size ?? ""} | ${r?.backend?.name ?? ""} | ${r?.reference_quirks ?? ""} |`);
+    }
+  }
+  return out.join("\n") + "\n";
+}
+
 export function buildReport(input: ReportInput): Map<string, string> {
   const lookup = lookupOf(input.results);
   const gen = buildTable("ood_gen", input.models, input.datasets, lookup);
@@ -126,6 +138,7 @@ export function buildReport(input: ReportInput): Map<string, string> {
   files.set("ood_gen_df.md", renderMarkdown(gen, "OOD generalization (ood_gen_df)"));
   files.set("ood_det_df.md", renderMarkdown(det, "OOD detection (ood_det_df)"));
   files.set("ood_det_all_scores.md", allScoresMarkdown(input, lookup));
+  files.set("eval_runs.md", runsMarkdown(input, lookup));
   const c = charts(input, gen, lookup);
   files.set("ensemble_accuracy.svg", c.accuracy);
   files.set("ood_detection_auroc.svg", c.auroc);

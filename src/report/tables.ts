@@ -13,6 +13,11 @@ export interface ResultLike {
   dataset: string;
   metrics: Record<string, { mean: number | null; std: number }>;
   auroc: Record<string, { mean: number | null; std: number }> | null;
+  /** Provenance (optional: only listed in eval_runs.md). */
+  counts?: { samples?: number; heads?: number };
+  backend?: { name?: string };
+  reference_quirks?: boolean;
+  batch_size?: number;
 }
 
 export interface DatasetInfo {

@@ -134,7 +134,7 @@ test("stage: writes the folder; a missing eval result is an error naming model/d
     const params = { models: models.map((name) => ({ name })), datasets, tables: { published: true } };
     await run(ctx(dir, params));
     const out = (await readdir(join(dir, "out", "tables"))).sort();
-    assert.equal(out, ["ensemble_accuracy.svg", "ood_det_all_scores.md", "ood_det_df.csv", "ood_det_df.md", "ood_detection_auroc.svg", "ood_gen_df.csv", "ood_gen_df.md", "published_comparison.csv", "published_comparison.md"]);
+    assert.equal(out, ["ensemble_accuracy.svg", "eval_runs.md", "ood_det_all_scores.md", "ood_det_df.csv", "ood_det_df.md", "ood_detection_auroc.svg", "ood_gen_df.csv", "ood_gen_df.md", "published_comparison.csv", "published_comparison.md"]);
     assert.is(await readFile(join(dir, "out", "tables", "ood_gen_df.csv"), "utf8"), fixture("small/ood_gen_df.csv"));
     await rm(join(dir, "eval", "alpha", "Blur_5.json"));
     await rm(join(dir, "out"), { recursive: true });
