@@ -1,0 +1,119 @@
+// One watch-mode cycle: open the workspace from disk (pipeline.yaml may have changed), plan, and run
+// only if something is stale; then name the inputs to watch (pipeline.yaml, params files, stage code
+// closures, deps no instance produces). Emits RunnerEvents through the given sink; never prints.
+import { isAbsolute, relative, resolve } from "node:path";
+import { codeClosure } from "../hash/code-digest.ts";
+import { resolveTargets } from "../pipeline/select.ts";
+import type { Pipeline } from "../pipeline/types.ts";
+import { LockStore } from "../store/lock-file.ts";
+import { LOCK_FILE_NAME } from "../store/lock-file.ts";
+import { acquireRunLock, type RunLockOwner } from "../store/run-lock.ts";
+import type { EventSink } from "./events.ts";
+import { executeRun, type RunResult } from "./execute.ts";
+import { IGNORED_DIRS } from "./watch.ts";
+import { openWorkspace, planner, planOnly, PIPELINE_FILE } from "./workspace.ts";
+
+export interface WatchCycleOptions {
+  root: string;
+  targets: string[];
+  profile?: string;
+  backend: string;
+  jobs: number;
+  keepGoing: boolean;
+  signal: AbortSignal;
+  killSignal?: AbortSignal;
+  graceMs?: number;
+  /** A sink for this cycle's run (called only when something will run); closed after run-done. */
+  openSink(): Promise<{ sink: EventSink; close(): Promise<void> }>;
+  onWarn?(msg: string): void;
+  onWaitLock?(owner: RunLockOwner | null): void;
+}
+
+export interface WatchCycleResult {
+  /** Paths to watch next (project-relative, or absolute outside the project). */
+  watch: string[];
+  /** null when the plan had nothing to run or restore (a touch, a content-identical save). */
+  run: RunResult | null;
+}
+
+function under(child: string, parent: string): boolean {
+  const r = relative(parent, child);
+  return r === "" || (!r.startsWith("..") && !isAbsolute(r));
+}
+
+/** The inputs of `order` whose change can make an instance stale (see module comment). */
+export async function watchedInputs(p: Pipeline, order: string[]): Promise<string[]> {
+  const root = p.root;
+  const out = new Set<string>([PIPELINE_FILE, ...p.paramsFiles]);
+  const modules = new Set<string>();
+  const outs: string[] = [];
+  for (const inst of p.instances.values()) for (const o of Object.values(inst.outs)) outs.push(resolve(root, o));
+  for (const id of order) {
+    const inst = p.instances.get(id)!;
+    modules.add(inst.module);
+    for (const dep of Object.values(inst.deps)) {
+      const abs = resolve(root, dep);
+      // Produced by an instance (or holding produced outputs): the run itself writes those.
+      if (outs.some((o) => under(abs, o) || under(o, abs))) continue;
+      const rel = relative(root, abs);
+      if (!rel.startsWith("..") && IGNORED_DIRS.includes(rel.split(/[\\/]/)[0]!)) continue;
+      out.add(rel.startsWith("..") || isAbsolute(rel) ? abs : rel);
+    }
+  }
+  for (const m of modules) {
+    try {
+      for (const f of (await codeClosure(root, m)).files) out.add(f);
+    } catch {
+      // A module that does not bundle is still watched itself, so fixing it starts a cycle.
+      out.add(m);
+    }
+  }
+  out.delete(LOCK_FILE_NAME);
+  return [...out].sort();
+}
+
+export async function runWatchCycle(o: WatchCycleOptions): Promise<WatchCycleResult> {
+  const ws = await openWorkspace(o.root, {
+    backend: o.backend,
+    ...(o.profile !== undefined ? { profile: o.profile } : {}),
+    ...(o.onWarn ? { onWarn: o.onWarn } : {}),
+  });
+  const order = resolveTargets(ws.pipeline, o.targets);
+  const watch = await watchedInputs(ws.pipeline, order);
+  // A quiet check first: a save that changed no content plans to nothing and shows nothing.
+  const steps = await planOnly(ws, order);
+  if (steps.every((s) => s.action === "skip")) return { watch, run: null };
+
+  const lock = await acquireRunLock(ws.cacheDir, {
+    wait: true,
+    command: "watch",
+    signal: o.signal,
+    ...(o.onWaitLock ? { onWait: o.onWaitLock } : {}),
+  });
+  const { sink, close } = await o.openSink();
+  try {
+    const result = await executeRun({
+      pipeline: ws.pipeline,
+      order,
+      planner,
+      fingerprinter: ws.hasher,
+      store: ws.store,
+      digester: ws.digester,
+      lock: await LockStore.open(ws.root),
+      cacheDir: ws.cacheDir,
+      jobs: o.jobs,
+      keepGoing: o.keepGoing,
+      force: [],
+      dryRun: false,
+      backend: o.backend,
+      signal: o.signal,
+      emit: sink,
+      graceMs: o.graceMs ?? 3000,
+      ...(o.killSignal ? { killSignal: o.killSignal } : {}),
+    });
+    return { watch, run: result };
+  } finally {
+    await close();
+    await lock.release();
+  }
+}

@@ -1,0 +1,114 @@
+// The `watch` command: CLI glue that runs src/runner/watch.ts cycles and shows each run through the
+// picked sink (Ink on a TTY, plain lines, NDJSON). Registered by src/cli.ts; prints only through
+// the context it is given. Watch status lines go to stderr so `--json` stdout stays pure NDJSON.
+import { availableParallelism } from "node:os";
+import { InvalidArgumentError, Option, type Command } from "commander";
+import { EXIT, SedPipeError } from "../errors.ts";
+import { pickSink } from "./pick-sink.ts";
+
+/** The part of src/cli.ts's CliContext this command uses (structural: CliContext fits). */
+export interface WatchCommandContext {
+  cwd: string;
+  env: NodeJS.ProcessEnv;
+  out(text: string): void;
+  err(text: string): void;
+  root(): string;
+  setExit(code: number): void;
+  onSignal(handler: (sig: NodeJS.Signals) => void): () => void;
+}
+
+/** The stream the live view draws on (Ink needs a real stream); tests pass a non-TTY stand-in. */
+export interface WatchDeps {
+  stdout?: { isTTY?: boolean; write(text: string): unknown; columns?: number };
+}
+
+function intOption(name: string, min: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
+    return n;
+  };
+}
+
+export function registerWatchCommands(program: Command, cli: WatchCommandContext, deps: WatchDeps = {}): void {
+  program
+    .command("watch")
+    .description("run the targets, then rerun what became stale whenever pipeline.yaml, params, stage code or deps change")
+    .argument("[targets...]", "stages or instances (default: everything); their upstream closure is included")
+    .addOption(new Option("-j, --jobs <n>", "instances run in parallel").argParser(intOption("--jobs", 1)))
+    .option("-k, --keep-going", "after a failure, keep running instances that do not depend on it")
+    .option("-p, --profile <name>", "params profile from pipeline.yaml")
+    .option("-b, --backend <name>", "compute backend for stages", "auto")
+    .addOption(new Option("--debounce <ms>", "quiet time after the last change before rerunning").default(300).argParser(intOption("--debounce", 0)))
+    .option("--poll", "poll file stats instead of OS file events (network drives, some containers)")
+    .option("--json", "print runner events as NDJSON on stdout")
+    .option("--ui <kind>", "auto, ink or plain", "auto")
+    .option("-v, --verbose", "plain output: also print stage log lines")
+    .addHelpText("after", "\nExamples:\n  $ sed-pipe watch tables\n  $ sed-pipe watch eval -j 2 --keep-going\n\nCtrl-C stops watching (a run in progress is stopped first).\n")
+    .action(async (targets: string[], opts) => {
+      if (!["auto", "ink", "plain"].includes(opts.ui)) {
+        throw new SedPipeError(`--ui must be auto, ink or plain (got "${opts.ui}")`);
+      }
+      const [{ watchLoop }, { runWatchCycle }] = await Promise.all([import("../runner/watch.ts"), import("../runner/watch-cycle.ts")]);
+      const root = cli.root();
+      const stdout = deps.stdout ?? process.stdout;
+      const stop = new AbortController();
+      const killNow = new AbortController();
+      let signals = 0;
+      let interrupted = false;
+      const off = cli.onSignal((sig) => {
+        signals++;
+        if (signals === 1) {
+          cli.err(`\n${sig}: stopping watch (a running stage gets a few seconds to stop; Ctrl-C again kills it)\n`);
+          stop.abort();
+        } else killNow.abort();
+      });
+      const note = (t: string) => cli.err(t + "\n");
+      try {
+        await watchLoop({
+          root,
+          signal: stop.signal,
+          debounceMs: opts.debounce,
+          usePolling: !!opts.poll,
+          onEvent: (e) => {
+            if (e.type === "watching") note(`watching ${e.files} input files for changes (Ctrl-C to stop)`);
+            else if (e.type === "change") note(`changed: ${e.paths.slice(0, 5).join(", ")}${e.paths.length > 5 ? `, +${e.paths.length - 5} more` : ""}`);
+            else {
+              const err = e.error;
+              if (err instanceof SedPipeError) note(`error: ${err.message}${err.hint ? `\nhint: ${err.hint}` : ""}`);
+              else note(`error: ${(err as Error)?.message ?? String(err)}`);
+            }
+          },
+          cycle: async () => {
+            const r = await runWatchCycle({
+              root,
+              targets,
+              backend: opts.backend ?? "auto",
+              jobs: opts.jobs ?? Math.max(1, availableParallelism()),
+              keepGoing: !!opts.keepGoing,
+              signal: stop.signal,
+              killSignal: killNow.signal,
+              ...(opts.profile !== undefined ? { profile: opts.profile } : {}),
+              onWarn: (m) => note(`warning: ${m}`),
+              openSink: () =>
+                pickSink({
+                  stdout,
+                  env: cli.env,
+                  json: !!opts.json,
+                  ui: opts.ui,
+                  verbose: !!opts.verbose,
+                  write: cli.out,
+                }),
+            });
+            if (!r.run) note("up to date: nothing to run");
+            if (r.run?.outcome === "interrupted") interrupted = true;
+            return r.watch;
+          },
+        });
+      } finally {
+        off();
+      }
+      // Ctrl-C is how watch ends: that is success, unless it had to interrupt a run.
+      cli.setExit(interrupted ? EXIT.interrupted : EXIT.ok);
+    });
+}
