@@ -2,7 +2,7 @@
 // (pipeline, hasher, store, lock) and src/store/cache-transfer*.ts. Registered by src/cli.ts;
 // prints through the context it is given, never reads process.* itself.
 import { mkdir, readFile, rename, rm, stat } from "node:fs/promises";
-import { join, relative, resolve } from "node:path";
+import { dirname, join, relative, resolve } from "node:path";
 import type { Command } from "commander";
 import * as tar from "tar";
 import { EXIT, SedPipeError } from "../errors.ts";
@@ -235,7 +235,8 @@ export function registerCacheCommands(program: Command, cli: CommandContext): vo
       try {
         await pushTo(cli, new FolderRemote(staging), targets, opts);
         const tmp = tempPathFor(abs);
-        await tar.c({ file: tmp, cwd: staging, gzip: isGz(abs), portable: true }, [REMOTE_MARKER, "objects", "runs"].filter(Boolean));
+        await mkdir(dirname(abs), { recursive: true });
+        await tar.c({ file: tmp, cwd: staging, gzip: isGz(abs), portable: true }, [REMOTE_MARKER, "objects", "runs"]);
         await rename(tmp, abs);
         cli.out(`wrote ${relative(cli.cwd, abs) || abs} (${human((await stat(abs)).size)})\n`);
       } finally {
