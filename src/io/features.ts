@@ -51,8 +51,28 @@ export interface FeatureReader {
   readonly completion: Completion;
   /** Chunk rows of `embed` (null for contiguous storage). */
   readonly chunkRows: number | null;
+  /**
+   * Rows [range.start, range.end) (default: all) in file order, in batches of `batchSize` (the
+   * last one may be smaller). Batches are views into ~32 MiB read blocks: keeping a batch keeps
+   * its block alive, so copy what you keep across iterations.
+   */
   sequential(batchSize: number, range?: { start: number; end: number }): Iterable<FeatureBatch>;
+  /**
+   * One pass (`pass mod passes`) in a seeded, memory-bounded random order:
+   * 1. the pass is cut into contiguous blocks of `blockRows` rows (last block shorter);
+   * 2. the block order is a Fisher-Yates permutation drawn from `rng`;
+   * 3. consecutive blocks of that order are grouped into windows of `windowRows / blockRows`
+   *    blocks; each window is read (one contiguous read per block) and its rows, together with
+   *    the fewer-than-`batchSize` rows left over from the previous window, are permuted by `rng`;
+   * 4. full batches are cut from the permuted window; the leftover rows carry into the next window.
+   * Every row of the pass appears exactly once; all batches are full except possibly the last.
+   * Rows from blocks in different windows never share a batch (unless carried over), so this is
+   * a block-local shuffle, not a uniform permutation of the pass: with the defaults one window
+   * covers ~87k of 768-wide rows. Memory: about two windows of rows. Same rng state, same order.
+   * Batches are fresh arrays.
+   */
   shuffled(opts: ShuffleOptions): Iterable<FeatureBatch>;
+  /** All labels (rows), read in 1M-row pieces. */
   labels(): Int32Array;
   close(): void;
 }
@@ -171,6 +191,14 @@ export async function createFeatureFile(
         throw new SedPipeError(
           `${path}: append got ${embed.length} embed values, ${n} labels, ${index.length} indices (dim ${dim})`,
         );
+      }
+      for (let k = 0; k < n; k++) {
+        // float32 holds integers exactly only up to 2^24: beyond that label/index would be rounded.
+        const l = label[k];
+        const x = index[k];
+        if (!Number.isInteger(l) || Math.abs(l) > 16_777_216 || !Number.isInteger(x) || x < 0 || x > 16_777_216) {
+          throw new SedPipeError(`${path}: append row ${written + buffered + k}: label ${l} / index ${x} must be whole numbers below 2^24 (stored as float32)`);
+        }
       }
       let i = 0;
       while (i < n) {

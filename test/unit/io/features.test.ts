@@ -174,6 +174,18 @@ test("writer: expectedRows mismatch fails finish and removes the file; abort rem
   } catch (err) {
     assert.match((err as Error).message, /5 embed values, 2 labels/);
   }
+  try {
+    w2.append(new Float32Array(6), [0, 1.5], [0, 1]);
+    assert.unreachable("fractional label accepted");
+  } catch (err) {
+    assert.match((err as Error).message, /label 1\.5 \/ index 1 must be whole numbers/);
+  }
+  try {
+    w2.append(new Float32Array(3), [0], [2 ** 25]);
+    assert.unreachable("index beyond float32 precision accepted");
+  } catch (err) {
+    assert.match((err as Error).message, /below 2\^24/);
+  }
   await w2.abort();
   await expectInputError(openFeatureFile(path), /cannot read the file/);
 });
