@@ -233,7 +233,7 @@ export function registerCacheCommands(program: Command, cli: CommandContext): vo
       const staging = join(root, "cache", "tmp", `export-${process.pid}-${Date.now()}`);
       await mkdir(staging, { recursive: true });
       try {
-        await pushTo(cli, new FolderRemote(staging), targets, opts);
+        await pushTo(cli, new FolderRemote(staging, { link: true }), targets, opts);
         const tmp = tempPathFor(abs);
         await mkdir(dirname(abs), { recursive: true });
         await tar.c({ file: tmp, cwd: staging, gzip: isGz(abs), portable: true }, [REMOTE_MARKER, "objects", "runs"]);
@@ -274,7 +274,7 @@ export function registerCacheCommands(program: Command, cli: CommandContext): vo
         } catch (err) {
           throw new SedPipeError(`${src}: cannot read the archive (${(err as Error).message})`, { hint: "the file is damaged or not a tar; export it again" });
         }
-        const remote = new FolderRemote(staging);
+        const remote = new FolderRemote(staging, { link: true });
         await checkMarker(remote, src);
         await pullFrom(cli, remote, targets, opts);
       } finally {

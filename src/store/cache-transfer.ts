@@ -17,7 +17,7 @@ import type { LockEntry, OutRecord } from "../pipeline/types.ts";
 import { tempPathFor } from "./atomic.ts";
 import type { ContentStore } from "./cas.ts";
 import { manifestBytes, sha256File, sha256Hex, type TreeManifest } from "./digest.ts";
-import { pathExists } from "./place.ts";
+import { linkOrCopy, pathExists } from "./place.ts";
 
 export const REMOTE_MARKER = "sed-pipe-cache.json";
 export const REMOTE_FORMAT = { format: "sed-pipe-cache", version: 1 } as const;
@@ -32,6 +32,29 @@ export interface Remote {
   putFile(key: string, src: string): Promise<void>;
   getText(key: string): Promise<string | null>;
   putText(key: string, text: string): Promise<void>;
+}
+
+/** Objects in flight at once: remote latency, not bandwidth, dominates folders of many small files. */
+export const TRANSFER_CONCURRENCY = 8;
+
+/** Runs fn over items with at most `limit` in flight; the first error rejects after all settle. */
+export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  let failed: { err: unknown } | null = null;
+  const lanes = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {
+    while (next < items.length && !failed) {
+      const i = next++;
+      try {
+        out[i] = await fn(items[i]!);
+      } catch (err) {
+        failed ??= { err };
+      }
+    }
+  });
+  await Promise.all(lanes);
+  if (failed) throw (failed as { err: unknown }).err;
+  return out;
 }
 
 export function objectKey(digest: string): string {
@@ -51,7 +74,11 @@ export function runKey(fingerprint: string): string {
 
 export class FolderRemote implements Remote {
   readonly dir: string;
-  constructor(dir: string) {
+  /**
+   * link: hard-link objects in instead of copying (for a staging folder on the same disk that is
+   * deleted after use; objects are read-only, so sharing inodes is safe).
+   */
+  constructor(dir: string, private readonly opts: { link?: boolean } = {}) {
     this.dir = resolve(dir);
   }
   get where(): string {
@@ -65,7 +92,8 @@ export class FolderRemote implements Remote {
   }
   async getFile(key: string, dest: string): Promise<boolean> {
     try {
-      await copyFile(this.abs(key), dest);
+      if (this.opts.link) await linkOrCopy(this.abs(key), dest);
+      else await copyFile(this.abs(key), dest);
       return true;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
@@ -76,7 +104,8 @@ export class FolderRemote implements Remote {
     const target = this.abs(key);
     await mkdir(dirname(target), { recursive: true });
     const tmp = tempPathFor(target);
-    await copyFile(src, tmp);
+    if (this.opts.link) await linkOrCopy(src, tmp);
+    else await copyFile(src, tmp);
     await rename(tmp, target);
   }
   async getText(key: string): Promise<string | null> {
@@ -347,29 +376,30 @@ export async function pushEntries(
       continue;
     }
     let bad: string | null = null;
-    for (const d of digests) {
-      if (checked.has(d)) continue;
+    const todo = digests.filter((d) => !checked.has(d));
+    await mapLimit(todo, TRANSFER_CONCURRENCY, async (d) => {
+      if (bad) return;
       const p = store.objectPath(d);
       if (!(await pathExists(p))) {
-        bad = `object ${d.slice(0, 12)} is not in the local cache`;
-        break;
+        bad ??= `object ${d.slice(0, 12)} is not in the local cache`;
+        return;
       }
       if (await remote.has(objectKey(d))) {
         report.objectsPresent++;
         checked.add(d);
-        continue;
+        return;
       }
       // Never spread a damaged object: hash it before it leaves.
       const actual = await sha256File(p);
       if (actual !== d) {
-        bad = `local object ${d.slice(0, 12)} is corrupt (hashes to ${actual.slice(0, 12)})`;
-        break;
+        bad ??= `local object ${d.slice(0, 12)} is corrupt (hashes to ${actual.slice(0, 12)})`;
+        return;
       }
       await remote.putFile(objectKey(d), p);
       report.objectsSent++;
       report.bytesSent += (await stat(p)).size;
       checked.add(d);
-    }
+    });
     if (bad) {
       report.skipped.push({ id, why: bad });
       continue;
@@ -471,28 +501,26 @@ export async function pullInstances(d: PullDeps, instances: PullInstance[]): Pro
     let objects = 0;
     let bytes = 0;
     let why: string | null = null;
-    try {
-      for (const o of Object.values(rec.entry.outs) as OutRecord[]) {
-        const got = await fetchObject(d.store, d.remote, o.digest);
+    const fetchAll = async (items: Array<{ digest: string; label: string }>) => {
+      await mapLimit(items, TRANSFER_CONCURRENCY, async ({ digest, label }) => {
+        if (why) return;
+        const got = await fetchObject(d.store, d.remote, digest);
         if (got === "absent") {
-          why = `object ${o.digest.slice(0, 12)} (${o.path}) is not in ${d.remote.where}`;
-          break;
+          why ??= `object ${digest.slice(0, 12)} (${label}) is not in ${d.remote.where}`;
+          return;
         }
         objects += got.bytes > 0 ? 1 : 0;
         bytes += got.bytes;
-        if (o.kind === "dir") {
-          const m = parseManifest(await readFile(d.store.objectPath(o.digest), "utf8"), o.digest);
-          for (const f of m.files) {
-            const g = await fetchObject(d.store, d.remote, f.digest);
-            if (g === "absent") {
-              why = `object ${f.digest.slice(0, 12)} (${o.path}/${f.path}) is not in ${d.remote.where}`;
-              break;
-            }
-            objects += g.bytes > 0 ? 1 : 0;
-            bytes += g.bytes;
-          }
-          if (why) break;
-        }
+      });
+    };
+    try {
+      const outs = Object.values(rec.entry.outs) as OutRecord[];
+      // Outputs (files, and folder manifests) first; then the files the manifests list.
+      await fetchAll(outs.map((o) => ({ digest: o.digest, label: o.path })));
+      for (const o of outs) {
+        if (why || o.kind !== "dir") continue;
+        const m = parseManifest(await readFile(d.store.objectPath(o.digest), "utf8"), o.digest);
+        await fetchAll(m.files.map((f) => ({ digest: f.digest, label: `${o.path}/${f.path}` })));
       }
     } catch (err) {
       if (err instanceof CorruptObjectError || (err instanceof Error && /manifest/.test(err.message))) why = err.message;
