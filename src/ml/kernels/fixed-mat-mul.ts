@@ -93,6 +93,13 @@ export function fixedFusedMatMulConfig(stock: StockMatMulKernels): KernelConfig 
     assertFloat32("_FusedMatMul", a, b, bias, prelu);
     const be = asWasmBackend(backend);
     const g = matMulGeometry(a.shape, b.shape, !!transposeA, !!transposeB);
+    // The stock kernel's own fast case (XNNPACK with a fused per-column bias and clamp) is right as
+    // it is; everything else is a product plus the epilogue in separate kernels.
+    const stockFast =
+      !transposeA && !transposeB && g.batch === 1 && a.shape.length === 3 && b.shape.length === 3 &&
+      (!bias || (bias.shape.length === 1 && bias.shape[0] === g.n)) &&
+      (act === "linear" || act === "relu" || act === "relu6");
+    if (stockFast) return callKernel(stock.fusedMatMul, { a, b, bias }, be, attrs as never);
     const out = fixedProduct(stock, be, a, b, !!transposeA, !!transposeB, g, g.outShape);
     return composeEpilogue(be, out, bias, act, prelu, leakyreluAlpha ?? 0.2);
   };
