@@ -1,12 +1,15 @@
 // The content-addressed store of outputs under cache/objects/sha256/<2>/<rest>: folders are kept as
 // a manifest object plus their files (like DVC's .dir). Owns put/has/restore/verify; never decides
 // what to run. Objects are read-only; a restore verifies digests and treats a bad object as a miss.
-import { chmod, mkdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { chmod, link, mkdir, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { OutRecord } from "../pipeline/types.ts";
 import { tempPathFor, writeFileAtomic } from "./atomic.ts";
 import { OutputDigester, manifestBytes, sha256File, sha256Hex, type TreeManifest } from "./digest.ts";
 import { linkOrCopy, pathExists, replacePath } from "./place.ts";
+import { mapLimit } from "./pool.ts";
+
+const CONCURRENCY = 16;
 
 export type RestoreResult =
   | { ok: true; files: number; bytes: number }
@@ -32,8 +35,12 @@ export class ContentStore {
     if (rec.kind === "file") return true;
     const m = await this.readManifest(rec.digest).catch(() => null);
     if (!m) return false;
-    for (const f of m.files) if (!(await pathExists(this.objectPath(f.digest)))) return false;
-    return true;
+    if (m.files.length > 512) {
+      const names = await this.listObjects();
+      return m.files.every((f) => names.has(f.digest));
+    }
+    const present = await mapLimit(m.files, CONCURRENCY, (f) => pathExists(this.objectPath(f.digest)));
+    return present.every(Boolean);
   }
 
   /**
@@ -45,8 +52,13 @@ export class ContentStore {
     if (!d) throw new Error(`cannot store ${relPath}: it does not exist`);
     if (d.kind === "file") {
       await this.putFileObject(abs, d.digest);
+      await this.digester.noteMetadataChange(abs);
     } else {
-      for (const f of d.manifest!.files) await this.putFileObject(join(abs, ...f.path.split("/")), f.digest);
+      await mapLimit(d.manifest!.files, CONCURRENCY, async (f) => {
+        const p = join(abs, ...f.path.split("/"));
+        await this.putFileObject(p, f.digest);
+        await this.digester.noteMetadataChange(p);
+      });
       const target = this.objectPath(d.digest);
       if (!(await pathExists(target))) {
         await writeFileAtomic(target, manifestBytes(d.manifest!));
@@ -58,12 +70,40 @@ export class ContentStore {
 
   private async putFileObject(abs: string, digest: string): Promise<void> {
     const target = this.objectPath(digest);
-    if (await pathExists(target)) return;
-    await mkdir(dirname(target), { recursive: true });
+    await this.ensureShard(target);
+    // link() creates the name atomically over bytes that are already complete, so no temp name is
+    // needed; an existing object (EEXIST) has the same content by construction.
+    await chmod(abs, 0o444);
+    try {
+      await link(abs, target);
+      return;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === "EEXIST") return;
+      if (code !== "EXDEV" && code !== "EPERM" && code !== "EMLINK" && code !== "ENOTSUP") throw err;
+    }
     const tmp = tempPathFor(target);
     await linkOrCopy(abs, tmp);
     await chmod(tmp, 0o444);
     await rename(tmp, target);
+  }
+
+  private shards = new Set<string>();
+  private async ensureShard(objectPath: string): Promise<void> {
+    const dir = dirname(objectPath);
+    if (this.shards.has(dir)) return;
+    await mkdir(dir, { recursive: true });
+    this.shards.add(dir);
+  }
+
+  /** Names present in the store, listed shard by shard (cheaper than one stat per file for big folders). */
+  private async listObjects(): Promise<Set<string>> {
+    const names = new Set<string>();
+    const shards = await readdir(this.objectsDir).catch(() => [] as string[]);
+    await mapLimit(shards, CONCURRENCY, async (sh) => {
+      for (const n of await readdir(join(this.objectsDir, sh)).catch(() => [] as string[])) names.add(sh + n);
+    });
+    return names;
   }
 
   private async readManifest(digest: string): Promise<TreeManifest> {
@@ -83,7 +123,7 @@ export class ContentStore {
   private async verifyObject(digest: string): Promise<Extract<RestoreResult, { ok: false }> | null> {
     const p = this.objectPath(digest);
     if (!(await pathExists(p))) return { ok: false, reason: "missing", detail: `object ${digest.slice(0, 12)} is not in the cache` };
-    const actual = await sha256File(p);
+    const actual = await sha256File(p, (await stat(p)).size);
     if (actual !== digest) {
       await this.quarantine(digest);
       return {
@@ -121,14 +161,16 @@ export class ContentStore {
       await this.quarantine(rec.digest);
       return { ok: false, reason: "corrupt", detail: `folder manifest ${rec.digest.slice(0, 12)} is not canonical` };
     }
-    for (const f of m.files) {
+    const bads = await mapLimit(m.files, CONCURRENCY, async (f) => {
       const b = await this.verifyObject(f.digest);
-      if (b) return { ...b, detail: `${b.detail} (file ${f.path} of ${rec.path})` };
-    }
+      return b ? { ...b, detail: `${b.detail} (file ${f.path} of ${rec.path})` } : null;
+    });
+    const firstBad = bads.find((b) => b !== null);
+    if (firstBad) return firstBad;
     const tmp = tempPathFor(targetAbs);
     try {
       await mkdir(tmp, { recursive: true });
-      for (const f of m.files) await linkOrCopy(this.objectPath(f.digest), join(tmp, ...f.path.split("/")));
+      await mapLimit(m.files, CONCURRENCY, (f) => linkOrCopy(this.objectPath(f.digest), join(tmp, ...f.path.split("/"))));
       await replacePath(tmp, targetAbs);
     } catch (err) {
       await rm(tmp, { recursive: true, force: true });

@@ -6,6 +6,7 @@ import { readdir, readFile, stat } from "node:fs/promises";
 import { join, relative, sep } from "node:path";
 import type { Stats } from "node:fs";
 import { writeFileAtomic } from "./atomic.ts";
+import { mapLimit } from "./pool.ts";
 
 /** A folder's content: sorted project-independent relative paths (with "/") -> file digest + size. */
 export interface TreeManifest {
@@ -26,7 +27,9 @@ export function sha256Hex(data: string | Uint8Array): string {
   return createHash("sha256").update(data).digest("hex");
 }
 
-export async function sha256File(path: string): Promise<string> {
+export async function sha256File(path: string, size?: number): Promise<string> {
+  // Small files (most folder outputs: images, json) in one read; a stream costs more than the hashing.
+  if (size !== undefined && size <= SMALL_FILE) return createHash("sha256").update(await readFile(path)).digest("hex");
   const h = createHash("sha256");
   // 1 MiB reads: large feature files hash near disk speed without loading them whole.
   for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) h.update(chunk as Buffer);
@@ -39,15 +42,30 @@ export function manifestBytes(m: TreeManifest): string {
   return JSON.stringify({ version: 1, files: files.map((f) => ({ path: f.path, digest: f.digest, size: f.size })) });
 }
 
+/** Files up to this size are hashed from one read. */
+const SMALL_FILE = 4 << 20;
+/** Files in a folder digested at once. */
+const CONCURRENCY = 32;
+
+/**
+ * A file modified within the timestamp granularity of its own hashing is not trusted ("racy git"):
+ * 2 s for whole-second mtimes (FAT, some network mounts), 50 ms for nanosecond ones.
+ */
+function racyMs(mtimeNs: bigint): number {
+  return mtimeNs % 1_000_000_000n === 0n ? 2000 : 50;
+}
+
 interface StatEntry {
   ino: number;
   size: number;
   mtimeNs: string;
   ctimeNs: string;
+  /** When the read that produced the digest started (ms): a file written in that same instant is not trusted. */
+  hashedAtMs: number;
   digest: string;
 }
 
-function statKey(st: Stats & { mtimeNs?: bigint }): Omit<StatEntry, "digest"> {
+function statKey(st: Stats & { mtimeNs?: bigint }): Omit<StatEntry, "digest" | "hashedAtMs"> {
   const big = st as unknown as { ino: bigint | number; mtimeNs?: bigint; ctimeNs?: bigint };
   return {
     ino: Number(st.ino),
@@ -95,13 +113,38 @@ export class OutputDigester {
     const s = st ?? (await stat(abs, { bigint: true }) as unknown as Stats);
     const key = statKey(s);
     const hit = this.entries.get(abs);
-    if (hit && hit.ino === key.ino && hit.size === key.size && hit.mtimeNs === key.mtimeNs && hit.ctimeNs === key.ctimeNs) {
+    if (
+      hit &&
+      hit.ino === key.ino &&
+      hit.size === key.size &&
+      hit.mtimeNs === key.mtimeNs &&
+      hit.ctimeNs === key.ctimeNs &&
+      // "Racy" entries (file modified within the timestamp granularity of its hashing) are rehashed.
+      hit.hashedAtMs - Number(BigInt(key.mtimeNs) / 1_000_000n) > racyMs(BigInt(key.mtimeNs))
+    ) {
       return { digest: hit.digest, size: hit.size };
     }
-    const digest = await sha256File(abs);
-    this.entries.set(abs, { ...key, digest });
+    const hashedAtMs = Date.now();
+    const digest = await sha256File(abs, key.size);
+    this.entries.set(abs, { ...key, hashedAtMs, digest });
     this.dirty = true;
     return { digest, size: key.size };
+  }
+
+  /**
+   * After a metadata-only change we made ourselves (chmod, hard link: both move ctime), keeps the
+   * cached digest valid: only ctime may differ from the entry, never inode, size or mtime.
+   */
+  async noteMetadataChange(abs: string): Promise<void> {
+    const hit = this.entries.get(abs);
+    if (!hit) return;
+    const st = await stat(abs, { bigint: true }).catch(() => null);
+    if (!st) return;
+    const key = statKey(st as unknown as Stats);
+    if (key.ino === hit.ino && key.size === hit.size && key.mtimeNs === hit.mtimeNs) {
+      hit.ctimeNs = key.ctimeNs;
+      this.dirty = true;
+    }
   }
 
   /** Digest of a file or folder; null when the path does not exist. Symlinks are followed. */
@@ -114,11 +157,10 @@ export class OutputDigester {
       throw err;
     }
     if (st.isDirectory()) {
-      const files: TreeManifest["files"] = [];
-      for (const rel of await listFiles(abs)) {
+      const files: TreeManifest["files"] = await mapLimit(await listFiles(abs), CONCURRENCY, async (rel) => {
         const f = await this.digestFile(join(abs, rel));
-        files.push({ path: rel.split(sep).join("/"), digest: f.digest, size: f.size });
-      }
+        return { path: rel.split(sep).join("/"), digest: f.digest, size: f.size };
+      });
       const manifest: TreeManifest = { version: 1, files };
       const bytes = manifestBytes(manifest);
       manifest.files = (JSON.parse(bytes) as TreeManifest).files;

@@ -130,4 +130,23 @@ test("digester reuses a digest while the stat tuple holds and rehashes on change
   }
 });
 
+test("storing an output keeps its cached digest valid (link/chmod move only ctime)", async () => {
+  const dir = await tempDir();
+  try {
+    const state = join(dir, "state.json");
+    const d = new OutputDigester(state);
+    const store = new ContentStore(join(dir, "cache"), d);
+    await mkdir(join(dir, "o"));
+    await writeFile(join(dir, "o", "a"), "A");
+    await store.put(join(dir, "o"), "o");
+    await d.save();
+    const raw = JSON.parse(await readFile(state, "utf8"));
+    const entry = raw.entries[join(dir, "o", "a")];
+    const st = await stat(join(dir, "o", "a"), { bigint: true });
+    assert.is(entry.ctimeNs, String(st.ctimeNs));
+  } finally {
+    await removeDir(dir);
+  }
+});
+
 test.run();
