@@ -1,10 +1,10 @@
 // Stage download: materialises one entry of `sources` at ctx.outs.data. Kinds: `url` (fetch, verify,
 // optionally extract), `mnist-universe` (the demo's data, built locally), `generated-vit` (a seeded
 // featurizer checkpoint). Owns dispatch and progress; the work lives in src/io and src/ml.
-import { mkdir, rm } from "node:fs/promises";
+import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import type { StageContext } from "../src/runner/stage-api.ts";
-import { ConfigError } from "../src/errors.ts";
+import { ConfigError, InputError } from "../src/errors.ts";
 import { downloadFile, type DownloadProgress } from "../src/io/download.ts";
 import { extractTarGz } from "../src/io/archive.ts";
 import { buildMnistUniverse, parseUniverseParams } from "../src/io/universe/mnist-universe.ts";
@@ -60,41 +60,69 @@ async function runUrl(ctx: StageContext, src: Source, out: string): Promise<void
   if (extract !== null && extract !== "tar.gz") throw new ConfigError(`${where}: extract must be "tar.gz" or absent, got ${JSON.stringify(extract)}`);
   const strip = src.strip ?? 0;
   if (!Number.isInteger(strip) || (strip as number) < 0) throw new ConfigError(`${where}: strip must be a whole number`);
-  let fileName = typeof src.file_name === "string" && src.file_name ? src.file_name : basename(new URL(src.url).pathname) || src.name;
+  let urlPath: string;
+  try {
+    urlPath = new URL(src.url).pathname;
+  } catch {
+    throw new ConfigError(`${where}: not a URL: ${JSON.stringify(src.url)}`, { hint: "use https://..., http://... or file:///..." });
+  }
+  let fileName = typeof src.file_name === "string" && src.file_name ? src.file_name : basename(urlPath) || src.name;
   if (fileName.includes("/") || fileName === "." || fileName === "..") fileName = src.name;
 
   // The part file lives in scratch, which survives failures: a re-run resumes it.
   const partPath = join(ctx.scratch, `${fileName}.part`);
   const target = extract ? join(ctx.scratch, fileName) : out;
-  ctx.log(`downloading ${src.url}${sha ? " (pinned sha256)" : ""}`);
-  const r = await downloadFile({
-    url: src.url,
-    dest: target,
-    partPath,
-    sha256: sha,
-    signal: ctx.signal,
-    onProgress: progressOf(ctx, "download"),
-    onLog: (l) => ctx.log(l),
-  });
-  // No sidecar file: an undeclared output would escape the engine. The digest goes to the log,
-  // and the lock records the output's digest anyway.
-  ctx.log(`sha256 ${r.sha256}  ${fmtBytes(r.bytes)}${sha ? " (verified)" : " (not pinned: add `sha256:` to the source to pin it)"}`);
+  // An archive downloaded by an earlier run whose extraction failed is reused (scratch survives
+  // failures), but only if it came from the same URL and matches the pin.
+  const archiveOrigin = `${target}.origin.json`;
+  const prior = extract
+    ? await readFile(archiveOrigin, "utf8").then((t) => JSON.parse(t) as { url: string; sha256: string }, () => null)
+    : null;
+  if (prior && prior.url === src.url && (!sha || prior.sha256 === sha) && (await stat(target).catch(() => null))) {
+    ctx.log(`reusing ${fileName} downloaded earlier (sha256 ${prior.sha256})`);
+  } else {
+    ctx.log(`downloading ${src.url}${sha ? " (pinned sha256)" : ""}`);
+    const r = await downloadFile({
+      url: src.url,
+      dest: target,
+      partPath,
+      sha256: sha,
+      signal: ctx.signal,
+      onProgress: progressOf(ctx, "download"),
+      onLog: (l) => ctx.log(l),
+    });
+    // No sidecar file: an undeclared output would escape the engine. The digest goes to the log,
+    // and the lock records the output's digest anyway.
+    ctx.log(`sha256 ${r.sha256}  ${fmtBytes(r.bytes)}${sha ? " (verified)" : " (not pinned: add `sha256:` to the source to pin it)"}`);
+    if (extract) await writeFile(archiveOrigin, JSON.stringify({ url: src.url, sha256: r.sha256 }));
+  }
   if (!extract) return;
   ctx.log(`extracting ${fileName}${strip ? ` (strip ${strip})` : ""}`);
   let last = 0;
-  const res = await extractTarGz(target, out, {
-    strip: strip as number,
-    signal: ctx.signal,
-    onBytes: (done, total) => {
-      const now = Date.now();
-      if (now - last < 250 && done < total) return;
-      last = now;
-      ctx.progress({ phase: "extract", done, total, unit: "B" });
-    },
-  });
+  let res;
+  try {
+    res = await extractTarGz(target, out, {
+      strip: strip as number,
+      signal: ctx.signal,
+      onBytes: (done, total) => {
+        const now = Date.now();
+        if (now - last < 250 && done < total) return;
+        last = now;
+        ctx.progress({ phase: "extract", done, total, unit: "B" });
+      },
+    });
+  } catch (err) {
+    // A damaged or unsafe archive is not worth keeping; after an interruption or a full disk it is.
+    if (err instanceof InputError) {
+      await rm(target, { force: true });
+      await rm(archiveOrigin, { force: true });
+    }
+    throw err;
+  }
   ctx.log(`extracted ${res.files} files, ${res.dirs} folders, ${res.links} links (${fmtBytes(res.bytes)})`);
-  if (res.files === 0) throw new ConfigError(`${where}: ${fileName} holds no files`);
+  if (res.files === 0) throw new InputError(`${src.url}: the archive holds no files`);
   await rm(target, { force: true });
+  await rm(archiveOrigin, { force: true });
 }
 
 async function runUniverse(ctx: StageContext, src: Source, out: string): Promise<void> {

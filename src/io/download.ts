@@ -3,7 +3,7 @@
 // exponential backoff, sha256 verification. Knows nothing about stages or the pipeline.
 import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
-import { copyFile, mkdir, rename, rm, stat, truncate } from "node:fs/promises";
+import { copyFile, mkdir, readFile, rename, rm, stat, truncate, writeFile } from "node:fs/promises";
 import http from "node:http";
 import https from "node:https";
 import { dirname } from "node:path";
@@ -138,7 +138,9 @@ function request(url: string, headers: Record<string, string>, idleTimeoutMs: nu
     req.setTimeout(idleTimeoutMs, () => req.destroy(new RetryableError(`no data for ${idleTimeoutMs / 1000} s`)));
     req.on("error", (err) => {
       if (signal?.aborted) reject(signal.reason ?? err);
-      else reject(err instanceof RetryableError ? err : new RetryableError(`${(err as NodeJS.ErrnoException).code ?? ""} ${err.message}`.trim()));
+      else if ((err as NodeJS.ErrnoException).code === "ENOTFOUND") {
+        reject(new DownloadError(`${u.hostname}: host not found`, { hint: "check the URL and the network connection" }));
+      } else reject(err instanceof RetryableError ? err : new RetryableError(`${(err as NodeJS.ErrnoException).code ?? ""} ${err.message}`.trim()));
     });
   });
 }
@@ -289,6 +291,14 @@ export async function downloadFile(opts: DownloadOptions): Promise<DownloadResul
   }
   await mkdir(dirname(partPath), { recursive: true });
   const progress = throttled(opts);
+  // The part file's origin is recorded beside it: bytes from another URL must never be resumed.
+  const originPath = `${partPath}.origin`;
+  const origin = await readFile(originPath, "utf8").catch(() => null);
+  if (origin !== url) {
+    if (origin !== null || (await sizeOf(partPath)) > 0) log(`discarding partial data from ${origin ?? "an unknown source"}`);
+    await rm(partPath, { force: true });
+    await writeFile(originPath, url);
+  }
   const resumedFrom = await sizeOf(partPath);
   let attempts = 0;
 
@@ -303,12 +313,17 @@ export async function downloadFile(opts: DownloadOptions): Promise<DownloadResul
     attempts = 1;
     let done = 0;
     const out = createWriteStream(partPath);
-    for await (const c of createReadStream(src, { highWaterMark: 4 << 20, signal }) as AsyncIterable<Buffer>) {
-      if (!out.write(c)) await new Promise<void>((r) => out.once("drain", () => r()));
-      done += c.length;
-      progress.report(done, total);
+    try {
+      for await (const c of createReadStream(src, { highWaterMark: 4 << 20, signal }) as AsyncIterable<Buffer>) {
+        if (!out.write(c)) await new Promise<void>((r) => out.once("drain", () => r()));
+        done += c.length;
+        progress.report(done, total);
+      }
+    } catch (err) {
+      await closeStream(out);
+      throw signal?.aborted ? (signal.reason ?? err) : err;
     }
-    await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+    await closeStream(out);
     progress.report(done, total, true);
   } else if (parsed.protocol === "http:" || parsed.protocol === "https:") {
     const maxAttempts = opts.maxAttempts ?? 6;
@@ -408,6 +423,7 @@ export async function downloadFile(opts: DownloadOptions): Promise<DownloadResul
     });
   }
   await moveInto(partPath, dest);
+  await rm(originPath, { force: true });
   return { path: dest, bytes, sha256: digest, resumedFrom, attempts };
 }
 

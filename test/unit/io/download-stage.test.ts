@@ -92,6 +92,44 @@ test("url + extract tar.gz with strip; the archive is not left in the output", a
   assert.equal(await readdir(scratch), []);
 });
 
+test("url + extract: an unsafe archive is refused and not kept; an interrupted extraction reuses the archive", async () => {
+  const bad = join(dir, "bad.tar.gz");
+  await writeFile(bad, tarGz({ "ok.txt": "fine", "../escape.txt": "x" }));
+  const a = ctxFor({ name: "bad", kind: "url", url: pathToFileURL(bad).href, extract: "tar.gz", out: "x/bad" });
+  try {
+    await run(a.ctx);
+    assert.unreachable();
+  } catch (err) {
+    assert.instance(err, InputError);
+    assert.match((err as Error).message, /refusing to extract: entry \.\.\/escape\.txt/);
+  }
+  assert.not.ok(existsSync(a.out));
+  assert.equal(await readdir(a.scratch), [], "refused archive deleted from scratch");
+
+  // Interrupted extraction: the archive stays in scratch and the next run does not download it again.
+  const good = join(dir, "good.tar.gz");
+  await writeFile(good, tarGz({ "d/x.txt": "X" }));
+  const b = ctxFor({ name: "good", kind: "url", url: pathToFileURL(good).href, extract: "tar.gz", out: "x/good" });
+  const ac = new AbortController();
+  try {
+    await run({
+      ...b.ctx,
+      signal: ac.signal,
+      progress: (e) => {
+        if (e.phase === "extract") ac.abort(new Error("interrupted"));
+      },
+    });
+    assert.unreachable();
+  } catch (err) {
+    assert.match((err as Error).message, /interrupted/);
+  }
+  assert.ok(existsSync(join(b.scratch, "good.tar.gz")));
+  await run(b.ctx);
+  assert.ok(b.logs.some((l) => /reusing good\.tar\.gz downloaded earlier/.test(l)));
+  assert.is(await readFile(join(b.out, "d/x.txt"), "utf8"), "X");
+  assert.equal(await readdir(b.scratch), []);
+});
+
 test("url: wrong pinned sha256 fails and leaves no output", async () => {
   const src = join(dir, "w.bin");
   await writeFile(src, "hello");

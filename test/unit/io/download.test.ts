@@ -157,10 +157,29 @@ test("a part file left by an earlier run is resumed", async () => {
   const p = paths();
   await mkdir(join(p.partPath, ".."), { recursive: true });
   await writeFile(p.partPath, BODY.subarray(0, 123_456));
+  await writeFile(`${p.partPath}.origin`, `${base}/file`);
   const r = await withTimeout(downloadFile({ url: `${base}/file`, ...p, ...fast, sha256: SHA }));
   assert.is(r.resumedFrom, 123_456);
   assert.is(hits[0].range, "bytes=123456-");
   assert.ok((await readFile(p.dest)).equals(BODY));
+  assert.not.ok(existsSync(`${p.partPath}.origin`));
+});
+
+test("a part file from another URL (or of unknown origin) is discarded, not resumed", async () => {
+  routes.set("/file", (q, s) => serveBody(q, s));
+  for (const origin of [`${base}/other`, null]) {
+    hits.length = 0;
+    const p = paths();
+    await mkdir(join(p.partPath, ".."), { recursive: true });
+    await writeFile(p.partPath, Buffer.alloc(1000, 9));
+    if (origin) await writeFile(`${p.partPath}.origin`, origin);
+    const lines: string[] = [];
+    const r = await withTimeout(downloadFile({ url: `${base}/file`, ...p, ...fast, sha256: SHA, onLog: (l) => lines.push(l) }));
+    assert.is(r.resumedFrom, 0);
+    assert.is(hits[0].range, undefined);
+    assert.ok(lines.some((l) => /discarding partial data/.test(l)));
+    assert.ok((await readFile(p.dest)).equals(BODY));
+  }
 });
 
 test("500 then 200: retried", async () => {
