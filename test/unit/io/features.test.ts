@@ -4,6 +4,7 @@ import { mkdtemp, rm, readFile, writeFile, truncate, stat } from "node:fs/promis
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import {
   createFeatureFile,
   openFeatureFile,
@@ -325,8 +326,40 @@ test("validation: a filter other than deflate/shuffle (LZF) is refused, gzip is 
   await expectInputError(openFeatureFile(lzf), /lzf\.hdf5: dataset "embed" uses the HDF5 filter .*32000/);
 });
 
+// Fixtures written by h5py (test/fixtures/io/make-h5py-fixtures.py): checked without Python.
+const FIXTURES = fileURLToPath(new URL("../../fixtures/io/", import.meta.url));
+
+test("fixture: a reference-layout file written by h5py (2 passes, auto-chunked, no attributes)", async () => {
+  const r = await openFeatureFile(join(FIXTURES, "reference-2pass.hdf5"), { dim: 8, requireComplete: true });
+  assert.is(r.rows, 12);
+  assert.is(r.passRows, 6);
+  assert.is(r.passes, 2);
+  assert.equal(r.completion, { referenceRule: true, marker: "absent" });
+  assert.ok(r.chunkRows !== null && r.chunkRows > 0);
+  const [b] = [...r.sequential(12)];
+  // embed[p, i, d] = p * 100 + i + d / 10 + 1
+  assert.ok(Math.abs(b.embed[7 * 8 + 3] - (100 + 1 + 0.3 + 1)) < 1e-5);
+  assert.equal([...b.label], [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2]);
+  assert.equal([...b.index], [0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5]);
+  const seen: number[] = [];
+  for (const s of r.shuffled({ pass: 1, batchSize: 4, rng: new Rng(2) })) {
+    for (let j = 0; j < s.count; j++) {
+      assert.ok(s.embed[j * 8] >= 100, "pass 1 rows only");
+      seen.push(s.index[j]);
+    }
+  }
+  assert.equal(seen.sort(), [0, 1, 2, 3, 4, 5]);
+  r.close();
+});
+
+test("fixture: an LZF-compressed file written by h5py is refused", async () => {
+  await expectInputError(openFeatureFile(join(FIXTURES, "lzf.hdf5")), /lzf\.hdf5: dataset "embed" uses the HDF5 filter lzf \(id 32000\)/);
+});
+
 // Cross-checks with h5py, only where Debian's python3-h5py is installed (never required).
-const hasH5py = spawnSync("python3", ["-c", "import h5py"], { stdio: "ignore" }).status === 0;
+// The first python3 that imports h5py (a pyenv shim may shadow Debian's /usr/bin/python3).
+const PYTHON = ["python3", "/usr/bin/python3"].find((py) => spawnSync(py, ["-c", "import h5py"], { stdio: "ignore" }).status === 0);
+const hasH5py = PYTHON !== undefined;
 
 test("h5py reads our file with the reference names, shapes and dtypes", async () => {
   if (!hasH5py) {
@@ -339,17 +372,17 @@ import h5py, sys, json
 f = h5py.File(sys.argv[1], "r")
 out = {k: [list(f[k].shape), str(f[k].dtype), list(f[k].maxshape), f[k].chunks is not None] for k in ("embed", "label", "index")}
 out["row"] = [float(v) for v in f["embed"][104, :3]]
-out["index"] = float(f["index"][104, 0])
+out["index_value"] = float(f["index"][104, 0])
 print(json.dumps(out))
 `;
-  const res = spawnSync("python3", ["-c", py, path], { encoding: "utf8" });
+  const res = spawnSync(PYTHON!, ["-c", py, path], { encoding: "utf8" });
   assert.is(res.status, 0, res.stderr);
   const got = JSON.parse(res.stdout);
   assert.equal(got.embed, [[309, 6], "float32", [null, 6], true]);
   assert.equal(got.label, [[309, 1], "float32", [null, 1], true]);
   assert.equal(got.index, [[309, 1], "float32", [null, 1], true]);
   assert.equal(got.row, [rowValue(1, 1, 0), rowValue(1, 1, 1), rowValue(1, 1, 2)]);
-  assert.is(got.index, 1);
+  assert.is(got.index_value, 1);
 });
 
 test("a file h5py wrote (reference writer's calls) reads back through our reader", async () => {
@@ -375,7 +408,7 @@ with h5py.File(sys.argv[1], "w") as f:
             l[-k:] = (rows % 4)[:, None]
             x[-k:] = rows[:, None]
 `;
-  const res = spawnSync("python3", ["-c", py, path], { encoding: "utf8" });
+  const res = spawnSync(PYTHON!, ["-c", py, path], { encoding: "utf8" });
   assert.is(res.status, 0, res.stderr);
   const r = await openFeatureFile(path, { dim: 12, requireComplete: true });
   assert.is(r.rows, 100);
@@ -401,7 +434,7 @@ with h5py.File(sys.argv[1], "w") as f:
     f.create_dataset("label", data=np.zeros((20, 1), "f4"), maxshape=(None, 1))
     f.create_dataset("index", data=np.arange(20, dtype="f4")[:, None], maxshape=(None, 1))
 `;
-  const res = spawnSync("python3", ["-c", py, path], { encoding: "utf8" });
+  const res = spawnSync(PYTHON!, ["-c", py, path], { encoding: "utf8" });
   assert.is(res.status, 0, res.stderr);
   await expectInputError(openFeatureFile(path), /h5py-lzf\.hdf5: dataset "embed" uses the HDF5 filter lzf \(id 32000\)/);
 });
