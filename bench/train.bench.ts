@@ -131,8 +131,12 @@ async function demoProxy(): Promise<void> {
   tr2L.set(trL, trL.length);
   console.log(`demo proxy: ${train.length} train x 2 passes, ${val.length} val, dim ${D}`);
   let total = 0;
-  for (const raw of params.train_configs as unknown[]) {
-    const cfg = parseTrainConfig(raw, "params/demo.yaml train_configs");
+  // Tuning knobs: SED_BENCH_ONLY=name[,name] and SED_BENCH_PATCH='{"name": {...overrides}}'.
+  const only = process.env.SED_BENCH_ONLY?.split(",");
+  const patch = JSON.parse(process.env.SED_BENCH_PATCH ?? "{}") as Record<string, Record<string, unknown>>;
+  for (const raw of params.train_configs as { name: string }[]) {
+    if (only && !only.includes(raw.name)) continue;
+    const cfg = parseTrainConfig({ ...raw, ...(patch[raw.name] ?? {}) }, "params/demo.yaml train_configs");
     const t0 = performance.now();
     const r = await trainEnsemble(cfg, memoryTrainSource(tr2E, tr2L, D, 2), memoryEvalSource(vaE, vaL, D), {});
     const secs = (performance.now() - t0) / 1000;
@@ -150,6 +154,7 @@ async function demoProxy(): Promise<void> {
         return 1 - tf.mean(tf.cast(allSame, "float32")).dataSync()[0];
       });
     const last = r.rows[r.rows.length - 1];
+    if (patch[raw.name]) console.log(`  ${cfg.name} patched with ${JSON.stringify(patch[raw.name])}`);
     console.log(
       `  ${cfg.name}: ${secs.toFixed(1)} s, val acc mean ${last.val_acc_mean.toFixed(3)} (min ${last.val_acc_min.toFixed(3)}), ` +
         `ensemble ${last.val_ensemble_acc.toFixed(3)}, heads disagree on ${(100 * disagree(vaE)).toFixed(1)}% clean / ${(100 * disagree(shifted)).toFixed(1)}% noisy val`,
