@@ -25,6 +25,11 @@ export interface UniverseParams {
   severities: number[];
   /** Use only the first N samples of each digit (quick runs, tests); null = all. */
   max_per_class: number | null;
+  /**
+   * Val images per class in each corrupted set (the first N of the class's val images, which are
+   * a seeded random sample); null = all. Corrupted sets are most of the files: the demo caps them.
+   */
+  corrupt_per_class: number | null;
 }
 
 export interface UniverseManifest {
@@ -78,6 +83,8 @@ export function parseUniverseParams(src: Record<string, unknown>, where: string)
   for (const s of sev as unknown[]) if (!Number.isInteger(s) || (s as number) < 1 || (s as number) > 5) fail(`severity ${JSON.stringify(s)} is not 1..5`);
   const cap = src.max_per_class ?? null;
   if (cap !== null && (!Number.isInteger(cap) || (cap as number) < 2)) fail(`max_per_class must be an integer >= 2 or null, got ${JSON.stringify(cap)}`);
+  const cpc = src.corrupt_per_class ?? null;
+  if (cpc !== null && (!Number.isInteger(cpc) || (cpc as number) < 1)) fail(`corrupt_per_class must be an integer >= 1 or null, got ${JSON.stringify(cpc)}`);
   return {
     seed: seed as number,
     id_classes: id,
@@ -87,6 +94,7 @@ export function parseUniverseParams(src: Record<string, unknown>, where: string)
     corruptions: corr as string[],
     severities: sev as number[],
     max_per_class: cap as number | null,
+    corrupt_per_class: cpc as number | null,
   };
 }
 
@@ -183,11 +191,16 @@ export async function buildMnistUniverse(params: UniverseParams, outDir: string,
       train: [...perm.subarray(nVal)].sort((a, b) => a - b),
     });
   }
+  const corruptIds = (d: number): number[] => {
+    const val = split.get(d)!.val;
+    return params.corrupt_per_class === null ? val : val.slice(0, params.corrupt_per_class);
+  };
   const valCount = classes.reduce((a, d) => a + split.get(d)!.val.length, 0);
+  const corruptCount = classes.reduce((a, d) => a + corruptIds(d).length, 0);
   const trainCount = classes.reduce((a, d) => a + split.get(d)!.train.length, 0);
   const subsetCount = params.subset_classes.reduce((a, d) => a + split.get(d)!.val.length, 0);
   const oodCount = Object.values(params.semantic_sets).flat().reduce((a, d) => a + digits.get(d)!.length / (SIZE * SIZE), 0);
-  const total = trainCount + valCount * (1 + params.corruptions.length * params.severities.length) + subsetCount + oodCount;
+  const total = trainCount + valCount + corruptCount * params.corruptions.length * params.severities.length + subsetCount + oodCount;
 
   const fileDigests: [string, string][] = [];
   const counts: Record<string, number> = {};
@@ -244,8 +257,8 @@ export async function buildMnistUniverse(params: UniverseParams, outDir: string,
     }
   }
 
-  // ImageNet-C analogue: every val image under every corruption x severity. One seeded stream per
-  // (corruption, severity), consumed in file order.
+  // ImageNet-C analogue: the val images (or the first corrupt_per_class of each class) under every
+  // corruption x severity. One seeded stream per (corruption, severity), consumed in file order.
   for (const c of params.corruptions) {
     const fn = CORRUPTIONS.get(c)!;
     for (const s of params.severities) {
@@ -253,11 +266,11 @@ export async function buildMnistUniverse(params: UniverseParams, outDir: string,
       const folder = `imagenet-c/${c}/${s}`;
       for (const d of classes) {
         const grey = digits.get(d)!;
-        for (const i of split.get(d)!.val) {
+        for (const i of corruptIds(d)) {
           write(`${folder}/${classFolder(d)}/${name(i)}`, fn(greyToRgb(grey, i * SIZE * SIZE), s, rng));
           await pause();
         }
-        count(folder, split.get(d)!.val.length);
+        count(folder, corruptIds(d).length);
       }
     }
   }

@@ -88,6 +88,15 @@ test("layout, counts, class lists, manifest", async () => {
   assert.is(h.digest("hex"), m.digest);
 });
 
+test("corrupt_per_class caps the corrupted sets to the first val images of each class", async () => {
+  const out = join(dir, "capped");
+  const m = await buildMnistUniverse(parseUniverseParams({ ...RAW, corrupt_per_class: 2 }, "t"), out);
+  assert.is(m.counts["imagenet-c/pixelate/5"], 6);
+  assert.is(m.counts.val, 9);
+  const val = (await readdir(join(out, "val/digit_1"))).sort();
+  assert.equal((await readdir(join(out, "imagenet-c/pixelate/5/digit_1"))).sort(), val.slice(0, 2));
+});
+
 test("PNG files are 28x28 RGB and the train image matches the mnist package pixels", async () => {
   const out = join(dir, "a");
   const f = (await readdir(join(out, "train/digit_1"))).sort()[0];
@@ -159,6 +168,7 @@ test("params validation names the problem", () => {
     [{ ...RAW, severities: [0] }, /severity 0 is not 1\.\.5/],
     [{ ...RAW, val_fraction: 1 }, /val_fraction must be/],
     [{ ...RAW, semantic_sets: { "../x": [8] } }, /bad set name/],
+    [{ ...RAW, corrupt_per_class: 0 }, /corrupt_per_class must be an integer >= 1/],
   ];
   for (const [raw, re] of bad) {
     try {
