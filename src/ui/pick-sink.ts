@@ -41,18 +41,31 @@ export function useColor(isTTY: boolean, env: NodeJS.ProcessEnv): boolean {
   return isTTY && env.TERM !== "dumb";
 }
 
-export function chooseUi(input: { isTTY: boolean; env: NodeJS.ProcessEnv; json?: boolean; ui?: "auto" | "plain" | "ink" }): UiKind {
+export function chooseUi(input: {
+  isTTY: boolean;
+  env: NodeJS.ProcessEnv;
+  json?: boolean;
+  ui?: "auto" | "plain" | "ink";
+  /** Terminal width; 0 (a pty nobody sized, e.g. `script` in a container) lays Ink out 1 char wide. */
+  columns?: number;
+}): UiKind {
   if (input.json) return "json";
   if (input.ui === "plain") return "plain";
   // Ink in a pipe prints every frame with erase codes, and a dumb terminal cannot erase: never there.
-  if (!input.isTTY || input.env.TERM === "dumb") return "plain";
+  if (!input.isTTY || input.env.TERM === "dumb" || input.columns === 0) return "plain";
   if (input.ui === "ink") return "ink";
   return isCi(input.env) ? "plain" : "ink";
 }
 
 export async function pickSink(input: PickInput): Promise<PickedSink> {
   const isTTY = !!input.stdout.isTTY;
-  const kind = chooseUi({ isTTY, env: input.env, ...(input.json ? { json: true } : {}), ...(input.ui ? { ui: input.ui } : {}) });
+  const kind = chooseUi({
+    isTTY,
+    env: input.env,
+    columns: isTTY ? (input.stdout.columns ?? 0) : 0,
+    ...(input.json ? { json: true } : {}),
+    ...(input.ui ? { ui: input.ui } : {}),
+  });
   const write = input.write ?? ((t: string) => void input.stdout.write(t));
   const color = kind !== "json" && useColor(isTTY, input.env);
   if (kind === "json") return { kind, color, sink: createJsonSink(write), close: async () => {} };

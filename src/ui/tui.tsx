@@ -1,6 +1,10 @@
 // The Ink live view of a run: one row per instance (grouped per stage for large fan-outs), progress
 // bars with rate/ETA, failures with their log tail, a summary line. Reads only RunnerEvents; never
 // reads keys (no raw mode: Ctrl-C stays a SIGINT that src/cli.ts handles), never decides anything.
+/** @jsxRuntime automatic */
+/** @jsxImportSource react */
+// The pragmas above: tsx reads the tsconfig of the *working directory*, and a user's project
+// usually has none, which would compile JSX as classic React.createElement without React in scope.
 import type { ReactNode } from "react";
 import { Box, Text, render, type Instance } from "ink";
 import type { EventSink, RunnerEvent } from "../runner/events.ts";

@@ -12,6 +12,8 @@ test("chooseUi: TTY without CI -> ink; pipes, CI and dumb terminals -> plain; --
   assert.is(chooseUi({ isTTY: true, env: { CI: "true" } }), "plain");
   assert.is(chooseUi({ isTTY: true, env: { CI: "false" } }), "ink");
   assert.is(chooseUi({ isTTY: true, env: { TERM: "dumb" } }), "plain");
+  assert.is(chooseUi({ isTTY: true, env: {}, columns: 0 }), "plain", "a pty of width 0 cannot be laid out");
+  assert.is(chooseUi({ isTTY: true, env: {}, columns: 80 }), "ink");
   assert.is(chooseUi({ isTTY: true, env: {}, json: true }), "json");
   assert.is(chooseUi({ isTTY: false, env: { CI: "1" }, json: true }), "json");
   assert.is(chooseUi({ isTTY: true, env: {}, ui: "plain" }), "plain");

@@ -1,0 +1,62 @@
+// Ctrl-C in a real terminal (a pty from util-linux `script`): the Ink view is picked, the run stops,
+// the final frame says so, the cursor is shown again and the terminal is left in cooked mode.
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { spawn, spawnSync } from "node:child_process";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { exists, makeProject, waitFor } from "../../helpers/project.ts";
+import { removeDir, withTimeout } from "../../helpers/tmp.ts";
+
+const RUNNER = fileURLToPath(new URL("./tui-pty-runner.ts", import.meta.url));
+const hasScript = spawnSync("script", ["--version"]).status === 0;
+
+const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+test("Ctrl-C under the Ink view: run interrupted, cursor shown, terminal not left raw", () =>
+  withTimeout(
+    (async () => {
+      if (!hasScript) {
+        // No pty tool on this machine: the pick logic and close() are covered by pick-sink.test.ts.
+        console.log("  (util-linux `script` not found: pty test not run)");
+        return;
+      }
+      const root = await makeProject();
+      try {
+        await writeFile(join(root, "hold"), "");
+        const env: NodeJS.ProcessEnv = { ...process.env, TERM: "xterm-256color", COLUMNS: "100", LINES: "30" };
+        delete env.CI;
+        delete env.NO_COLOR;
+        delete env.FORCE_COLOR;
+        const inner = `stty cols 100 rows 30; ${q(process.execPath)} --import tsx ${q(RUNNER)} ${q(root)}; echo; stty -a`;
+        const child = spawn("script", ["-qfec", inner, "/dev/null"], { cwd: root, env, stdio: ["pipe", "pipe", "pipe"] });
+        let out = "";
+        child.stdout.on("data", (d) => (out += d));
+        child.stderr.on("data", (d) => (out += d));
+        const closed = new Promise<number | null>((r) => child.on("close", (c) => r(c)));
+        await waitFor(() => exists(join(root, "started-slow")), 60_000, "the stage to start");
+        await waitFor(() => /running\s+slow/.test(out), 30_000, "the Ink frame showing the running stage");
+        child.stdin.write("\x03");
+        // `script` keeps its session open until its own stdin ends.
+        child.stdin.end();
+        const code = await Promise.race([closed, new Promise<"hung">((r) => setTimeout(() => r("hung"), 40_000))]);
+        if (code === "hung") child.kill("SIGKILL");
+        assert.is.not(code, "hung", out);
+        assert.match(out, /KIND=ink OUTCOME=interrupted/);
+        assert.match(out, /interrupted: 0 ran, 0 restored, 0 fresh, 1 failed/);
+        const hide = out.lastIndexOf("\x1b[?25l");
+        const show = out.lastIndexOf("\x1b[?25h");
+        assert.ok(hide >= 0, "Ink hid the cursor while drawing");
+        assert.ok(show > hide, "the cursor is shown again after the last frame");
+        // stty -a after the run: canonical mode and echo are on (never left in raw mode).
+        assert.match(out, /(^|\s)icanon(\s|$)/m);
+        assert.match(out, /(^|\s)echo(\s|$)/m);
+      } finally {
+        await removeDir(root);
+      }
+    })(),
+    120_000,
+  ));
+
+test.run();
