@@ -22,8 +22,7 @@ const lazy = {
   execute: () => import("./runner/execute.ts"),
   runLock: () => import("./store/run-lock.ts"),
   lockFile: () => import("./store/lock-file.ts"),
-  plain: () => import("./ui/plain.ts"),
-  json: () => import("./ui/json.ts"),
+  pickSink: () => import("./ui/pick-sink.ts"),
   referenceName: () => import("./hash/reference-name.ts"),
 };
 
@@ -35,6 +34,8 @@ export interface CliContext {
   err(text: string): void;
   /** Colour on stdout: a TTY, and neither NO_COLOR nor TERM=dumb (FORCE_COLOR forces it). */
   color: boolean;
+  /** The terminal stream a live view draws on (its isTTY decides Ink vs plain lines); absent = not a TTY. */
+  stdout?: { isTTY?: boolean; write(text: string): unknown; columns?: number };
   /** The project root (folder holding pipeline.yaml), found by walking up from cwd. */
   root(): string;
   setExit(code: number): void;
@@ -98,14 +99,21 @@ function registerRunCommand(program: Command, cli: CliContext): void {
     .option("-b, --backend <name>", "compute backend for stages: auto, tfjs-node-gpu, tfjs-node, wasm, cpu", "auto")
     .option("--json", "print runner events as NDJSON on stdout")
     .option("--no-wait", "fail at once (exit 2) if another run holds the workspace, instead of waiting")
-    .option("-v, --verbose", "also print stage log lines and fresh instances")
+    .option("-v, --verbose", "plain output: also print stage log lines and fresh instances")
+    .option("--ui <kind>", "auto (live view on a terminal, plain lines otherwise), ink or plain", "auto")
     .addHelpText(
       "after",
       EXAMPLES(["sed-pipe run tables", "sed-pipe run --dry-run", "sed-pipe run eval -j 2 --keep-going", "sed-pipe run train --force train-heads@ood_gen"]),
     )
     .action(async (targets: string[], opts) => {
-      const [{ matchTarget, resolveTargets }, { executeRun }, { planner }, { LockStore: LockStoreClass }, { createJsonSink }, { createPlainSink }] =
-        await Promise.all([lazy.select(), lazy.execute(), lazy.workspace(), lazy.lockFile(), lazy.json(), lazy.plain()]);
+      if (!["auto", "ink", "plain"].includes(opts.ui)) throw new SedPipeError(`--ui must be auto, ink or plain (got "${opts.ui}")`);
+      const [{ matchTarget, resolveTargets }, { executeRun }, { planner }, { LockStore: LockStoreClass }, { pickSink }] = await Promise.all([
+        lazy.select(),
+        lazy.execute(),
+        lazy.workspace(),
+        lazy.lockFile(),
+        lazy.pickSink(),
+      ]);
       const ws = await open(cli, opts);
       const p = ws.pipeline;
       let order = resolveTargets(p, targets);
@@ -115,9 +123,16 @@ function registerRunCommand(program: Command, cli: CliContext): void {
         force = matchTarget(p, opts.force);
         if (targets.length > 0) order = resolveTargets(p, [...targets, opts.force]);
       }
-      const sink: EventSink = opts.json
-        ? createJsonSink(cli.out)
-        : createPlainSink({ write: cli.out, color: cli.color, verbose: !!opts.verbose });
+      // Ink live view on an interactive terminal, plain lines in pipes and CI, NDJSON with --json.
+      const picked = await pickSink({
+        stdout: cli.stdout ?? { isTTY: false, write: (t: string) => cli.out(t) },
+        env: cli.env,
+        json: !!opts.json,
+        ui: opts.ui,
+        verbose: !!opts.verbose,
+        write: cli.out,
+      });
+      const sink: EventSink = picked.sink;
       const jobs: number = opts.jobs ?? defaultJobs();
       const ac = new AbortController();
       const killNow = new AbortController();
@@ -159,6 +174,7 @@ function registerRunCommand(program: Command, cli: CliContext): void {
         cli.setExit(result.outcome === "ok" ? EXIT.ok : result.outcome === "interrupted" ? EXIT.interrupted : EXIT.stageFailed);
       } finally {
         off();
+        await picked.close().catch(() => {});
         await lock?.release();
       }
     });
@@ -374,16 +390,26 @@ function registerMaintenanceCommands(program: Command, cli: CliContext): void {
 
 // ---------------------------------------------------------------------------------------------
 // Extension point: other parts of sed-pipe add their commands here, each as
-// `registerXCommands(program: Command, cli: CliContext): void` in its own module
-// (e.g. src/ui/inspect-command.ts -> `inspect`, src/ui/watch-command.ts -> `watch`,
-// src/store/cache-command.ts -> `cache ...`). Add the import above and one line below.
-const EXTRA_COMMANDS: Array<(program: Command, cli: CliContext) => void> = [
-  // registerInspectCommands,
-  // registerWatchCommands,
-  // registerCacheCommands,
+// `registerXCommands(program: Command, cli: CliContext): void` in its own module, listed below with
+// the top-level command names it adds. A module is imported only when argv names one of its commands
+// (or for help / an unknown command), so `status` does not pay for ink, tar or chokidar at start-up.
+type Register = (program: Command, cli: CliContext) => void;
+export const EXTRA_COMMANDS: Array<{ names: string[]; load: () => Promise<Register> }> = [
+  { names: ["watch"], load: async () => (await import("./ui/tui-watch-command.ts")).registerWatchCommands },
+  { names: ["cache", "gc"], load: async () => (await import("./store/cache-transfer-commands.ts")).registerCacheCommands },
+  // { names: ["inspect"], load: async () => (await import("./ui/inspect-command.ts")).registerInspectCommands },
 ];
+const BUILTIN_COMMANDS = ["run", "status", "why", "invalidate", "dag", "name", "logs"];
 
-export function buildProgram(cli: CliContext): Command {
+async function extraCommandsFor(argv: string[]): Promise<Register[]> {
+  const word = argv.find((a) => !a.startsWith("-"));
+  if (word !== undefined && BUILTIN_COMMANDS.includes(word)) return [];
+  const wanted = EXTRA_COMMANDS.filter((e) => word !== undefined && e.names.includes(word));
+  // No command, `help`, or an unknown word: load them all so help and "did you mean" see every command.
+  return Promise.all((wanted.length ? wanted : EXTRA_COMMANDS).map((e) => e.load()));
+}
+
+export function buildProgram(cli: CliContext, extra: Register[] = []): Command {
   const program = new Command("sed-pipe")
     .description("a content-hashed pipeline runner; its first pipeline reproduces SED (arXiv 2409.16797)")
     .version("0.1.0")
@@ -398,13 +424,25 @@ export function buildProgram(cli: CliContext): Command {
   registerRunCommand(program, cli);
   registerStatusCommands(program, cli);
   registerMaintenanceCommands(program, cli);
-  for (const register of EXTRA_COMMANDS) register(program, cli);
+  for (const register of extra) register(program, cli);
   for (const c of program.commands) c.exitOverride().configureOutput({ writeOut: (s) => cli.out(s), writeErr: (s) => cli.err(s) });
   return program;
 }
 
+let epipeGuard = false;
+
 function defaultContext(): CliContext {
   const env = process.env;
+  if (!epipeGuard) {
+    epipeGuard = true;
+    // `sed-pipe status | head`: the reader went away; that is not an error worth a stack trace.
+    for (const stream of [process.stdout, process.stderr]) {
+      stream.on("error", (err: NodeJS.ErrnoException) => {
+        if (err.code === "EPIPE") process.exit(process.exitCode ?? 0);
+        throw err;
+      });
+    }
+  }
   const color =
     env.FORCE_COLOR !== undefined && env.FORCE_COLOR !== "0"
       ? true
@@ -413,6 +451,7 @@ function defaultContext(): CliContext {
     cwd: process.cwd(),
     env,
     out: (t) => void process.stdout.write(t),
+    stdout: process.stdout,
     err: (t) => void process.stderr.write(t),
     color,
     root: () => findRoot(process.cwd()),
@@ -437,7 +476,7 @@ export async function main(argv: string[], ctx?: Partial<CliContext>): Promise<n
   const cli: CliContext = { ...base, root: ctx?.root ?? (() => (root ??= findRoot(base.cwd))), setExit: (c) => (code = c) };
   const debug = cli.env.SED_PIPE_DEBUG === "1";
   try {
-    await buildProgram(cli).parseAsync(argv, { from: "user" });
+    await buildProgram(cli, await extraCommandsFor(argv)).parseAsync(argv, { from: "user" });
     return code;
   } catch (err) {
     if (err instanceof CommanderError) {
