@@ -1,6 +1,7 @@
 // One watch-mode cycle: open the workspace from disk (pipeline.yaml may have changed), plan, and run
 // only if something is stale; then name the inputs to watch (pipeline.yaml, params files, stage code
 // closures, deps no instance produces). Emits RunnerEvents through the given sink; never prints.
+import { stat } from "node:fs/promises";
 import { isAbsolute, relative, resolve } from "node:path";
 import { codeClosure } from "../hash/code-digest.ts";
 import { resolveTargets } from "../pipeline/select.ts";
@@ -32,6 +33,8 @@ export interface WatchCycleOptions {
 export interface WatchCycleResult {
   /** Paths to watch next (project-relative, or absolute outside the project). */
   watch: string[];
+  /** Folder deps outside the project that are not watched (see watchedInputs). */
+  unwatched: string[];
   /** null when the plan had nothing to run or restore (a touch, a content-identical save). */
   run: RunResult | null;
 }
@@ -41,10 +44,16 @@ function under(child: string, parent: string): boolean {
   return r === "" || (!r.startsWith("..") && !isAbsolute(r));
 }
 
-/** The inputs of `order` whose change can make an instance stale (see module comment). */
-export async function watchedInputs(p: Pipeline, order: string[]): Promise<string[]> {
+/**
+ * The inputs of `order` whose change can make an instance stale (see module comment). Folder deps
+ * outside the project (data sets such as ImageNet: a million files) are not watched: one watch per
+ * file would exhaust inotify, and such data does not change under a running pipeline. They are
+ * returned as `unwatched` so the user is told; the next cycle still fingerprints them.
+ */
+export async function watchedInputs(p: Pipeline, order: string[]): Promise<{ paths: string[]; unwatched: string[] }> {
   const root = p.root;
   const out = new Set<string>([PIPELINE_FILE, ...p.paramsFiles]);
+  const unwatched = new Set<string>();
   const modules = new Set<string>();
   const outs: string[] = [];
   for (const inst of p.instances.values()) for (const o of Object.values(inst.outs)) outs.push(resolve(root, o));
@@ -56,8 +65,13 @@ export async function watchedInputs(p: Pipeline, order: string[]): Promise<strin
       // Produced by an instance (or holding produced outputs): the run itself writes those.
       if (outs.some((o) => under(abs, o) || under(o, abs))) continue;
       const rel = relative(root, abs);
-      if (!rel.startsWith("..") && IGNORED_DIRS.includes(rel.split(/[\\/]/)[0]!)) continue;
-      out.add(rel.startsWith("..") || isAbsolute(rel) ? abs : rel);
+      const outside = rel.startsWith("..") || isAbsolute(rel);
+      if (!outside && IGNORED_DIRS.includes(rel.split(/[\\/]/)[0]!)) continue;
+      if (outside && (await stat(abs).catch(() => null))?.isDirectory()) {
+        unwatched.add(abs);
+        continue;
+      }
+      out.add(outside ? abs : rel);
     }
   }
   for (const m of modules) {
@@ -69,7 +83,7 @@ export async function watchedInputs(p: Pipeline, order: string[]): Promise<strin
     }
   }
   out.delete(LOCK_FILE_NAME);
-  return [...out].sort();
+  return { paths: [...out].sort(), unwatched: [...unwatched].sort() };
 }
 
 export async function runWatchCycle(o: WatchCycleOptions): Promise<WatchCycleResult> {
@@ -79,10 +93,10 @@ export async function runWatchCycle(o: WatchCycleOptions): Promise<WatchCycleRes
     ...(o.onWarn ? { onWarn: o.onWarn } : {}),
   });
   const order = resolveTargets(ws.pipeline, o.targets);
-  const watch = await watchedInputs(ws.pipeline, order);
+  const { paths: watch, unwatched } = await watchedInputs(ws.pipeline, order);
   // A quiet check first: a save that changed no content plans to nothing and shows nothing.
   const steps = await planOnly(ws, order);
-  if (steps.every((s) => s.action === "skip")) return { watch, run: null };
+  if (steps.every((s) => s.action === "skip")) return { watch, unwatched, run: null };
 
   const lock = await acquireRunLock(ws.cacheDir, {
     wait: true,
@@ -111,7 +125,7 @@ export async function runWatchCycle(o: WatchCycleOptions): Promise<WatchCycleRes
       graceMs: o.graceMs ?? 3000,
       ...(o.killSignal ? { killSignal: o.killSignal } : {}),
     });
-    return { watch, run: result };
+    return { watch, unwatched, run: result };
   } finally {
     await close();
     await lock.release();

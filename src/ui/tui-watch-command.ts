@@ -64,6 +64,7 @@ export function registerWatchCommands(program: Command, cli: WatchCommandContext
         } else killNow.abort();
       });
       const note = (t: string) => cli.err(t + "\n");
+      const toldUnwatched = new Set<string>();
       try {
         await watchLoop({
           root,
@@ -101,6 +102,11 @@ export function registerWatchCommands(program: Command, cli: WatchCommandContext
                 }),
             });
             if (!r.run) note("up to date: nothing to run");
+            for (const u of r.unwatched) {
+              if (toldUnwatched.has(u)) continue;
+              toldUnwatched.add(u);
+              note(`not watched (a data folder outside the project; its changes show up at the next cycle): ${u}`);
+            }
             if (r.run?.outcome === "interrupted") interrupted = true;
             return r.watch;
           },

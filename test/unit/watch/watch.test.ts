@@ -3,7 +3,7 @@
 // that run (the lock records what the run saw; the next cycle reruns with the new input).
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { readFile, rm, utimes, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { RunnerEvent } from "../../../src/runner/events.ts";
 import { isIgnored, watchLoop, type WatchEvent } from "../../../src/runner/watch.ts";
@@ -11,7 +11,7 @@ import { runWatchCycle, watchedInputs } from "../../../src/runner/watch-cycle.ts
 import { openWorkspace } from "../../../src/runner/workspace.ts";
 import { resolveTargets } from "../../../src/pipeline/select.ts";
 import { PARAMS, STAGES, counts, exists, makeProject, waitFor } from "../../helpers/project.ts";
-import { removeDir, withTimeout } from "../../helpers/tmp.ts";
+import { removeDir, tempDir, withTimeout } from "../../helpers/tmp.ts";
 
 const T = 120_000;
 
@@ -75,7 +75,8 @@ test("watched inputs: pipeline.yaml, params, stage code closures; not produced d
       const root = await makeProject();
       try {
         const ws = await openWorkspace(root, { onWarn: () => {} });
-        const files = await watchedInputs(ws.pipeline, resolveTargets(ws.pipeline, []));
+        const { paths: files, unwatched } = await watchedInputs(ws.pipeline, resolveTargets(ws.pipeline, []));
+        assert.equal(unwatched, []);
         assert.equal(files, [
           "params/demo.yaml",
           "pipeline.yaml",
@@ -85,6 +86,26 @@ test("watched inputs: pipeline.yaml, params, stage code closures; not produced d
           "stages/slow.ts",
           "stages/sum.ts",
         ]);
+        // Deps outside the project: a file is watched by absolute path, a data folder is not.
+        const ext = await tempDir("sed-pipe-ext-");
+        try {
+          await mkdir(join(ext, "images"));
+          await writeFile(join(ext, "labels.txt"), "x");
+          const yaml = await readFile(join(root, "pipeline.yaml"), "utf8");
+          await writeFile(
+            join(root, "pipeline.yaml"),
+            yaml +
+              `  ext:\n    module: stages/make.ts\n    deps:\n      images: ${join(ext, "images")}\n      labels: ${join(ext, "labels.txt")}\n` +
+              `    params:\n      item: {name: ext, value: 1}\n    outs:\n      data: artifacts/ext.json\n`,
+          );
+          const ws2 = await openWorkspace(root, { onWarn: () => {} });
+          const w2 = await watchedInputs(ws2.pipeline, resolveTargets(ws2.pipeline, ["ext"]));
+          assert.equal(w2.unwatched, [join(ext, "images")]);
+          assert.ok(w2.paths.includes(join(ext, "labels.txt")));
+          assert.not.ok(w2.paths.includes("stages/sum.ts"), "only the targets' code is watched");
+        } finally {
+          await removeDir(ext);
+        }
         assert.ok(isIgnored(root, join(root, "cache", "objects", "x")));
         assert.ok(isIgnored(root, join(root, "artifacts", "sum")));
         assert.not.ok(isIgnored(root, join(root, "params", "demo.yaml")));
