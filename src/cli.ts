@@ -404,6 +404,7 @@ const BUILTIN_COMMANDS = ["run", "status", "why", "invalidate", "dag", "name", "
 async function extraCommandsFor(argv: string[]): Promise<Register[]> {
   const word = argv.find((a) => !a.startsWith("-"));
   if (word !== undefined && BUILTIN_COMMANDS.includes(word)) return [];
+  if (word === undefined && (argv.includes("-V") || argv.includes("--version"))) return [];
   const wanted = EXTRA_COMMANDS.filter((e) => word !== undefined && e.names.includes(word));
   // No command, `help`, or an unknown word: load them all so help and "did you mean" see every command.
   return Promise.all((wanted.length ? wanted : EXTRA_COMMANDS).map((e) => e.load()));
