@@ -22,7 +22,7 @@ export interface AcquireOptions {
   onWait?: (owner: RunLockOwner | null) => void;
   /** What this process is doing, for the owner note (e.g. "run", "invalidate"). */
   command?: string;
-  /** Heartbeat staleness: a lock not refreshed for this long is taken over (ms, >= 2000). */
+  /** Heartbeat staleness: a lock not refreshed for this long is taken over (ms, >= 2000; default 30 s). */
   staleMs?: number;
   pollMs?: number;
   signal?: AbortSignal;
@@ -73,7 +73,9 @@ const sleep = (ms: number, signal?: AbortSignal) =>
 export async function acquireRunLock(cacheDir: string, opts: AcquireOptions): Promise<RunLock> {
   await mkdir(cacheDir, { recursive: true });
   const paths = runLockPaths(cacheDir);
-  const staleMs = Math.max(2000, opts.staleMs ?? 10_000);
+  // Generous: a busy machine must not make a live run look dead (a dead owner on this host is
+  // detected by pid at once, so this only matters for other hosts sharing the folder).
+  const staleMs = Math.max(2000, opts.staleMs ?? 30_000);
   let announced = false;
   for (;;) {
     try {
