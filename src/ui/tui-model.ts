@@ -265,25 +265,36 @@ export function bar(fraction: number, width: number): string {
 }
 
 export function formatMetrics(metrics: Record<string, number> | undefined): string {
-  if (!metrics) return "";
+  if (!metrics || Object.keys(metrics).length === 0) return "";
   return Object.entries(metrics)
     .map(([k, v]) => `${k}=${Number.isInteger(v) ? v : Math.abs(v) >= 1000 || Math.abs(v) < 0.001 ? v.toExponential(2) : v.toPrecision(4)}`)
     .join(" ");
 }
 
-/** "12/50 img 24% 3.10 img/s eta 12.3s loss=0.4123" (the parts that are known). */
+/** Metrics that are rates or ETAs: shown as the rate/ETA parts, not repeated as name=value. */
+const RATE_METRIC = /^(rate|eta|eta_s|[a-z0-9]+_per_s)$/;
+
+/**
+ * "12/50 img 24% 3.10 img/s eta 12.3s loss=0.4123" (the parts that are known). The rate and ETA are
+ * measured from the events; until two samples exist, the stage's own rate/eta_s metrics stand in.
+ * The stage's message is shown only for phases without a counter (it usually restates the counter).
+ */
 export function progressText(p: ProgressView): string {
   const parts: string[] = [p.phase];
+  const m = p.metrics ?? {};
   if (p.done !== undefined) {
     if (p.total !== undefined && p.total > 0) {
       parts.push(`${formatAmount(p.done, p.unit === "B" ? "B" : undefined)}/${formatAmount(p.total, p.unit)}`);
       parts.push(`${Math.floor((100 * p.done) / p.total)}%`);
     } else parts.push(formatAmount(p.done, p.unit));
   }
-  if (p.rate !== undefined) parts.push(formatRate(p.rate, p.unit));
-  if (p.etaS !== undefined) parts.push(`eta ${formatDuration(p.etaS * 1000)}`);
-  const metrics = formatMetrics(p.metrics);
+  const stageRate = Object.keys(m).find((k) => k === "rate" || k.endsWith("_per_s"));
+  const rate = p.rate ?? (stageRate !== undefined && Number.isFinite(m[stageRate]) ? m[stageRate] : undefined);
+  const eta = p.etaS ?? (p.rate === undefined && Number.isFinite(m.eta_s) ? m.eta_s : undefined);
+  if (rate !== undefined && p.done !== undefined) parts.push(formatRate(rate, p.unit));
+  if (eta !== undefined && p.done !== undefined) parts.push(`eta ${formatDuration(eta * 1000)}`);
+  const metrics = formatMetrics(Object.fromEntries(Object.entries(m).filter(([k]) => !RATE_METRIC.test(k))));
   if (metrics) parts.push(metrics);
-  if (p.message) parts.push(p.message);
+  if (p.message && p.done === undefined) parts.push(p.message);
   return parts.join(" ");
 }

@@ -125,7 +125,7 @@ function FailureDetail(props: { r: InstanceRow; color: boolean }) {
           {"| " + l}
         </C>
       ))}
-      {r.logPath ? <Text>{`full log: ${r.logPath}`}</Text> : null}
+      {r.logPath ? <Text>{`full log: ${r.logPath}  (sed-pipe logs ${r.id})`}</Text> : null}
     </Box>
   );
 }

@@ -44,6 +44,16 @@ test("training progress shows steps and the current loss; bytes are scaled", () 
     "epoch 2/10 150/1000 step 15% 25.0 step/s eta 34.0s loss=0.4123",
   );
   assert.is(progressText({ phase: "download", done: 1_500_000, total: 10_000_000, unit: "B" }), "download 1.50 MB/10.0 MB 15%");
+  // The stage's own rate/ETA metrics stand in until two samples exist, and are never repeated.
+  assert.is(
+    progressText({ phase: "download", done: 2_000_000, total: 8_000_000, unit: "B", message: "2.0 MB of 8.0 MB at 1.0 MB/s", metrics: { rate: 1_000_000, eta_s: 6 } }),
+    "download 2.00 MB/8.00 MB 25% 1.00 MB/s eta 6.0s",
+  );
+  assert.is(
+    progressText({ phase: "features", done: 10, total: 20, unit: "img", metrics: { img_per_s: 99, eta_s: 50 }, rate: 5, etaS: 2 }),
+    "features 10/20 img 50% 5.00 img/s eta 2.0s",
+  );
+  assert.is(progressText({ phase: "generate", message: "seeded ViT weights" }), "generate seeded ViT weights");
   assert.is(formatAmount(999, "B"), "999 B");
   assert.is(formatDuration(61_000), "1m01s");
   assert.is(formatDuration(450), "450ms");
