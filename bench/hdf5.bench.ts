@@ -63,15 +63,24 @@ try {
   t0 = performance.now();
   let check = 0;
   let seen = 0;
+  let verified = 0;
   for (const b of r.sequential(1024)) {
     check += b.embed[0] + b.label[b.count - 1];
+    // The first row of every written batch carries its in-pass row number: check it came back
+    // (this covers rows past the 4 GiB offset in files > 4 GiB).
+    for (let j = 0; j < b.count; j++) {
+      const inPass = (b.start + j) % passRows;
+      if (inPass % batch !== 0) continue;
+      if (b.embed[j * DIM] !== inPass || b.index[j] !== inPass) throw new Error(`row ${b.start + j}: read back ${b.embed[j * DIM]} / ${b.index[j]}, wrote ${inPass}`);
+      verified++;
+    }
     seen += b.count;
   }
   secs = (performance.now() - t0) / 1000;
   sample();
   console.log(
     `sequential: ${seen} rows in ${secs.toFixed(1)} s = ${((seen * DIM * 4) / 1e9 / secs).toFixed(2)} GB/s ` +
-      `(${Math.round(seen / secs)} rows/s, batch 1024), peak RSS ${mb(peakRss)}  [check ${check.toFixed(0)}]`,
+      `(${Math.round(seen / secs)} rows/s, batch 1024), peak RSS ${mb(peakRss)}  [${verified} rows verified]`,
   );
 
   // Shuffled: one whole pass, default blocks and window.
@@ -90,7 +99,7 @@ try {
       `(${((seen * DIM * 4) / 1e9 / secs).toFixed(2)} GB/s, batch 256), peak RSS ${mb(peakRss)}`,
   );
   r.close();
-  console.log(`process max RSS: ${mb(process.resourceUsage().maxRSS * 1024)}`);
+  console.log(`process max RSS: ${mb(process.resourceUsage().maxRSS * 1024)}  [checksum ${check.toFixed(0)}]`);
 } finally {
   clearInterval(sampler);
   await rm(dir, { recursive: true, force: true });
