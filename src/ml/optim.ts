@@ -56,8 +56,3 @@ export function gradsFinite(grads: tf.Tensor[]): tf.Scalar {
   const anyNan = grads.map((g) => tf.any(tf.isNaN(g)));
   return tf.logicalNot(anyNan.length === 1 ? anyNan[0] : tf.any(tf.stack(anyNan))) as tf.Scalar;
 }
-
-/** `ok ? a : b` elementwise, with a scalar condition; exact (no arithmetic blend). */
-export function select(ok: tf.Scalar, a: tf.Tensor, b: tf.Tensor): tf.Tensor {
-  return tf.where(tf.broadcastTo(ok, a.shape), a, b);
-}

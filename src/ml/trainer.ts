@@ -14,7 +14,7 @@ import {
   HEAD_PARAM_NAMES, headBackward, headForwardCached, headLogits, headParamShapes, initHeadArrays, type HeadArrays, type HeadShape, type HeadTensors,
 } from "./heads.ts";
 import { sedLossWithGrad } from "./losses.ts";
-import { adamwUpdate, gradsFinite, select, sgdUpdate, slotNames } from "./optim.ts";
+import { adamwUpdate, gradsFinite, sgdUpdate, slotNames } from "./optim.ts";
 import { lrAt } from "./lr-schedule.ts";
 import { effectiveLoss, epochSeed, headShapeOf, type EffectiveLoss, type TrainConfig } from "./train-config.ts";
 
@@ -289,7 +289,6 @@ export function sedTrainStep(st: EnsembleState, loss: EffectiveLoss, inp: StepIn
   const cfg = st.cfg;
   const o = cfg.optimizer;
   const heads = inp.active.map((i) => st.acquire(i));
-  if (inp.update) for (const i of inp.active) st.headSteps[i]++;
   interface StepOut {
     task: tf.Scalar;
     repulsion: tf.Scalar;
@@ -303,19 +302,22 @@ export function sedTrainStep(st: EnsembleState, loss: EffectiveLoss, inp: StepIn
     const l = sedLossWithGrad(fwd.map((f) => f.logits), inp.y, cfg.num_classes, loss, inp.ref);
     const grads = params.map((p, j) => st.flatten(headBackward(p, fwd[j].cache, l.dlogits[j])));
     if (!inp.update) return { task: l.task, repulsion: l.repulsion, total: l.total, next: null, skipped: null };
-    const ok = o.type === "sgd" && o.nan_check ? gradsFinite(grads) : null;
+    if (o.type === "sgd" && o.nan_check) {
+      // The reference's NaN-checking SGD wrapper tests `isnan().any()` on the host each step, and so
+      // does this: one boolean read (free on wasm/cpu), and a skipped step costs no update at all.
+      if (gradsFinite(grads).dataSync()[0] === 0) {
+        return { task: l.task, repulsion: l.repulsion, total: l.total, next: null, skipped: tf.scalar(1) };
+      }
+    }
+    for (const i of inp.active) st.headSteps[i]++;
     const next = heads.map((h, j): DeviceHead => {
       const u =
         o.type === "sgd"
           ? sgdUpdate(h.params, grads[j], h.slots, o, inp.lr)
           : adamwUpdate(h.params, grads[j], h.slots, o, inp.lr, st.headSteps[inp.active[j]]);
-      return {
-        params: (ok ? select(ok, u.param, h.params) : u.param) as tf.Tensor1D,
-        slots: Object.fromEntries(st.slotNames.map((s) => [s, (ok ? select(ok, u.slots[s], h.slots[s]) : u.slots[s]) as tf.Tensor1D])),
-      };
+      return { params: u.param as tf.Tensor1D, slots: u.slots as Record<string, tf.Tensor1D> };
     });
-    const skipped = ok ? (tf.sub(1, tf.cast(ok, "float32")) as tf.Scalar) : null;
-    return { task: l.task, repulsion: l.repulsion, total: l.total, next, skipped };
+    return { task: l.task, repulsion: l.repulsion, total: l.total, next, skipped: null };
   };
   const out = tf.tidy(() => compute() as unknown as tf.TensorContainer) as unknown as StepOut;
   // The new state outlives any tidy scope the caller may have opened around this step.
@@ -534,7 +536,8 @@ export async function trainEnsemble(cfg: TrainConfig, train: TrainSource, val: E
           step++;
           if (step % logEvery === 0) {
             const r = acc.read();
-            hooks.progress?.({ phase, done: step, total: stepsPerEpoch, unit: "step", metrics: { loss: r.total, acc: lastAcc } });
+            // acc = mean per-head val accuracy of the last finished epoch (absent before the first one).
+            hooks.progress?.({ phase, done: step, total: stepsPerEpoch, unit: "step", metrics: Number.isNaN(lastAcc) ? { loss: r.total } : { loss: r.total, acc: lastAcc } });
           }
           // Let the event loop breathe (abort signals, IPC) without a per-step host read.
           if (step % 64 === 0) await new Promise((r) => setImmediate(r));
