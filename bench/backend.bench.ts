@@ -1,8 +1,10 @@
 // Backend benchmark: matMul GFLOP/s and a one-head training-step proxy on stock tfjs-wasm, the
-// transpose-first fallback (wasm-fixed) and OpenBLAS (wasm+blas), plus PyTorch where Debian's
-// python3-torch is installed. SED_BENCH_FULL=1 adds batch 1024 and longer timing windows.
-import { spawnSync } from "node:child_process";
-import { cpus } from "node:os";
+// transpose-first fallback (wasm-fixed) and OpenBLAS (wasm+blas), the optimizer update with tensor
+// ops vs the fused native loop, and the same step in PyTorch where Debian's python3-torch is
+// installed. SED_BENCH_FULL=1 adds batch 1024, a third round and longer windows.
+import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+import { cpus, loadavg } from "node:os";
 import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-wasm";
 import { fusedOptimizer, installBlasKernels, loadBlasAddon, uninstallBlasKernels } from "../src/ml/wasm-blas.ts";
@@ -12,8 +14,11 @@ import { Rng } from "../src/rng.ts";
 
 type Path = "stock" | "wasm-fixed" | "wasm+blas";
 const FULL = process.env.SED_BENCH_FULL === "1";
-const WINDOW_MS = FULL ? 2000 : 500;
+const WINDOW_MS = FULL ? 1500 : 400;
+const ROUNDS = FULL ? 3 : 2;
 const BATCHES = FULL ? [32, 256, 1024] : [32, 256];
+const M = 256, K = 768, N = 3072;
+const COMBOS = [[false, false], [true, false], [false, true], [true, true]] as const;
 const started = performance.now();
 
 await tf.setBackend("wasm");
@@ -23,8 +28,9 @@ const blas = loadBlasAddon();
 const paths: Path[] = ["stock", "wasm-fixed", ...("blas" in blas ? (["wasm+blas"] as Path[]) : [])];
 const threads = Number(process.env.SED_PIPE_BLAS_THREADS ?? 2);
 
-console.log(`cpu: ${cpus()[0]?.model} x${cpus().length}; OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? "(unset)"}`);
-console.log("blas" in blas ? `addon: ${blas.blas.config()}` : `addon unavailable: ${blas.error}`);
+console.log(`cpu: ${cpus()[0]?.model} x${cpus().length}; load average ${loadavg()[0].toFixed(1)}; OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? "(unset)"}`);
+console.log("blas" in blas ? `addon: ${blas.blas.config()}; ${threads} thread(s)` : `addon unavailable: ${blas.error}`);
+console.log(`every figure: the fastest call after a warm-up, best of ${ROUNDS} interleaved rounds of ${WINDOW_MS} ms windows`);
 
 async function use(path: Path): Promise<void> {
   if (path === "stock") uninstallBlasKernels();
@@ -32,12 +38,11 @@ async function use(path: Path): Promise<void> {
 }
 
 /**
- * Runs fn at least once (after a warm-up call) and until the window is spent; returns the fastest
- * call's seconds. The fastest call, not the mean: the machine is shared, and other processes'
- * load only ever adds time.
+ * Seconds of the fastest call after a warm-up call, calling until the window is spent. The fastest
+ * call, not the mean: the machine is shared, and other processes' load only ever adds time.
  */
 function timeIt(fn: () => void, windowMs = WINDOW_MS): number {
-  fn(); // warm-up: first call packs weights / grows the heap
+  fn();
   let best = Infinity;
   const t0 = performance.now();
   do {
@@ -55,63 +60,137 @@ const randn = (shape: number[], scale = 1) => {
   return tf.tensor(d, shape);
 };
 
-// 1. matMul: x[256,768] . W[768,3072] in the four storage layouts a training step uses.
-const M = 256, K = 768, N = 3072;
-console.log(`(every figure: the fastest call after a warm-up, within ${WINDOW_MS} ms windows)`);
-console.log(`\nmatMul ${M}x${K} . ${K}x${N} (GFLOP/s; ${(2 * M * N * K / 1e9).toFixed(2)} GFLOP per call)`);
-console.log(["path".padEnd(11), "tA=F,tB=F", "tA=T,tB=F", "tA=F,tB=T", "tA=T,tB=T"].join("  "));
-const mm: Record<string, number[]> = {};
-for (const path of paths) {
-  await use(path);
-  const row: number[] = [];
-  for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]] as const) {
-    const a = randn(ta ? [K, M] : [M, K]);
-    const b = randn(tb ? [N, K] : [K, N]);
-    // The stock transposed kernels run ~1-3 GFLOP/s: one timed call is enough there.
-    // tidy must return nothing here: it walks a returned TypedArray element by element.
-    const s = timeIt(() => tf.tidy(() => void tf.matMul(a, b, ta, tb).dataSync()), path === "stock" && (ta || tb) ? 1 : WINDOW_MS);
-    row.push((2 * M * N * K) / s / 1e9);
-    tf.dispose([a, b]);
-  }
-  mm[path] = row;
-  console.log([path.padEnd(11), ...row.map((g) => g.toFixed(1).padStart(9))].join("  "));
+// PyTorch as a long-lived helper, so its measurements interleave with ours under the same load.
+const PY = `
+import sys, time, torch
+torch.set_num_threads(2); torch.manual_seed(0)
+m = torch.nn.Sequential(torch.nn.Linear(768,3072), torch.nn.ReLU(), torch.nn.Linear(3072,768), torch.nn.Linear(768,1000))
+def best(f, win):
+    f(); b = float("inf"); t0 = time.perf_counter()
+    while True:
+        t = time.perf_counter(); f(); b = min(b, time.perf_counter() - t)
+        if time.perf_counter() - t0 >= win: return b
+print("ready", torch.__version__, flush=True)
+for line in sys.stdin:
+    cmd, arg, win = line.split(); arg = int(arg); win = float(win)
+    if cmd == "step":
+        x = torch.randn(arg, 768); y = torch.randint(0, 1000, (arg,))
+        def f():
+            m.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(m(x), y).backward()
+        print(1 / best(f, win), flush=True)
+    else:
+        a = torch.randn(${M}, ${K}); b = torch.randn(${K}, ${N})
+        print(2*${M}*${N}*${K} / best(lambda: torch.matmul(a, b), win) / 1e9, flush=True)
+`;
+interface Torch {
+  version: string;
+  ask(cmd: "step" | "mm", arg: number): Promise<number>;
+  close(): void;
 }
+async function startTorch(): Promise<Torch | string> {
+  const child = spawn("/usr/bin/python3", ["-c", PY], {
+    env: { ...process.env, OMP_WAIT_POLICY: "PASSIVE", OMP_NUM_THREADS: "2" },
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  let stderr = "";
+  child.stderr.on("data", (d) => (stderr += d));
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const next = async () => {
+    const r = await lines.next();
+    if (r.done) throw new Error(stderr.trim().split("\n").pop() ?? "python exited");
+    return r.value;
+  };
+  try {
+    const first = await Promise.race([
+      next(),
+      new Promise<never>((_, rej) => child.once("error", rej)),
+      new Promise<never>((_, rej) => setTimeout(() => rej(new Error("no answer in 60 s")), 60_000).unref()),
+    ]);
+    return {
+      version: first.split(" ")[1] ?? "?",
+      async ask(cmd, arg) {
+        child.stdin.write(`${cmd} ${arg} ${WINDOW_MS / 1000}\n`);
+        return Number(await next());
+      },
+      close: () => child.stdin.end(),
+    };
+  } catch (err) {
+    child.kill();
+    return (err as Error).message;
+  }
+}
+const torch = await startTorch();
 
-// 2. Training-step proxy of one SED head: 768 -> 3072 (relu) -> 768 -> 1000, softmax CE, forward +
-// backward with tf.grads (no optimizer update; the same in PyTorch below).
-const w1 = randn([768, 3072], 0.02), b1 = tf.zeros([3072]);
-const w2 = randn([3072, 768], 0.02), b2 = tf.zeros([768]);
-const w3 = randn([768, 1000], 0.02), b3 = tf.zeros([1000]);
-const params = [w1, b1, w2, b2, w3, b3];
+// Model of the step proxy: one SED head, 768 -> 3072 (relu) -> 768 -> 1000, softmax CE, forward +
+// backward with tf.grads, no optimizer update (the same in PyTorch).
+const params = [randn([768, 3072], 0.02), tf.zeros([3072]), randn([3072, 768], 0.02), tf.zeros([768]), randn([768, 1000], 0.02), tf.zeros([1000])];
 const gradFn = tf.grads((x: tf.Tensor, y: tf.Tensor, ...p: tf.Tensor[]) => {
   const h1 = tf.relu(tf.add(tf.matMul(x, p[0]), p[1]));
   const h2 = tf.add(tf.matMul(h1, p[2]), p[3]);
-  const logits = tf.add(tf.matMul(h2, p[4]), p[5]);
-  return tf.losses.softmaxCrossEntropy(y, logits);
+  return tf.losses.softmaxCrossEntropy(y, tf.add(tf.matMul(h2, p[4]), p[5]));
 });
+const operands = COMBOS.map(([ta, tb]) => [randn(ta ? [K, M] : [M, K]), randn(tb ? [N, K] : [K, N])]);
+const batches = BATCHES.map((B) => ({
+  B,
+  x: randn([B, 768]),
+  y: tf.oneHot(tf.tensor1d(Array.from({ length: B }, (_, i) => (i * 37) % 1000), "int32"), 1000),
+}));
+
+const mm: Record<string, number[]> = {};
 const step: Record<string, Record<number, number>> = {};
-console.log("\nhead training step proxy (forward+backward), steps/s");
-console.log(["path".padEnd(11), ...BATCHES.map((b) => `batch ${b}`.padStart(10))].join("  "));
-for (const path of paths) {
-  await use(path);
-  step[path] = {};
-  for (const B of BATCHES) {
-    const x = randn([B, 768]);
-    const y = tf.oneHot(tf.tensor1d(Array.from({ length: B }, (_, i) => (i * 37) % 1000), "int32"), 1000);
-    const before = tf.memory().numTensors;
-    const s = timeIt(() => {
-      const g = gradFn([x, y, ...params]);
-      g.forEach((t) => t.dataSync());
-      tf.dispose(g);
-    }, path === "stock" && B >= 256 ? 1 : WINDOW_MS);
-    if (tf.memory().numTensors !== before) console.log(`  ! ${path} batch ${B}: tensor count grew by ${tf.memory().numTensors - before}`);
-    step[path][B] = 1 / s;
-    tf.dispose([x, y]);
+const tStep: Record<number, number> = {};
+let tMm = 0;
+for (let round = 0; round < ROUNDS; round++) {
+  for (const path of paths) {
+    await use(path);
+    mm[path] ??= COMBOS.map(() => 0);
+    step[path] ??= {};
+    COMBOS.forEach(([ta, tb], i) => {
+      const [a, b] = operands[i];
+      // Stock transposed products run at ~1-3 GFLOP/s: one timed call says enough.
+      // tidy must return nothing: it walks a returned TypedArray element by element.
+      const s = timeIt(() => tf.tidy(() => void tf.matMul(a, b, ta, tb).dataSync()), path === "stock" && (ta || tb) ? 1 : WINDOW_MS);
+      mm[path][i] = Math.max(mm[path][i], (2 * M * N * K) / s / 1e9);
+    });
+    for (const { B, x, y } of batches) {
+      const before = tf.memory().numTensors;
+      const s = timeIt(() => {
+        const g = gradFn([x, y, ...params]);
+        g.forEach((t) => t.dataSync());
+        tf.dispose(g);
+      }, path === "stock" && B >= 256 ? 1 : WINDOW_MS);
+      if (tf.memory().numTensors !== before) console.log(`  ! ${path} batch ${B}: tensor count grew by ${tf.memory().numTensors - before}`);
+      step[path][B] = Math.max(step[path][B] ?? 0, 1 / s);
+    }
   }
-  console.log([path.padEnd(11), ...BATCHES.map((b) => step[path][b].toFixed(2).padStart(10))].join("  "));
+  if (typeof torch !== "string") {
+    tMm = Math.max(tMm, await torch.ask("mm", 0));
+    for (const B of BATCHES) tStep[B] = Math.max(tStep[B] ?? 0, await torch.ask("step", B));
+  }
 }
 
-// 3. Optimizer update of one head's 5,495,272 parameters (as one flat tensor): optim.ts tensor ops
+console.log(`\nmatMul ${M}x${K} . ${K}x${N} (GFLOP/s; ${((2 * M * N * K) / 1e9).toFixed(2)} GFLOP per call)`);
+console.log(["path".padEnd(11), ...COMBOS.map(([a, b]) => `tA=${a ? "T" : "F"},tB=${b ? "T" : "F"}`)].join("  "));
+for (const path of paths) console.log([path.padEnd(11), ...mm[path].map((g) => g.toFixed(1).padStart(9))].join("  "));
+if (typeof torch !== "string") console.log(`${"pytorch".padEnd(11)}  ${tMm.toFixed(1).padStart(9)}`);
+
+console.log("\nhead training step proxy (forward+backward), steps/s");
+console.log(["path".padEnd(11), ...BATCHES.map((b) => `batch ${b}`.padStart(10))].join("  "));
+for (const path of paths) console.log([path.padEnd(11), ...BATCHES.map((b) => step[path][b].toFixed(2).padStart(10))].join("  "));
+if (typeof torch === "string") {
+  console.log(`PyTorch comparison skipped: ${torch}`);
+} else {
+  torch.close();
+  console.log([`torch ${torch.version}`.padEnd(11), ...BATCHES.map((b) => tStep[b].toFixed(2).padStart(10))].join("  "));
+  console.log("ratio to PyTorch (2 threads, OMP_WAIT_POLICY=PASSIVE):");
+  for (const path of paths) {
+    console.log(`  ${path.padEnd(11)} steps ${BATCHES.map((b) => `batch ${b} ${(step[path][b] / tStep[b]).toFixed(3)}`).join(", ")}; matMul tA=F,tB=F ${(mm[path][0] / tMm).toFixed(3)}`);
+  }
+}
+tf.dispose([...params, ...operands.flat(), ...batches.flatMap((b) => [b.x, b.y])]);
+
+// Optimizer update of one head's 5,495,272 parameters (as one flat tensor): optim.ts tensor ops
 // vs the fused native loop.
 {
   const n = 5_495_272;
@@ -136,44 +215,4 @@ for (const path of paths) {
   }
   tf.dispose([p, g, m, v]);
 }
-
-// 4. PyTorch, where Debian's python3-torch is installed (never required).
-const py = `
-import time, torch
-torch.set_num_threads(2); torch.manual_seed(0)
-m = torch.nn.Sequential(torch.nn.Linear(768,3072), torch.nn.ReLU(), torch.nn.Linear(3072,768), torch.nn.Linear(768,1000))
-win = ${WINDOW_MS / 1000}
-def best(f):  # fastest call after a warm-up, as timeIt does
-    f(); b = float("inf"); t0 = time.perf_counter()
-    while True:
-        t = time.perf_counter(); f(); b = min(b, time.perf_counter() - t)
-        if time.perf_counter() - t0 >= win: return b
-out = []
-for B in [${BATCHES.join(",")}]:
-    x = torch.randn(B, 768); y = torch.randint(0, 1000, (B,))
-    def f():
-        m.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(m(x), y).backward()
-    out.append(1 / best(f))
-a = torch.randn(${M}, ${K}); b = torch.randn(${K}, ${N})
-print(" ".join(str(v) for v in out), 2*${M}*${N}*${K}/best(lambda: torch.matmul(a, b))/1e9, torch.__version__)
-`;
-const r = spawnSync("/usr/bin/python3", ["-c", py], {
-  encoding: "utf8",
-  env: { ...process.env, OMP_WAIT_POLICY: "PASSIVE", OMP_NUM_THREADS: "2" },
-  timeout: 60_000,
-});
-if (r.status === 0) {
-  const v = r.stdout.trim().split(/\s+/);
-  const torchSteps = BATCHES.map((_, i) => Number(v[i]));
-  const torchMm = Number(v[BATCHES.length]);
-  console.log(`\nPyTorch ${v[BATCHES.length + 1]} (2 threads, OMP_WAIT_POLICY=PASSIVE): matMul ${torchMm.toFixed(1)} GFLOP/s; steps/s ${torchSteps.map((s, i) => `batch ${BATCHES[i]} ${s.toFixed(2)}`).join(", ")}`);
-  console.log("ratio to PyTorch (steps/s):");
-  for (const path of paths) {
-    console.log(`  ${path.padEnd(11)} ${BATCHES.map((b, i) => `batch ${b} ${(step[path][b] / torchSteps[i]).toFixed(3)}`).join(", ")}; matMul tA=F,tB=F ${(mm[path][0] / torchMm).toFixed(3)}`);
-  }
-} else {
-  console.log(`\nPyTorch comparison skipped: ${r.error?.message ?? r.stderr.trim().split("\n").pop()}`);
-}
-console.log(`\nrss ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB; total ${((performance.now() - started) / 1000).toFixed(1)} s`);
-tf.dispose(params);
+console.log(`\nrss ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB; load average ${loadavg()[0].toFixed(1)}; total ${((performance.now() - started) / 1000).toFixed(1)} s`);
