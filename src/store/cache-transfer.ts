@@ -317,7 +317,14 @@ function parseManifest(text: string, digest: string): TreeManifest {
   const m = JSON.parse(text) as TreeManifest;
   if (m.version !== 1 || !Array.isArray(m.files)) throw new Error(`object ${digest.slice(0, 12)} is not a folder manifest`);
   if (sha256Hex(manifestBytes(m)) !== digest) throw new Error(`folder manifest ${digest.slice(0, 12)} is not canonical`);
-  for (const f of m.files) if (!/^[0-9a-f]{64}$/.test(f.digest)) throw new Error(`folder manifest ${digest.slice(0, 12)} lists a bad digest`);
+  for (const f of m.files) {
+    if (!/^[0-9a-f]{64}$/.test(f.digest)) throw new Error(`folder manifest ${digest.slice(0, 12)} lists a bad digest`);
+    // A manifest from elsewhere decides where restore writes: only plain relative paths inside the folder.
+    const segs = typeof f.path === "string" ? f.path.split("/") : [""];
+    if (typeof f.path !== "string" || f.path.includes("\\") || segs.some((x) => x === "" || x === "." || x === "..")) {
+      throw new Error(`folder manifest ${digest.slice(0, 12)} lists an unsafe path ${JSON.stringify(f.path)}`);
+    }
+  }
   return m;
 }
 

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import type { AddressInfo } from "node:net";
 import type { LockEntry } from "../../../src/pipeline/types.ts";
 import { ContentStore } from "../../../src/store/cas.ts";
-import { sha256Hex } from "../../../src/store/digest.ts";
+import { manifestBytes, sha256Hex } from "../../../src/store/digest.ts";
 import {
   CorruptObjectError,
   FolderRemote,
@@ -217,6 +217,49 @@ test("pull: only a run with the current fingerprint is taken; mismatched records
         assert.equal(ok, [{ id: "x", status: "pulled", objects: 1, bytes: 1 }]);
         assert.is(set.x!.fingerprint, FP("a"));
         assert.equal(await run(FP("a")), [{ id: "x", status: "local" }], "second time: nothing fetched");
+      } finally {
+        await removeDir(dir);
+      }
+    })(),
+    30_000,
+  ));
+
+test("pull refuses a folder manifest whose paths would escape the output folder", () =>
+  withTimeout(
+    (async () => {
+      const dir = await tempDir();
+      try {
+        const remote = new FolderRemote(join(dir, "remote"));
+        const evil = "owned";
+        const evilDigest = sha256Hex(evil);
+        await remote.putText(objectKey(evilDigest), evil);
+        const manifest = manifestBytes({ version: 1, files: [{ path: "../../escape.txt", digest: evilDigest, size: evil.length }] });
+        const mDigest = sha256Hex(manifest);
+        await remote.putText(objectKey(mDigest), manifest);
+        const entry: LockEntry = {
+          fingerprint: FP("e"),
+          parts: { params: {}, paramsHash: "", deps: {}, code: {}, runtime: {} },
+          outs: { d: { path: "artifacts/d", kind: "dir", digest: mDigest, size: evil.length } },
+          finishedAt: "",
+          durationMs: 0,
+        };
+        await remote.putText(runKey(FP("e")), JSON.stringify({ version: 1, id: "x", entry }));
+        let checkedOut = false;
+        const out = await pullInstances(
+          {
+            root: join(dir, "dst"),
+            store: new ContentStore(join(dir, "dst", "cache")),
+            remote,
+            fingerprint: async () => FP("e"),
+            localEntry: () => undefined,
+            setEntry: async () => {},
+            checkout: async () => ((checkedOut = true), null),
+          },
+          [{ id: "x", outs: { d: "artifacts/d" } }],
+        );
+        assert.is(out[0]!.status, "refused");
+        assert.match((out[0] as { why: string }).why, /unsafe path "\.\.\/\.\.\/escape\.txt"/);
+        assert.not.ok(checkedOut, "nothing is restored from a refused run");
       } finally {
         await removeDir(dir);
       }
