@@ -53,7 +53,7 @@ export interface FeatureReader {
   readonly chunkRows: number | null;
   /**
    * Rows [range.start, range.end) (default: all) in file order, in batches of `batchSize` (the
-   * last one may be smaller). Batches are views into ~32 MiB read blocks: keeping a batch keeps
+   * last one may be smaller). Batches are views into ~8 MiB read blocks: keeping a batch keeps
    * its block alive, so copy what you keep across iterations.
    */
   sequential(batchSize: number, range?: { start: number; end: number }): Iterable<FeatureBatch>;
@@ -464,8 +464,8 @@ function buildReader(file: H5File, path: string, opts: { dim?: number; requireCo
     return { embed: e, label: l, index: x };
   };
 
-  // Reads are done in chunk-aligned blocks of about 32 MiB and cut into batches, so that small
-  // batches do not turn into many small HDF5 reads (the reference's chunks span few columns).
+  // Shuffled reads use blocks aligned to the chunk rows: a block then touches whole chunks only
+  // (the reference's h5py chunks span few columns, so a misaligned block reads many chunks twice).
   const alignedRows = (minRows: number): number => {
     const c = chunkRows ?? 1;
     return Math.max(c, Math.ceil(minRows / c) * c);
@@ -479,8 +479,10 @@ function buildReader(file: H5File, path: string, opts: { dim?: number; requireCo
     if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || end > rows || start > end) {
       throw new SedPipeError(`${path}: bad row range ${start}..${end} (file has ${rows} rows)`);
     }
-    // Blocks are whole batches, so batch boundaries follow the range start.
-    const blockRows = batchSize * Math.max(1, Math.floor(Math.floor((32 << 20) / (4 * dim)) / batchSize));
+    // Reads of a few MiB cut into batches: small batches do not become many small HDF5 reads, and
+    // the block stays cache-sized (32 MiB slices measured slower). Blocks are whole batches, so
+    // batch boundaries follow the range start.
+    const blockRows = batchSize * Math.max(1, Math.floor(Math.floor((8 << 20) / (4 * dim)) / batchSize));
     for (let pos = start; pos < end; pos += blockRows) {
       ensureOpen();
       const blockEnd = Math.min(end, pos + blockRows);
