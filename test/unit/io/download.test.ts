@@ -182,6 +182,48 @@ test("a part file from another URL (or of unknown origin) is discarded, not resu
   }
 });
 
+test("a stalled connection times out and is resumed; abort stops a download and keeps the part", async () => {
+  let calls = 0;
+  routes.set("/stall", (q, s) => {
+    calls++;
+    if (calls === 1) {
+      s.writeHead(200, { "content-length": BODY.length, "content-type": "application/octet-stream" });
+      s.write(BODY.subarray(0, 50_000)); // then nothing: the client's idle timer must fire
+      return;
+    }
+    serveBody(q, s);
+  });
+  const p = paths();
+  const r = await withTimeout(downloadFile({ url: `${base}/stall`, ...p, ...fast, idleTimeoutMs: 300 }));
+  assert.is(r.attempts, 2);
+  assert.ok((await readFile(p.dest)).equals(BODY));
+
+  routes.set("/slow", (_q, s) => {
+    s.writeHead(200, { "content-length": BODY.length, "content-type": "application/octet-stream" });
+    s.write(BODY.subarray(0, 64_000));
+  });
+  const p2 = paths();
+  const ac = new AbortController();
+  try {
+    await withTimeout(
+      downloadFile({
+        url: `${base}/slow`,
+        ...p2,
+        ...fast,
+        signal: ac.signal,
+        onProgress: (e) => {
+          if (e.done > 0) ac.abort(new Error("stopped by user"));
+        },
+      }),
+    );
+    assert.unreachable();
+  } catch (err) {
+    assert.match((err as Error).message, /stopped by user/);
+  }
+  assert.not.ok(existsSync(p2.dest));
+  assert.ok((await stat(p2.partPath)).size > 0, "partial bytes kept for resume");
+});
+
 test("500 then 200: retried", async () => {
   hits.length = 0;
   let calls = 0;

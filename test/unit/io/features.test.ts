@@ -273,6 +273,17 @@ test("validation: missing dataset, wrong width, length mismatch, wrong rank", as
   await expectInputError(openFeatureFile(rank), /"embed" must be 2-D/);
 });
 
+test("validation: float64 embed is refused with the dtype named", async () => {
+  const p = join(dir, "f64.hdf5");
+  const h5 = await loadH5();
+  const f = new h5.File(p, "w");
+  f.create_dataset({ name: "embed", data: new Float64Array(8).fill(1), shape: [2, 4], dtype: "<d" });
+  f.create_dataset({ name: "label", data: new Float32Array(2), shape: [2, 1], dtype: "<f" });
+  f.create_dataset({ name: "index", data: new Float32Array([0, 1]), shape: [2, 1], dtype: "<f" });
+  f.close();
+  await expectInputError(openFeatureFile(p), /f64\.hdf5: "embed" must be little-endian float32, found float64/);
+});
+
 test("validation: non-integer label is refused when read", async () => {
   const p = join(dir, "frac.hdf5");
   const sets = refSets(5, 4, false);
