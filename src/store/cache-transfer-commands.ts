@@ -4,7 +4,6 @@
 import { mkdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { dirname, join, relative, resolve } from "node:path";
 import type { Command } from "commander";
-import * as tar from "tar";
 import { EXIT, SedPipeError } from "../errors.ts";
 import type { LockEntry, LockFile } from "../pipeline/types.ts";
 import { tempPathFor } from "./atomic.ts";
@@ -236,6 +235,7 @@ export function registerCacheCommands(program: Command, cli: CommandContext): vo
         await pushTo(cli, new FolderRemote(staging, { link: true }), targets, opts);
         const tmp = tempPathFor(abs);
         await mkdir(dirname(abs), { recursive: true });
+        const tar = await import("tar");
         await tar.c({ file: tmp, cwd: staging, gzip: isGz(abs), portable: true }, [REMOTE_MARKER, "objects", "runs"]);
         await rename(tmp, abs);
         cli.out(`wrote ${relative(cli.cwd, abs) || abs} (${human((await stat(abs)).size)})\n`);
@@ -270,6 +270,7 @@ export function registerCacheCommands(program: Command, cli: CommandContext): vo
       try {
         try {
           // tar strips absolute paths and refuses ".." entries by default; links are not followed out.
+          const tar = await import("tar");
           await tar.x({ file: abs, cwd: staging, strict: true, filter: (_p, entry) => "type" in entry && (entry.type === "File" || entry.type === "Directory") });
         } catch (err) {
           throw new SedPipeError(`${src}: cannot read the archive (${(err as Error).message})`, { hint: "the file is damaged or not a tar; export it again" });
