@@ -86,3 +86,25 @@ await forwardRate(DEMO, TINY_IMAGES, 256, "demo ViT 28/14 d192x2");
 
 // 4. DeiT-3 Base, random weights
 await forwardRate(DEIT3_BASE_ARCH, DEIT_IMAGES, DEIT_BATCH, "DeiT-3 Base 224/16 (random weights)");
+
+// 5. Optional: a DeiT-B-sized torch checkpoint written by
+//    `python3 test/fixtures/checkpoints/make-fixtures.py --full-size DIR`: load speed and agreement with torch.
+const FIXTURE = process.env.SED_BENCH_DEIT_FIXTURE;
+if (FIXTURE) {
+  const { readFileSync, statSync } = await import("node:fs");
+  const { join } = await import("node:path");
+  const { readVitWeights } = await import("../src/ml/vit-checkpoint.ts");
+  const exp = JSON.parse(readFileSync(join(FIXTURE, "tiny-vit.expected.json"), "utf8"));
+  const file = join(FIXTURE, "tiny-vit.pth");
+  let t = performance.now();
+  const weights = await readVitWeights(file, exp.arch);
+  const s = (performance.now() - t) / 1000;
+  console.log(`read ${file}: ${(statSync(file).size / 2 ** 20).toFixed(0)} MB in ${s.toFixed(1)} s (${(statSync(file).size / 2 ** 20 / s).toFixed(0)} MB/s; rss ${rssMb()} MB)`);
+  const model = createVit(weights, exp.arch);
+  t = performance.now();
+  const out = await featurizeBatch(model, new Float32Array(exp.input), exp.input_shape[0]);
+  let worst = 0;
+  for (let i = 0; i < out.length; i++) worst = Math.max(worst, Math.abs(out[i] - exp.features_float64[i]));
+  console.log(`forward of ${exp.input_shape[0]} images: ${((performance.now() - t) / 1000).toFixed(1)} s; max |ours - torch float64| = ${worst.toExponential(2)} (torch ${exp.torch})`);
+  disposeVit(model);
+}
