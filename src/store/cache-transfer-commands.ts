@@ -7,20 +7,18 @@ import type { Command } from "commander";
 import { EXIT, SedPipeError } from "../errors.ts";
 import type { LockEntry, LockFile } from "../pipeline/types.ts";
 import { tempPathFor } from "./atomic.ts";
-import { collectGarbage } from "./cache-transfer-gc.ts";
-import { cacheKey, cacheKeyPrefix } from "./cache-transfer-key.ts";
-import {
-  FolderRemote,
-  REMOTE_FORMAT,
-  REMOTE_MARKER,
-  openRemote,
-  pullInstances,
-  pushEntries,
-  type PullOutcome,
-  type PushReport,
-  type Remote,
-} from "./cache-transfer.ts";
-import { LOCK_FILE_NAME, LockStore, readLock } from "./lock-file.ts";
+import type { PullOutcome, PushReport, Remote } from "./cache-transfer.ts";
+
+/** The transfer code, loaded when a cache command runs (registering commands must stay cheap). */
+async function lib() {
+  const [transfer, gc, key, lockFile] = await Promise.all([
+    import("./cache-transfer.ts"),
+    import("./cache-transfer-gc.ts"),
+    import("./cache-transfer-key.ts"),
+    import("./lock-file.ts"),
+  ]);
+  return { ...transfer, ...gc, ...key, ...lockFile };
+}
 
 /** The part of src/cli.ts's CliContext these commands use (structural: CliContext fits). */
 export interface CommandContext {
@@ -135,6 +133,7 @@ async function pullFrom(cli: CommandContext, remote: Remote, targets: string[], 
   const ws = await openWs(cli, opts);
   const { resolveTargets } = await import("../pipeline/select.ts");
   const { currentFingerprint } = await import("../runner/assess.ts");
+  const { LockStore, pullInstances } = await lib();
   const order = resolveTargets(ws.pipeline, targets);
   await withRunLock(cli, ws.cacheDir, "cache pull", opts.wait !== false, async () => {
     const lock = await LockStore.open(ws.root);
@@ -174,6 +173,7 @@ async function pullFrom(cli: CommandContext, remote: Remote, targets: string[], 
 async function pushTo(cli: CommandContext, remote: Remote, targets: string[], opts: SyncOpts): Promise<PushReport> {
   const ws = await openWs(cli, opts);
   const { resolveTargets } = await import("../pipeline/select.ts");
+  const { readLock, pushEntries, LOCK_FILE_NAME } = await lib();
   const order = resolveTargets(ws.pipeline, targets);
   const lock = await readLock(ws.root);
   const entries = entriesFor(lock, order);
@@ -188,6 +188,7 @@ async function pushTo(cli: CommandContext, remote: Remote, targets: string[], op
 }
 
 async function checkMarker(remote: Remote, what: string): Promise<void> {
+  const { REMOTE_FORMAT, REMOTE_MARKER } = await lib();
   const text = await remote.getText(REMOTE_MARKER);
   let ok = false;
   try {
@@ -224,6 +225,7 @@ export function registerCacheCommands(program: Command, cli: CommandContext): vo
     .addHelpText("after", EXAMPLES(["sed-pipe cache export ci-cache.tar.gz", "sed-pipe cache export /mnt/shared/sed-cache tables"]))
     .action(async (dest: string, targets: string[], opts: SyncOpts) => {
       const abs = resolve(cli.cwd, dest);
+      const { FolderRemote, REMOTE_MARKER } = await lib();
       if (!isTar(abs)) {
         await pushTo(cli, new FolderRemote(abs), targets, opts);
         return;
@@ -255,6 +257,7 @@ export function registerCacheCommands(program: Command, cli: CommandContext): vo
     .addHelpText("after", EXAMPLES(["sed-pipe cache import ci-cache.tar.gz && sed-pipe status"]))
     .action(async (src: string, targets: string[], opts: SyncOpts) => {
       const abs = resolve(cli.cwd, src);
+      const { FolderRemote } = await lib();
       const st = await stat(abs).catch(() => null);
       if (!st) throw new SedPipeError(`${src} does not exist`, { hint: "give the folder or tar written by `sed-pipe cache export`" });
       if (st.isDirectory()) {
@@ -292,6 +295,7 @@ export function registerCacheCommands(program: Command, cli: CommandContext): vo
   )
     .addHelpText("after", EXAMPLES(["sed-pipe cache push --remote https://cache.example.org/sed", "sed-pipe cache push tables --remote /mnt/sed-cache"]))
     .action(async (targets: string[], opts: SyncOpts & { remote: string }) => {
+      const { openRemote } = await lib();
       await pushTo(cli, openRemote(opts.remote, cli.cwd, cli.env), targets, opts);
     });
 
@@ -305,6 +309,7 @@ export function registerCacheCommands(program: Command, cli: CommandContext): vo
   )
     .addHelpText("after", EXAMPLES(["sed-pipe cache pull tables --remote https://cache.example.org/sed && sed-pipe run tables"]))
     .action(async (targets: string[], opts: SyncOpts & { remote: string }) => {
+      const { openRemote } = await lib();
       const remote = openRemote(opts.remote, cli.cwd, cli.env);
       await pullFrom(cli, remote, targets, opts);
     });
@@ -317,6 +322,7 @@ export function registerCacheCommands(program: Command, cli: CommandContext): vo
     .option("--prefix", "print only the prefix shared by keys of this platform (for restore-keys)")
     .addHelpText("after", EXAMPLES(['echo "key=$(sed-pipe cache key)" >> "$GITHUB_OUTPUT"']))
     .action(async (opts: { profile?: string; backend?: string; prefix?: boolean }) => {
+      const { cacheKey, cacheKeyPrefix, LOCK_FILE_NAME } = await lib();
       const base = { platform: process.platform, arch: process.arch, nodeMajor: Number(process.versions.node.split(".")[0]) };
       if (opts.prefix) {
         cli.out(cacheKeyPrefix(base) + "\n");
@@ -340,6 +346,7 @@ export function registerCacheCommands(program: Command, cli: CommandContext): vo
     .action(async (opts: { dryRun?: boolean; keepLock?: string[]; verbose?: boolean; wait?: boolean }) => {
       const root = cli.root();
       const { ContentStore } = await import("./cas.ts");
+      const { collectGarbage, readLock } = await lib();
       const store = new ContentStore(join(root, "cache"));
       await withRunLock(cli, store.cacheDir, "gc", opts.wait !== false, async () => {
         const locks: LockFile[] = [await readLock(root)];

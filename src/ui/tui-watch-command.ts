@@ -4,7 +4,6 @@
 import { availableParallelism } from "node:os";
 import { InvalidArgumentError, Option, type Command } from "commander";
 import { EXIT, SedPipeError } from "../errors.ts";
-import { pickSink } from "./pick-sink.ts";
 
 /** The part of src/cli.ts's CliContext this command uses (structural: CliContext fits). */
 export interface WatchCommandContext {
@@ -49,7 +48,12 @@ export function registerWatchCommands(program: Command, cli: WatchCommandContext
       if (!["auto", "ink", "plain"].includes(opts.ui)) {
         throw new SedPipeError(`--ui must be auto, ink or plain (got "${opts.ui}")`);
       }
-      const [{ watchLoop }, { runWatchCycle }] = await Promise.all([import("../runner/watch.ts"), import("../runner/watch-cycle.ts")]);
+      // Loaded when the command runs: registering commands must not slow every sed-pipe start-up.
+      const [{ watchLoop }, { runWatchCycle }, { pickSink }] = await Promise.all([
+        import("../runner/watch.ts"),
+        import("../runner/watch-cycle.ts"),
+        import("./pick-sink.ts"),
+      ]);
       const root = cli.root();
       const stdout = deps.stdout ?? process.stdout;
       const stop = new AbortController();
