@@ -1,6 +1,6 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
@@ -14,6 +14,7 @@ import { openFeatureFile } from "../../../src/io/features.ts";
 import { referenceFeatureFileName } from "../../../src/hash/reference-name.ts";
 import { ConfigError, InputError } from "../../../src/errors.ts";
 import { initBackend } from "../../../src/ml/backend.ts";
+import { loadH5 } from "../../../src/io/hdf5.ts";
 
 const ARCH: VitArch = { image_size: 8, patch_size: 4, in_chans: 3, embed_dim: 16, depth: 2, num_heads: 2, mlp_ratio: 2, layerscale_init: 1 };
 const NORM = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
@@ -208,6 +209,54 @@ test("bad input: empty class folder, checkpoint with missing keys, transform/arc
     () => assert.unreachable("aborted output must not remain"),
     () => {},
   );
+});
+
+/** A file as the reference writer leaves it: embed/label/index float32, no sed-pipe attributes. */
+async function writeReferenceStyle(path: string, rows: number, dim: number, lastRowZero: boolean): Promise<void> {
+  const h5 = await loadH5();
+  await mkdir(join(path, ".."), { recursive: true });
+  const f = new h5.File(path, "w");
+  const e = new Float32Array(rows * dim).map((_, i) => (i % 7) + 1);
+  if (lastRowZero) e.fill(0, (rows - 1) * dim);
+  const sets: [string, Float32Array, number[]][] = [
+    ["embed", e, [rows, dim]],
+    ["label", new Float32Array(rows), [rows, 1]],
+    ["index", new Float32Array(rows).map((_, i) => i), [rows, 1]],
+  ];
+  for (const [name, data, shape] of sets) {
+    f.create_dataset({ name, data, shape, maxshape: [null, shape[1]], chunks: [rows, shape[1]], dtype: "<f" });
+  }
+  f.close();
+}
+
+test("a complete reference file already at the target is reused; an incomplete one, or one we wrote, is rebuilt", async () => {
+  const target = join(root, "features", "val.hdf5");
+  await writeReferenceStyle(target, 5, 16, false);
+  const a = ctx(VAL);
+  await run(a.c);
+  assert.ok(a.logs.some((l) => /reusing complete reference file/.test(l)));
+  const read = async (p: string) => {
+    const r = await openFeatureFile(p, { dim: 16 });
+    try {
+      return { marker: r.completion.marker, embed: [...r.sequential(10)][0].embed };
+    } finally {
+      r.close();
+    }
+  };
+  const reused = await read(a.c.outs.features);
+  assert.is(reused.marker, "absent");
+  assert.is(reused.embed[0], 1);
+  await writeReferenceStyle(target, 5, 16, true);
+  const b = ctx({ ...VAL, key: "b" });
+  await run(b.c);
+  assert.ok(b.logs.some((l) => /incomplete .*rebuilding/.test(l)));
+  assert.is((await read(b.c.outs.features)).marker, "complete");
+  // a file sed-pipe wrote is the engine's business: the stage recomputes
+  const ours = ctx({ ...VAL, key: "d", features: "features/ours.hdf5" });
+  await mkdir(join(root, "features"), { recursive: true });
+  await copyFile(b.c.outs.features, join(root, "features", "ours.hdf5"));
+  await run(ours.c);
+  assert.not.ok(ours.logs.some((l) => /reusing/.test(l)));
 });
 
 test.run();
