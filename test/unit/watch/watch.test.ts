@@ -3,7 +3,7 @@
 // that run (the lock records what the run saw; the next cycle reruns with the new input).
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { mkdir, readFile, rm, utimes, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, rm, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { RunnerEvent } from "../../../src/runner/events.ts";
 import { isIgnored, watchLoop, type WatchEvent } from "../../../src/runner/watch.ts";
@@ -67,6 +67,13 @@ function startWatch(root: string, targets: string[] = []): Harness {
   return h;
 }
 
+/** Saves like an editor does (temp file + rename): one change event, never a half-written file. */
+async function save(path: string, text: string): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}`;
+  await writeFile(tmp, text);
+  await rename(tmp, path);
+}
+
 const runDones = (h: Harness) => h.events.filter((e) => e.type === "run-done").length;
 
 test("watched inputs: pipeline.yaml, params, stage code closures; not produced deps, cache/ or artifacts/", () =>
@@ -127,7 +134,7 @@ test("a param edit reruns only the affected instances; a content-identical save 
         assert.equal((await counts(root)).sort(), ["make@a", "make@b", "sum"]);
         assert.is(runDones(h), 1);
 
-        await writeFile(join(root, "params/demo.yaml"), PARAMS({ b: 7 }));
+        await save(join(root, "params/demo.yaml"), PARAMS({ b: 7 }));
         await h.idleAfter(2);
         assert.equal((await counts(root)).slice(3), ["make@b", "sum"]);
         assert.is(await readFile(join(root, "artifacts/sum/total.txt"), "utf8"), "total=16");
@@ -135,7 +142,7 @@ test("a param edit reruns only the affected instances; a content-identical save 
 
         // Same bytes written again, and a bare touch: a cycle plans, finds nothing stale, runs nothing.
         const n = (await counts(root)).length;
-        await writeFile(join(root, "params/demo.yaml"), PARAMS({ b: 7 }));
+        await save(join(root, "params/demo.yaml"), PARAMS({ b: 7 }));
         await h.idleAfter(3);
         const later = new Date(Date.now() + 5000);
         await utimes(join(root, "stages/lib/fmt.ts"), later, later);
@@ -145,7 +152,7 @@ test("a param edit reruns only the affected instances; a content-identical save 
 
         // Writes under artifacts/ and cache/ never start a cycle (checked by a later real change).
         await writeFile(join(root, "artifacts", "scratch.txt"), "x");
-        await writeFile(join(root, "stages/lib/fmt.ts"), STAGES["lib/fmt.ts"]!.replace('"total="', '"sum="'));
+        await save(join(root, "stages/lib/fmt.ts"), STAGES["lib/fmt.ts"]!.replace('"total="', '"sum="'));
         await h.idleAfter(5);
         assert.equal((await counts(root)).slice(n), ["sum"], "a helper edit reruns only its stage");
         assert.is(await readFile(join(root, "artifacts/sum/total.txt"), "utf8"), "sum=16");
@@ -170,9 +177,9 @@ test("a change made during a run is handled after it: the lock keeps what the ru
         // Hold the next run of `slow` open, start it with tag t2, and change the tag while it runs.
         await writeFile(join(root, "hold"), "");
         await rm(join(root, "started-slow"), { force: true });
-        await writeFile(join(root, "params/demo.yaml"), PARAMS({ tag: "t2" }));
+        await save(join(root, "params/demo.yaml"), PARAMS({ tag: "t2" }));
         await waitFor(() => exists(join(root, "started-slow")), 60_000, "slow to start with t2");
-        await writeFile(join(root, "params/demo.yaml"), PARAMS({ tag: "t3" }));
+        await save(join(root, "params/demo.yaml"), PARAMS({ tag: "t3" }));
         // Give the watcher time to see the change while the run is still held open.
         await new Promise((r) => setTimeout(r, 600));
         assert.is(h.cycles, 1, "the second cycle is still running");
@@ -202,10 +209,10 @@ test("a broken pipeline.yaml is reported and watched; fixing it runs again", () 
       try {
         await h.idleAfter(1);
         const good = await readFile(join(root, "pipeline.yaml"), "utf8");
-        await writeFile(join(root, "pipeline.yaml"), good.replace("stages:", "stages: [oops"));
+        await save(join(root, "pipeline.yaml"), good.replace("stages:", "stages: [oops"));
         await waitFor(() => h.watch.some((e) => e.type === "cycle-error"), 60_000, "the error to be reported");
         await h.idleAfter(2);
-        await writeFile(join(root, "pipeline.yaml"), good.replace("${item.name}.json", "${item.name}.v2.json"));
+        await save(join(root, "pipeline.yaml"), good.replace("${item.name}.json", "${item.name}.v2.json"));
         await h.idleAfter(3);
         assert.ok(await exists(join(root, "artifacts/data/a.v2.json")));
       } finally {
