@@ -291,10 +291,11 @@ export function progressText(p: ProgressView): string {
   const stageRate = Object.keys(m).find((k) => k === "rate" || k.endsWith("_per_s"));
   const rate = p.rate ?? (stageRate !== undefined && Number.isFinite(m[stageRate]) ? m[stageRate] : undefined);
   const eta = p.etaS ?? (p.rate === undefined && Number.isFinite(m.eta_s) ? m.eta_s : undefined);
-  if (rate !== undefined && p.done !== undefined) parts.push(formatRate(rate, p.unit));
-  if (eta !== undefined && p.done !== undefined) parts.push(`eta ${formatDuration(eta * 1000)}`);
+  // Metrics (the current loss) before rate and ETA: a narrow terminal truncates from the end.
   const metrics = formatMetrics(Object.fromEntries(Object.entries(m).filter(([k]) => !RATE_METRIC.test(k))));
   if (metrics) parts.push(metrics);
+  if (rate !== undefined && p.done !== undefined) parts.push(formatRate(rate, p.unit));
+  if (eta !== undefined && p.done !== undefined) parts.push(`eta ${formatDuration(eta * 1000)}`);
   if (p.message && p.done === undefined) parts.push(p.message);
   return parts.join(" ");
 }

@@ -41,7 +41,7 @@ test("progress events give a rate and an ETA from the stage's own clock", () => 
 test("training progress shows steps and the current loss; bytes are scaled", () => {
   assert.is(
     progressText({ phase: "epoch 2/10", done: 150, total: 1000, unit: "step", metrics: { loss: 0.41234567 }, rate: 25, etaS: 34 }),
-    "epoch 2/10 150/1000 step 15% 25.0 step/s eta 34.0s loss=0.4123",
+    "epoch 2/10 150/1000 step 15% loss=0.4123 25.0 step/s eta 34.0s",
   );
   assert.is(progressText({ phase: "download", done: 1_500_000, total: 10_000_000, unit: "B" }), "download 1.50 MB/10.0 MB 15%");
   // The stage's own rate/ETA metrics stand in until two samples exist, and are never repeated.
