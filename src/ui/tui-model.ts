@@ -219,6 +219,32 @@ export function expandedRows(m: TuiModel, g: StageGroup, limit: number): Instanc
   return rows.filter((r) => r.state === "running" || r.state === "restoring" || r.state === "failed");
 }
 
+/** Lines a frame takes with this expand limit and failure-tail length (groups, rows, tails, summary). */
+export function frameLines(m: TuiModel, expandLimit: number, tailLines: number): number {
+  let n = 1 + m.warnings.length;
+  for (const g of m.groups) {
+    n++;
+    for (const r of expandedRows(m, g, expandLimit)) {
+      n++;
+      if (r.state === "failed") n += Math.min(tailLines, r.tail.length) + (r.logPath ? 1 : 0);
+    }
+  }
+  return n;
+}
+
+/**
+ * The most detail that fits `height` rows: list small groups in full, else only active rows, and
+ * shorten failure tails. A frame taller than the terminal cannot be redrawn in place (it scrolls).
+ */
+export function fitLayout(m: TuiModel, height: number | undefined, expandLimit: number): { expandLimit: number; tailLines: number } {
+  if (!height || height <= 0) return { expandLimit, tailLines: TAIL_LINES };
+  const room = height - 1;
+  for (const [limit, tail] of [[expandLimit, TAIL_LINES], [0, TAIL_LINES], [0, 3], [0, 0]] as const) {
+    if (frameLines(m, limit, tail) <= room) return { expandLimit: limit, tailLines: tail };
+  }
+  return { expandLimit: 0, tailLines: 0 };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Formatting helpers shared by the Ink view (pure; tested on literals).
 

@@ -13,6 +13,7 @@ import {
   countStates,
   emptyModel,
   expandedRows,
+  fitLayout,
   formatDuration,
   liveCounts,
   progressText,
@@ -60,6 +61,8 @@ export interface TuiViewProps {
   /** Terminal width in columns. */
   width: number;
   expandLimit?: number;
+  /** Terminal rows: the frame is condensed to fit (only active rows, shorter tails). */
+  height?: number;
 }
 
 function C(props: { color: boolean; c?: string | undefined; dim?: boolean; bold?: boolean; children: ReactNode }) {
@@ -116,11 +119,11 @@ function InstanceLine(props: { r: InstanceRow; color: boolean; now: number; widt
   );
 }
 
-function FailureDetail(props: { r: InstanceRow; color: boolean }) {
-  const { r, color } = props;
+function FailureDetail(props: { r: InstanceRow; color: boolean; tailLines: number }) {
+  const { r, color, tailLines } = props;
   return (
     <Box flexDirection="column" marginLeft={4}>
-      {r.tail.map((l, i) => (
+      {(tailLines > 0 ? r.tail.slice(-tailLines) : []).map((l, i) => (
         <C key={i} color={color} dim>
           {"| " + l}
         </C>
@@ -137,8 +140,8 @@ function countsText(rows: InstanceRow[]): string {
     .join(", ");
 }
 
-function Group(props: { m: TuiModel; g: StageGroup; color: boolean; now: number; width: number; expandLimit: number }) {
-  const { m, g, color, now, width, expandLimit } = props;
+function Group(props: { m: TuiModel; g: StageGroup; color: boolean; now: number; width: number; expandLimit: number; tailLines: number }) {
+  const { m, g, color, now, width, expandLimit, tailLines } = props;
   const rows = g.ids.map((id) => m.rows.get(id)!);
   const shown = expandedRows(m, g, expandLimit);
   const idWidth = Math.min(40, Math.max(0, ...shown.map((r) => r.id.length)));
@@ -156,7 +159,7 @@ function Group(props: { m: TuiModel; g: StageGroup; color: boolean; now: number;
       {shown.map((r) => (
         <Box key={r.id} flexDirection="column">
           <InstanceLine r={r} color={color} now={now} width={width} idWidth={idWidth} />
-          {r.state === "failed" ? <FailureDetail r={r} color={color} /> : null}
+          {r.state === "failed" ? <FailureDetail r={r} color={color} tailLines={tailLines} /> : null}
         </Box>
       ))}
     </Box>
@@ -178,13 +181,13 @@ export function summaryText(m: TuiModel, now: number): string {
 
 export function TuiView(props: TuiViewProps) {
   const { model: m, color, now, width } = props;
-  const expandLimit = props.expandLimit ?? EXPAND_LIMIT;
+  const { expandLimit, tailLines } = fitLayout(m, props.height, props.expandLimit ?? EXPAND_LIMIT);
   if (m.rows.size === 0 && !m.done) return <Text>planning...</Text>;
   const outcome = m.done?.outcome;
   return (
     <Box flexDirection="column">
       {m.groups.map((g) => (
-        <Group key={g.stage} m={m} g={g} color={color} now={now} width={width} expandLimit={expandLimit} />
+        <Group key={g.stage} m={m} g={g} color={color} now={now} width={width} expandLimit={expandLimit} tailLines={tailLines} />
       ))}
       {m.warnings.map((w, i) => (
         <C key={`w${i}`} color={color} c="yellow">
@@ -216,7 +219,16 @@ export interface ClosableSink {
 export function createTuiSink(o: TuiSinkOptions): ClosableSink {
   const model = emptyModel();
   const width = () => Math.max(40, o.stdout.columns || 100);
-  const view = () => <TuiView model={model} color={o.color} now={Date.now()} width={width()} {...(o.expandLimit ? { expandLimit: o.expandLimit } : {})} />;
+  const view = () => (
+    <TuiView
+      model={model}
+      color={o.color}
+      now={Date.now()}
+      width={width()}
+      {...(o.stdout.rows ? { height: o.stdout.rows } : {})}
+      {...(o.expandLimit ? { expandLimit: o.expandLimit } : {})}
+    />
+  );
   let instance: Instance | null = render(view(), {
     stdout: o.stdout,
     // Ctrl-C must reach src/cli.ts as SIGINT (first: stop gracefully; second: kill), so Ink neither

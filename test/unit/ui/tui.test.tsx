@@ -15,8 +15,8 @@ function model(events: Array<[RunnerEvent, number?]>): TuiModel {
   return m;
 }
 
-function frame(m: TuiModel, now = T0 + 4200, expandLimit?: number): string {
-  const r = render(<TuiView model={m} color={false} now={now} width={100} {...(expandLimit ? { expandLimit } : {})} />);
+function frame(m: TuiModel, now = T0 + 4200, expandLimit?: number, height?: number): string {
+  const r = render(<TuiView model={m} color={false} now={now} width={100} {...(expandLimit ? { expandLimit } : {})} {...(height ? { height } : {})} />);
   const f = r.lastFrame() ?? "";
   r.unmount();
   r.cleanup();
@@ -110,6 +110,29 @@ test("a 30-instance fan-out stays one group with counts; only running and failed
   assert.match(f, /running\s+eval@deit3\/ds_21\s+\[██▌\s+\] eval 64\/256 sample 25%/);
   assert.match(f, /FAILED\s+eval@deit3\/ds_20\s+features file truncated/);
   assert.ok(lines.length < 12, `frame has ${lines.length} lines`);
+});
+
+test("a frame taller than the terminal is condensed: active rows only, shorter failure tails", () => {
+  const stages = ["a", "b", "c", "d", "e"];
+  const steps = stages.flatMap((st) => Array.from({ length: 6 }, (_, i) => ({ id: `${st}@${i}`, action: "run" as const, reason: "new", changes: [] })));
+  const events: Array<[RunnerEvent, number?]> = [[{ type: "plan", schemaVersion: 1, runId: "r", dryRun: false, jobs: 2, steps }]];
+  events.push([{ type: "instance-start", id: "c@2", action: "run", reason: "new", logPath: "l" }]);
+  const tail = Array.from({ length: 8 }, (_, i) => `log line ${i}`);
+  events.push([{ type: "instance-failed", id: "d@4", error: "boom", logPath: "cache/logs/d@4.log", tail, durationMs: 1 }]);
+  const m = model(events);
+  const tall = frame(m);
+  assert.ok(tall.split("\n").length > 30, "without a height every small group is listed");
+  const short = frame(m, T0 + 4200, undefined, 20);
+  const lines = short.split("\n");
+  assert.ok(lines.length <= 19, `fits 20 rows: ${lines.length}\n${short}`);
+  assert.match(short, /running\s+c@2/);
+  assert.match(short, /FAILED\s+d@4\s+boom/);
+  assert.match(short, /full log: cache\/logs\/d@4\.log/);
+  assert.not.match(short, /queued\s+a@0/);
+  const tiny = frame(m, T0 + 4200, undefined, 13);
+  assert.match(tiny, /FAILED\s+d@4/);
+  assert.match(tiny, /\| log line 7/, "the last tail lines are the ones kept");
+  assert.not.match(tiny, /\| log line 2/);
 });
 
 test("without colour the frame has no escape codes", () => {
