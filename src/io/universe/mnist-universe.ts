@@ -6,10 +6,10 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import { PNG } from "pngjs";
 import { ConfigError } from "../../errors.ts";
 import { Rng } from "../../rng.ts";
 import { CORRUPTIONS, type Image } from "./corruptions.ts";
+import { encodeRgbPng } from "./png.ts";
 
 export const SIZE = 28;
 const WRITES_IN_FLIGHT = 64;
@@ -151,12 +151,9 @@ export function renditionOf(img: Image): Image {
 }
 
 export function encodePng(img: Image): Buffer {
-  const png = new PNG({ width: img.width, height: img.height, colorType: 2, inputColorType: 2, inputHasAlpha: false });
-  const buf = Buffer.alloc(img.width * img.height * 3);
-  for (let i = 0; i < buf.length; i++) buf[i] = Math.round(img.data[i] * 255);
-  png.data = buf;
-  // A fixed "None" row filter: 4x faster than pngjs's per-row filter search, files about as small at 28 px.
-  return PNG.sync.write(png, { colorType: 2, inputColorType: 2, inputHasAlpha: false, filterType: 0 });
+  const rgb = new Uint8Array(img.width * img.height * 3);
+  for (let i = 0; i < rgb.length; i++) rgb[i] = Math.round(img.data[i] * 255);
+  return encodeRgbPng(img.width, img.height, rgb);
 }
 
 export interface BuildOptions {
