@@ -194,8 +194,9 @@ test("a stalled connection times out and is resumed; abort stops a download and 
     serveBody(q, s);
   });
   const p = paths();
-  const r = await withTimeout(downloadFile({ url: `${base}/stall`, ...p, ...fast, idleTimeoutMs: 300 }));
-  assert.is(r.attempts, 2);
+  const r = await withTimeout(downloadFile({ url: `${base}/stall`, ...p, ...fast, idleTimeoutMs: 1000 }));
+  // >= 2: on a very busy machine a healthy attempt may also idle past the timer; it then resumes too.
+  assert.ok(r.attempts >= 2, `attempts ${r.attempts}`);
   assert.ok((await readFile(p.dest)).equals(BODY));
 
   routes.set("/slow", (_q, s) => {
