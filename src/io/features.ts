@@ -514,65 +514,57 @@ function buildReader(file: H5File, path: string, opts: { dim?: number; requireCo
     const windowRows = Math.max(blockRows, o.windowRows ?? Math.max(4 * blockRows, Math.floor((256 << 20) / (4 * dim))));
     const blocksPerWindow = Math.max(1, Math.floor(windowRows / blockRows));
     const nBlocks = Math.ceil(passRows / blockRows);
-    const order = rng.shuffle(Int32Array.from({ length: nBlocks }, (_, i) => i)) as Int32Array;
+    const order = new Int32Array(nBlocks);
+    for (let i = 0; i < nBlocks; i++) order[i] = i;
+    rng.shuffle(order);
 
-    // Rows carried over from the previous window (fewer than batchSize).
-    let carryEmbed = new Float32Array(0);
-    let carryLabel = new Int32Array(0);
-    let carryIndex = new Int32Array(0);
+    // The window is gathered straight from the blocks as read (no window-sized copy): window row r
+    // is row rowIdx[r] of part rowPart[r], parts = [carry, block, block, ...]. Row order in the
+    // window (carry first, then blocks in the shuffled order) is what the permutation acts on.
+    type Part = { embed: Float32Array; label: Int32Array; index: Int32Array };
+    let carry: Part = { embed: new Float32Array(0), label: new Int32Array(0), index: new Int32Array(0) };
 
     for (let w = 0; w < nBlocks; w += blocksPerWindow) {
       ensureOpen();
       const ids = order.subarray(w, Math.min(nBlocks, w + blocksPerWindow));
-      let total = carryLabel.length;
-      const spans: [number, number][] = [];
+      const parts: Part[] = [carry];
       for (const b of ids) {
         const s = passStart + b * blockRows;
-        const e = Math.min(passStart + passRows, s + blockRows);
-        spans.push([s, e]);
-        total += e - s;
+        parts.push(readBlock(s, Math.min(passStart + passRows, s + blockRows)));
       }
-      const wEmbed = new Float32Array(total * dim);
-      const wLabel = new Int32Array(total);
-      const wIndex = new Int32Array(total);
-      wEmbed.set(carryEmbed);
-      wLabel.set(carryLabel);
-      wIndex.set(carryIndex);
-      let fill = carryLabel.length;
-      for (const [s, e] of spans) {
-        const blk = readBlock(s, e);
-        wEmbed.set(blk.embed, fill * dim);
-        wLabel.set(blk.label, fill);
-        wIndex.set(blk.index, fill);
-        fill += e - s;
+      let total = 0;
+      for (const part of parts) total += part.label.length;
+      const rowPart = new Int32Array(total);
+      const rowIdx = new Int32Array(total);
+      for (let q = 0, r = 0; q < parts.length; q++) {
+        for (let i = 0; i < parts[q].label.length; i++, r++) {
+          rowPart[r] = q;
+          rowIdx[r] = i;
+        }
       }
-      const perm = rng.shuffle(Int32Array.from({ length: total }, (_, i) => i)) as Int32Array;
+      const perm = new Int32Array(total);
+      for (let i = 0; i < total; i++) perm[i] = i;
+      rng.shuffle(perm);
+      const gather = (from: number, take: number): Part => {
+        const out: Part = { embed: new Float32Array(take * dim), label: new Int32Array(take), index: new Int32Array(take) };
+        for (let k = 0; k < take; k++) {
+          const r = perm[from + k];
+          const part = parts[rowPart[r]];
+          const i = rowIdx[r];
+          out.embed.set(part.embed.subarray(i * dim, (i + 1) * dim), k * dim);
+          out.label[k] = part.label[i];
+          out.index[k] = part.index[i];
+        }
+        return out;
+      };
       const last = w + blocksPerWindow >= nBlocks;
       let off = 0;
       while (total - off >= batchSize || (last && off < total)) {
         const take = Math.min(batchSize, total - off);
-        const be = new Float32Array(take * dim);
-        const bl = new Int32Array(take);
-        const bi = new Int32Array(take);
-        for (let k = 0; k < take; k++) {
-          const r = perm[off + k];
-          be.set(wEmbed.subarray(r * dim, (r + 1) * dim), k * dim);
-          bl[k] = wLabel[r];
-          bi[k] = wIndex[r];
-        }
-        yield { embed: be, label: bl, index: bi, count: take, start: passStart };
+        yield { ...gather(off, take), count: take, start: passStart };
         off += take;
       }
-      const rest = total - off;
-      carryEmbed = new Float32Array(rest * dim);
-      carryLabel = new Int32Array(rest);
-      carryIndex = new Int32Array(rest);
-      for (let k = 0; k < rest; k++) {
-        const r = perm[off + k];
-        carryEmbed.set(wEmbed.subarray(r * dim, (r + 1) * dim), k * dim);
-        carryLabel[k] = wLabel[r];
-        carryIndex[k] = wIndex[r];
-      }
+      carry = gather(off, total - off);
     }
   }
 
