@@ -11,7 +11,6 @@ import {
   unsupportedFilters,
   numType,
   describeType,
-  maxshapeOf,
   firstLine,
   type Dataset,
   type H5File,
@@ -595,9 +594,4 @@ function buildReader(file: H5File, path: string, opts: { dim?: number; requireCo
       safeClose(file);
     },
   };
-}
-
-/** What `maxshape` looks like for each dataset; used by inspect. */
-export function datasetMaxshape(ds: Dataset): (number | null)[] | null {
-  return maxshapeOf(ds);
 }

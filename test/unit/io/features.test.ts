@@ -273,6 +273,17 @@ test("validation: missing dataset, wrong width, length mismatch, wrong rank", as
   await expectInputError(openFeatureFile(rank), /"embed" must be 2-D/);
 });
 
+test("validation: a group named like a dataset is refused", async () => {
+  const p = join(dir, "group.hdf5");
+  const h5 = await loadH5();
+  const f = new h5.File(p, "w");
+  f.create_group("embed");
+  f.create_dataset({ name: "label", data: new Float32Array(2), shape: [2, 1], dtype: "<f" });
+  f.create_dataset({ name: "index", data: new Float32Array([0, 1]), shape: [2, 1], dtype: "<f" });
+  f.close();
+  await expectInputError(openFeatureFile(p), /group\.hdf5: "embed" is not a dataset/);
+});
+
 test("validation: float64 embed is refused with the dtype named", async () => {
   const p = join(dir, "f64.hdf5");
   const h5 = await loadH5();
