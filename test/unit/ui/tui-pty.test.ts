@@ -40,7 +40,9 @@ test("Ctrl-C under the Ink view: run interrupted, cursor shown, terminal not lef
         child.stdin.write("\x03");
         // `script` keeps its session open until its own stdin ends.
         child.stdin.end();
-        const code = await Promise.race([closed, new Promise<"hung">((r) => setTimeout(() => r("hung"), 40_000))]);
+        let timer: NodeJS.Timeout | undefined;
+        const code = await Promise.race([closed, new Promise<"hung">((r) => (timer = setTimeout(() => r("hung"), 40_000)))]);
+        clearTimeout(timer);
         if (code === "hung") child.kill("SIGKILL");
         assert.is.not(code, "hung", out);
         assert.match(out, /KIND=ink OUTCOME=interrupted/);
