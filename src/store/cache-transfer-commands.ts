@@ -103,7 +103,8 @@ function printPull(cli: CommandContext, outcomes: PullOutcome[], where: string, 
     } else if (o.status === "pulled") {
       pulled++;
       bytes += o.bytes;
-      cli.out(`pulled ${o.id} (${o.objects} objects, ${human(o.bytes)})\n`);
+      const from = o.provenance && verbose ? `; pushed by ${o.provenance.host} at ${o.provenance.pushedAt}${o.provenance.commit ? ` for ${o.provenance.commit.slice(0, 12)}` : ""}` : "";
+      cli.out(`pulled ${o.id} (${o.objects} objects, ${human(o.bytes)}${from})\n`);
     } else if (o.status === "local") {
       local++;
       if (verbose) cli.out(`local  ${o.id}\n`);
@@ -182,7 +183,9 @@ async function pushTo(cli: CommandContext, remote: Remote, targets: string[], op
       hint: "run the pipeline first (sed-pipe run)",
     });
   }
-  const r = await pushEntries(ws.store, remote, entries, opts.verbose ? (m) => cli.out(m + "\n") : undefined);
+  const { hostname } = await import("node:os");
+  const provenance = { pushedAt: new Date().toISOString(), host: hostname(), commit: cli.env.GITHUB_SHA ?? cli.env.CI_COMMIT_SHA ?? null };
+  const r = await pushEntries(ws.store, remote, entries, opts.verbose ? (m) => cli.out(m + "\n") : undefined, provenance);
   printPush(cli, r, remote.where);
   return r;
 }

@@ -261,10 +261,19 @@ export function openRemote(spec: string, cwd: string, env: NodeJS.ProcessEnv = {
 // ---------------------------------------------------------------------------------------------
 // Run records
 
+/** Where a run record came from, so a CI result can be traced to the machine and commit. */
+export interface Provenance {
+  pushedAt: string;
+  host: string;
+  /** The commit being built when known (GITHUB_SHA / CI_COMMIT_SHA), else null. */
+  commit: string | null;
+}
+
 export interface RunRecord {
   version: 1;
   id: string;
   entry: LockEntry;
+  provenance?: Provenance;
 }
 
 function parseRunRecord(text: string, where: string): RunRecord {
@@ -384,6 +393,7 @@ export async function pushEntries(
   remote: Remote,
   entries: Array<{ id: string; entry: LockEntry }>,
   onProgress?: (msg: string) => void,
+  provenance?: Provenance,
 ): Promise<PushReport> {
   const report: PushReport = { entries: 0, objectsSent: 0, bytesSent: 0, objectsPresent: 0, skipped: [] };
   if ((await remote.getText(REMOTE_MARKER)) === null) await remote.putText(REMOTE_MARKER, JSON.stringify(REMOTE_FORMAT) + "\n");
@@ -423,7 +433,7 @@ export async function pushEntries(
       report.skipped.push({ id, why: bad });
       continue;
     }
-    const record: RunRecord = { version: 1, id, entry };
+    const record: RunRecord = { version: 1, id, entry, ...(provenance ? { provenance } : {}) };
     await remote.putText(runKey(entry.fingerprint), JSON.stringify(record) + "\n");
     report.entries++;
     onProgress?.(`pushed ${id}`);
@@ -442,7 +452,7 @@ export interface PullInstance {
 
 export type PullOutcome =
   | { id: string; status: "local" }
-  | { id: string; status: "pulled"; objects: number; bytes: number }
+  | { id: string; status: "pulled"; objects: number; bytes: number; provenance?: Provenance }
   | { id: string; status: "absent" }
   | { id: string; status: "waiting"; why: string }
   | { id: string; status: "refused"; why: string };
@@ -556,7 +566,7 @@ export async function pullInstances(d: PullDeps, instances: PullInstance[]): Pro
     }
     // The lock entry is written last: outputs are in place and verified by now.
     await d.setEntry(inst.id, rec.entry);
-    emit({ id: inst.id, status: "pulled", objects, bytes });
+    emit({ id: inst.id, status: "pulled", objects, bytes, ...(rec.provenance ? { provenance: rec.provenance } : {}) });
   }
   return out;
 }
