@@ -183,6 +183,15 @@ async function pushTo(cli: CommandContext, remote: Remote, targets: string[], op
       hint: "run the pipeline first (sed-pipe run)",
     });
   }
+  // An output still in the workspace but gone from cache/ (cache deleted, or another clone's lock)
+  // is stored again when its bytes are exactly what the lock says, so it can be sent.
+  for (const { entry } of entries) {
+    for (const rec of Object.values(entry.outs)) {
+      if (await ws.store.has(rec)) continue;
+      const cur = await ws.digester.digestPath(resolve(ws.root, rec.path)).catch(() => null);
+      if (cur && cur.digest === rec.digest && cur.kind === rec.kind) await ws.store.put(resolve(ws.root, rec.path), rec.path);
+    }
+  }
   const { hostname } = await import("node:os");
   const provenance = { pushedAt: new Date().toISOString(), host: hostname(), commit: cli.env.GITHUB_SHA ?? cli.env.CI_COMMIT_SHA ?? null };
   const r = await pushEntries(ws.store, remote, entries, opts.verbose ? (m) => cli.out(m + "\n") : undefined, provenance);

@@ -216,6 +216,13 @@ test("export to a .tar.gz and import in a fresh checkout; a damaged object in th
         // Not the project's folders: the staging folder is gone.
         assert.equal(await readdir(join(b, "cache/tmp")).catch(() => []), []);
 
+        // cache/ deleted but artifacts/ intact: export stores the outputs again from the workspace.
+        await removeDir(join(a, "cache"));
+        const again = await sp(a, "cache", "export", join(out, "again.tar"));
+        assert.is(again.code, 0, again.out + again.err);
+        assert.match(again.out, /3 runs to /);
+        assert.not.match(again.err, /not sent/);
+
         // A folder export, damaged by hand, then imported.
         const dir = join(out, "dir-export");
         assert.is((await sp(a, "cache", "export", dir)).code, 0);
