@@ -167,7 +167,7 @@ import * as heads from "../src/ml/heads.ts";
 if (process.env.SED_BENCH_DEMO === "1") {
   await demoProxy();
 } else {
-  await stepBench("ood_gen step at demo sizes (192/768/8, batch 32)", 192, 768, 8, 32, 50);
-  await stepBench("ood_gen step at paper sizes (768/3072/1000, batch 32)", 768, 3072, 1000, 32, 10);
-  await stepBench("paper sizes, batch 256", 768, 3072, 1000, 256, 4);
+  await stepBench("ood_gen step at demo sizes (192/384/8, batch 32)", 192, 384, 8, 32, 30);
+  await stepBench("ood_gen step at paper sizes (768/3072/1000, batch 32)", 768, 3072, 1000, 32, 6);
+  await stepBench("paper sizes, batch 256", 768, 3072, 1000, 256, 3);
 }

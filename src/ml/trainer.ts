@@ -13,7 +13,7 @@ import type { ProgressEvent } from "../runner/stage-api.ts";
 import {
   HEAD_PARAM_NAMES, headBackward, headForwardCached, headLogits, headParamShapes, initHeadArrays, type HeadArrays, type HeadShape, type HeadTensors,
 } from "./heads.ts";
-import { sedLossWithGrad } from "./losses.ts";
+import { sedLoss, sedLossWithGrad, smoothedTargets, softCrossEntropy } from "./losses.ts";
 import { adamwUpdate, gradsFinite, sgdUpdate, slotNames } from "./optim.ts";
 import { lrAt } from "./lr-schedule.ts";
 import { effectiveLoss, epochSeed, headShapeOf, type EffectiveLoss, type TrainConfig } from "./train-config.ts";
@@ -54,12 +54,16 @@ export interface EpochRow {
   val_acc_min: number;
   val_acc_std: number;
   val_ensemble_acc: number;
+  val_task_loss: number;
+  val_repulsion_loss: number;
+  val_total_loss: number;
   walltime_s: number;
 }
 
 export const CSV_COLUMNS: (keyof EpochRow)[] = [
   "epoch", "frozen", "lr", "steps", "skipped_steps", "train_task_loss", "train_repulsion_loss", "train_total_loss",
-  "val_acc_mean", "val_acc_max", "val_acc_min", "val_acc_std", "val_ensemble_acc", "walltime_s",
+  "val_acc_mean", "val_acc_max", "val_acc_min", "val_acc_std", "val_ensemble_acc", "val_task_loss", "val_repulsion_loss",
+  "val_total_loss", "walltime_s",
 ];
 
 export function trainingCsv(rows: EpochRow[]): string {
@@ -333,52 +337,126 @@ export function sedTrainStep(st: EnsembleState, loss: EffectiveLoss, inp: StepIn
 export interface EvalResult {
   perHead: number[];
   ensemble: number;
+  /** Eval-mode SED loss over ALL heads (mean over batches), as the reference's val columns; NaN without opts.loss. */
+  task: number;
+  repulsion: number;
+  total: number;
 }
 
-/** Top-1 accuracy of every head and of the mean-logit ensemble; one host read at the end. */
-export function evaluateEnsemble(st: EnsembleState, val: EvalSource, batchSize: number, signal?: AbortSignal): EvalResult {
+export interface EvalOptions {
+  signal?: AbortSignal;
+  /** Also compute the val losses (all heads active: A2D of one random reference head against the M-1 others). */
+  loss?: EffectiveLoss;
+  /** Draws the reference head of each batch (required with loss.computeRepulsion). */
+  refRng?: Rng;
+}
+
+/**
+ * Top-1 accuracy of every head and of the mean-logit ensemble, and the eval-mode loss; one host read at
+ * the end. Batches outer (every head per batch) when heads live on the device or the repulsion term
+ * needs them all at once; heads outer otherwise (host-kept heads are uploaded once per evaluation).
+ */
+export function evaluateEnsemble(st: EnsembleState, val: EvalSource, batchSize: number, opts: EvalOptions = {}): EvalResult {
+  const M = st.size;
+  const C = st.cfg.num_classes;
+  const loss = opts.loss;
+  if (loss?.computeRepulsion && !opts.refRng) throw new Error("evaluateEnsemble: refRng is required for the repulsion term");
   const cached: { x: tf.Tensor2D; y: tf.Tensor1D }[] = [];
   for (const b of val.batches(batchSize)) {
     cached.push({ x: tf.tensor2d(b.embed, [b.count, val.dim]), y: tf.tensor1d(b.label, "int32") });
   }
-  const sums: (tf.Tensor2D | null)[] = cached.map(() => null);
-  const correct: tf.Scalar[] = [];
+  let correct: tf.Tensor1D = tf.zeros([M + 1], "int32"); // per head, then the ensemble
+  let lossSum: tf.Tensor1D = tf.zeros([3]); // task, repulsion, total
+  const addTo = (acc: tf.Tensor1D, inc: tf.Tensor1D): tf.Tensor1D => {
+    const next = tf.add(acc, inc) as tf.Tensor1D;
+    acc.dispose();
+    return tf.keep(next);
+  };
+  const unit = (i: number) => tf.reshape(tf.oneHot(tf.tensor1d([i], "int32"), M + 1), [M + 1]);
+  const hits = (logits: tf.Tensor2D, y: tf.Tensor1D) => tf.sum(tf.cast(tf.equal(tf.argMax(logits, -1), y), "int32"));
+  const headParams = (i: number) => {
+    const h = st.acquire(i);
+    const p = tf.tidy(() => st.unflatten(h.params) as unknown as tf.TensorContainer) as unknown as HeadTensors;
+    return { p, done: () => (tf.dispose(Object.values(p)), st.releaseUnchanged(i, h)) };
+  };
   try {
-    for (let i = 0; i < st.size; i++) {
-      signal?.throwIfAborted();
-      const h = st.acquire(i);
-      const p = tf.tidy(() => st.unflatten(h.params) as unknown as tf.TensorContainer) as unknown as HeadTensors;
-      let c = tf.scalar(0, "int32");
-      cached.forEach((b, j) => {
-        const logits = tf.tidy(() => headLogits(p, b.x, st.shape));
-        const nc = tf.tidy(() => tf.add(c, tf.sum(tf.cast(tf.equal(tf.argMax(logits, -1), b.y), "int32"))));
-        c.dispose();
-        c = nc as tf.Scalar;
-        const prev = sums[j];
-        sums[j] = prev ? (tf.add(prev, logits) as tf.Tensor2D) : logits;
-        if (prev) {
-          prev.dispose();
-          logits.dispose();
+    if (!st.cfg.keep_inactive_on_cpu || loss?.computeRepulsion) {
+      const held = st.cfg.keep_inactive_on_cpu ? null : Array.from({ length: M }, (_, i) => headParams(i));
+      try {
+        for (const b of cached) {
+          opts.signal?.throwIfAborted();
+          const ref = loss?.computeRepulsion ? opts.refRng!.int(M) : 0;
+          const now = held ?? Array.from({ length: M }, (_, i) => headParams(i));
+          try {
+            const [dc, dl] = tf.tidy(() => {
+              const logits = now.map((h) => headLogits(h.p, b.x, st.shape));
+              const dc = tf.stack([...logits.map((z) => hits(z, b.y)), hits(tf.addN(logits) as tf.Tensor2D, b.y)]) as tf.Tensor1D;
+              if (!loss) return [dc, tf.zeros([3])];
+              const l = sedLoss(logits, b.y, C, loss, ref);
+              return [dc, tf.stack([l.task, l.repulsion, l.total])];
+            }) as [tf.Tensor1D, tf.Tensor1D];
+            correct = addTo(correct, dc);
+            lossSum = addTo(lossSum, dl);
+            tf.dispose([dc, dl]);
+          } finally {
+            if (!held) for (const h of now) h.done();
+          }
         }
-      });
-      correct.push(c);
-      tf.dispose(Object.values(p));
-      st.releaseUnchanged(i, h);
+      } finally {
+        if (held) for (const h of held) h.done();
+      }
+    } else {
+      // Heads outer: the task term is a plain mean over heads, and the repulsion term is never computed.
+      const sums: (tf.Tensor2D | null)[] = cached.map(() => null);
+      try {
+        for (let i = 0; i < M; i++) {
+          opts.signal?.throwIfAborted();
+          const h = headParams(i);
+          try {
+            cached.forEach((b, j) => {
+              const logits = tf.tidy(() => headLogits(h.p, b.x, st.shape));
+              const [dc, dl] = tf.tidy(() => {
+                const dc = tf.mul(unit(i), hits(logits, b.y)) as tf.Tensor1D;
+                if (!loss) return [dc, tf.zeros([3])];
+                const ce = tf.div(tf.mean(softCrossEntropy(logits, smoothedTargets(b.y, C, loss.smoothingEps))), M);
+                return [dc, tf.stack([ce, tf.scalar(0), tf.mul(ce, 1 - loss.lambda)])];
+              }) as [tf.Tensor1D, tf.Tensor1D];
+              correct = addTo(correct, dc);
+              lossSum = addTo(lossSum, dl);
+              tf.dispose([dc, dl]);
+              const prev = sums[j];
+              sums[j] = prev ? (tf.add(prev, logits) as tf.Tensor2D) : logits;
+              if (prev) tf.dispose([prev, logits]);
+            });
+          } finally {
+            h.done();
+          }
+        }
+        const ens = tf.tidy(() => tf.mul(unit(M), tf.addN(cached.map((b, j) => hits(sums[j]!, b.y)))) as tf.Tensor1D);
+        correct = addTo(correct, ens);
+        ens.dispose();
+      } finally {
+        tf.dispose(sums.filter((t): t is tf.Tensor2D => t !== null));
+      }
     }
-    const ens = tf.tidy(() =>
-      tf.addN(cached.map((b, j) => tf.sum(tf.cast(tf.equal(tf.argMax(sums[j]!, -1), b.y), "int32")))),
-    );
-    const counts = tf.tidy(() => tf.stack([...correct, ens]).dataSync());
-    ens.dispose();
+    const counts = correct.dataSync();
+    const l = lossSum.dataSync();
     const n = Math.max(1, val.rows);
-    return { perHead: Array.from(counts.slice(0, st.size), (v) => v / n), ensemble: counts[st.size] / n };
+    const nb = Math.max(1, cached.length);
+    return {
+      perHead: Array.from(counts.slice(0, M), (v) => v / n),
+      ensemble: counts[M] / n,
+      task: loss ? l[0] / nb : NaN,
+      repulsion: loss ? l[1] / nb : NaN,
+      total: loss ? l[2] / nb : NaN,
+    };
   } finally {
-    tf.dispose([...cached.flatMap((b) => [b.x, b.y]), ...sums.filter((s): s is tf.Tensor2D => s !== null), ...correct]);
+    tf.dispose([...cached.flatMap((b) => [b.x, b.y]), correct, lossSum]);
   }
 }
 
-/** Independent per-epoch streams (documented in the README of train-heads): 1 pair selection, 2 A2D reference head, 3 shuffling. */
-export function epochStream(seed: number, stream: 1 | 2 | 3): Rng {
+/** Independent per-epoch streams: 1 pair selection, 2 A2D reference head, 3 shuffling, 4 reference head of the val loss. */
+export function epochStream(seed: number, stream: 1 | 2 | 3 | 4): Rng {
   return new Rng((Math.imul(seed >>> 0, 0x9e3779b1) + Math.imul(stream, 0x85ebca77)) >>> 0);
 }
 
@@ -543,7 +621,9 @@ export async function trainEnsemble(cfg: TrainConfig, train: TrainSource, val: E
           if (step % 64 === 0) await new Promise((r) => setImmediate(r));
         }
         const sums = acc.read();
-        const ev = val ? evaluateEnsemble(st, val, cfg.eval_batch_size, hooks.signal) : { perHead: [NaN], ensemble: NaN };
+        const ev = val
+          ? evaluateEnsemble(st, val, cfg.eval_batch_size, { signal: hooks.signal, loss, refRng: epochStream(seed, 4) })
+          : { perHead: [NaN], ensemble: NaN, task: NaN, repulsion: NaN, total: NaN };
         const s = stats(ev.perHead);
         const row: EpochRow = {
           epoch: e,
@@ -559,13 +639,17 @@ export async function trainEnsemble(cfg: TrainConfig, train: TrainSource, val: E
           val_acc_min: s.min,
           val_acc_std: s.std,
           val_ensemble_acc: ev.ensemble,
+          val_task_loss: ev.task,
+          val_repulsion_loss: ev.repulsion,
+          val_total_loss: ev.total,
           walltime_s: Number(((performance.now() - t0) / 1000).toFixed(3)),
         };
         rows.push(row);
         log(
           `${cfg.name} ${phase}${frozen ? " (frozen)" : ""}: lr ${lr.toPrecision(6)} task ${row.train_task_loss.toFixed(4)} ` +
             `repulsion ${row.train_repulsion_loss.toFixed(4)} total ${row.train_total_loss.toFixed(4)} | val acc mean ${s.mean.toFixed(4)} ` +
-            `max ${s.max.toFixed(4)} min ${s.min.toFixed(4)} std ${s.std.toFixed(4)} ensemble ${ev.ensemble.toFixed(4)}` +
+            `max ${s.max.toFixed(4)} min ${s.min.toFixed(4)} std ${s.std.toFixed(4)} ensemble ${ev.ensemble.toFixed(4)} ` +
+            `loss task ${ev.task.toFixed(4)} repulsion ${ev.repulsion.toFixed(4)} total ${ev.total.toFixed(4)}` +
             (row.skipped_steps ? ` | ${row.skipped_steps} NaN steps skipped` : "") + ` | ${row.walltime_s} s`,
         );
         hooks.progress?.({ phase, done: step, total: stepsPerEpoch, unit: "step", metrics: { loss: row.train_total_loss, acc: s.mean } });

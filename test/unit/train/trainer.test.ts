@@ -11,6 +11,7 @@ import { parseTrainConfig, effectiveLoss, headShapeOf, type TrainConfigInput } f
 import { EnsembleState, StepAccumulators, sedTrainStep, trainEnsemble, evaluateEnsemble, trainingCsv } from "../../../src/ml/trainer.ts";
 import { memoryTrainSource, memoryEvalSource } from "../../../src/ml/train-sources.ts";
 import { clusters } from "./synthetic.ts";
+import { sedLoss64 } from "./reference64.ts";
 
 await tf.setBackend("cpu");
 
@@ -104,23 +105,40 @@ test("frozen step: forward/backward, no update", () => {
   st.dispose();
 });
 
-test("evaluateEnsemble: per-head and mean-logit accuracy", () => {
-  const cfg = cfgOf({ n_models: 2 });
-  const st = new EnsembleState(cfg, [0, 1].map((i) => initHeadArrays(headShapeOf(cfg), new Rng(i))));
-  const v = clusters(20, DIM, 3, 4);
-  const r = evaluateEnsemble(st, memoryEvalSource(v.embed, v.label, DIM), 7);
-  const { heads } = st.snapshot();
-  // recompute on the host from the same weights
-  const logits = heads.map((h) => tf.tidy(() => {
-    const { headLogits, headTensorsFromArrays } = HL;
-    return headLogits(headTensorsFromArrays(h, headShapeOf(cfg)), tf.tensor2d(v.embed, [20, DIM]), headShapeOf(cfg)).arraySync();
-  }));
-  const argmax = (row: number[]) => row.indexOf(Math.max(...row));
-  const acc = (rows: number[][]) => rows.filter((row, n) => argmax(row) === v.label[n]).length / 20;
-  assert.equal(r.perHead, logits.map(acc));
-  assert.is(r.ensemble, acc(logits[0].map((row, n) => row.map((z, c) => z + logits[1][n][c]))));
-  st.dispose();
-});
+for (const [label, over] of [
+  ["device, batches outer, with repulsion", {}],
+  ["host-kept heads, heads outer, repulsion never computed", { keep_inactive_on_cpu: true, use_always_labeled: false, lambda: 0.5, patch_diversity_lambda: null, smoothing_eps: null }],
+  ["host-kept heads, batches outer because of the repulsion term", { keep_inactive_on_cpu: true }],
+] as [string, Partial<TrainConfigInput>][]) {
+  test(`evaluateEnsemble: per-head and mean-logit accuracy, eval-mode losses over all heads (${label})`, () => {
+    const cfg = cfgOf({ n_models: 3, ...over });
+    const shape = headShapeOf(cfg);
+    const st = new EnsembleState(cfg, [0, 1, 2].map((i) => initHeadArrays(shape, new Rng(i))));
+    const v = clusters(20, DIM, 3, 4);
+    const n0 = tf.memory().numTensors;
+    const loss = effectiveLoss(cfg);
+    const r = evaluateEnsemble(st, memoryEvalSource(v.embed, v.label, DIM), 7, { loss, refRng: new Rng(9) });
+    assert.is(tf.memory().numTensors, n0, "no tensors leak from evaluation");
+    const { heads } = st.snapshot();
+    const logits = heads.map((h) => tf.tidy(() => HL.headLogits(HL.headTensorsFromArrays(h, shape), tf.tensor2d(v.embed, [20, DIM]), shape).arraySync()));
+    const argmax = (row: number[]) => row.indexOf(Math.max(...row));
+    const acc = (rows: number[][]) => rows.filter((row, n) => argmax(row) === v.label[n]).length / 20;
+    assert.equal(r.perHead, logits.map(acc));
+    assert.is(r.ensemble, acc(logits[0].map((row, n) => row.map((z, c) => z + logits[1][n][c] + logits[2][n][c]))));
+    // expected: the reference's loss per batch of 7 (all heads active), averaged over the 3 batches
+    const refs = new Rng(9);
+    let task = 0, rep = 0, total = 0;
+    for (let s0 = 0; s0 < 20; s0 += 7) {
+      const ref = loss.computeRepulsion ? refs.int(3) : 0;
+      const part = sedLoss64(logits.map((z) => z.slice(s0, s0 + 7)), Array.from(v.label.slice(s0, s0 + 7)), 3, loss, ref);
+      task += part.task / 3; rep += part.repulsion / 3; total += part.total / 3;
+    }
+    for (const [got, want, what] of [[r.task, task, "task"], [r.repulsion, rep, "repulsion"], [r.total, total, "total"]] as const) {
+      assert.ok(Math.abs(got - want) < 1e-5 * Math.max(1, Math.abs(want)), `${what}: ${got} vs ${want}`);
+    }
+    st.dispose();
+  });
+}
 import * as HL from "../../../src/ml/heads.ts";
 
 test("interrupted training resumes from the last complete epoch and ends bit-identical", async () => {
