@@ -58,7 +58,7 @@ export async function run(ctx: StageContext): Promise<void> {
       val_features: ctx.deps.val,
       resumed_after_epoch: result.resumedEpochs,
       skipped_nan_steps: result.skippedSteps,
-      rng_streams: "per epoch e: seed_e = seed + e - (freeze_first_epoch && e > 0); streams from seed_e: 1 = pair selection, 2 = A2D reference head, 3 = shuffling; init: Rng(seed), heads in index order",
+      rng_streams: "per epoch e: seed_e = seed + e - (freeze_first_epoch && e > 0); streams from seed_e: 1 = pair selection, 2 = A2D reference head, 3 = shuffling, 4 = reference head of the val loss; init: Rng(seed), heads in index order",
     };
     await saveEnsemble(join(out, MODEL_FILES.ensemble), {
       shape: headShapeOf(cfg),

@@ -69,8 +69,8 @@ export function geluExact(x: tf.Tensor): tf.Tensor {
 }
 
 function linear(x: tf.Tensor2D, w: tf.Tensor, b: tf.Tensor): tf.Tensor2D {
-  // w is [out, in]; the wasm backend's BatchMatMul override (backend.ts) turns the transposed operand
-  // into an explicit transpose so XNNPACK is used.
+  // w is [out, in]: on wasm, initBackend installs matMul kernels (OpenBLAS, or transpose-first
+  // XNNPACK) that avoid tfjs-wasm's slow transposed path.
   return tf.add(tf.matMul(x, w as tf.Tensor2D, false, true), b) as tf.Tensor2D;
 }
 
