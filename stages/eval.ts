@@ -7,6 +7,7 @@ import type { StageContext, StageModule } from "../src/runner/stage-api.ts";
 import { ConfigError, InputError } from "../src/errors.ts";
 import { initBackend } from "../src/ml/backend.ts";
 import { loadEnsemble, type EnsembleArrays } from "../src/ml/heads.ts";
+import { loadReferenceEnsemble } from "../src/ml/reference-ensemble.ts";
 import { EnsembleEvaluator, forwardRows, type EvalSummary } from "../src/ml/eval.ts";
 import { subsetIndices } from "../src/ml/metrics.ts";
 import { SCORE_NAMES } from "../src/ml/scores.ts";
@@ -97,10 +98,7 @@ export async function resolveFeatureFile(dep: string): Promise<string> {
 
 /** The ensemble of a model dep: a sed-pipe model folder (ensemble.safetensors) or a reference .pkl. */
 export async function loadModel(dep: string, format: EvalModelParams["format"]): Promise<EnsembleArrays> {
-  if (format === "reference-pkl") {
-    const { loadReferenceEnsemble } = await import("../src/ml/reference-ensemble.ts");
-    return loadReferenceEnsemble(dep);
-  }
+  if (format === "reference-pkl") return loadReferenceEnsemble(dep);
   const st = await stat(dep).catch(() => null);
   if (!st) throw new InputError(`${dep}: model does not exist`, { hint: "run the train-heads stage first" });
   return loadEnsemble(st.isDirectory() ? join(dep, "ensemble.safetensors") : dep);
