@@ -126,14 +126,17 @@ function greyToRgb(grey: Float32Array, offset: number): Image {
 }
 
 /**
- * The "rendition" shift of the subset set (our ImageNet-R analogue): strokes thickened by a 3x3
- * max filter and drawn as dark blue ink on cream paper. Labels and shapes unchanged.
+ * The "rendition" shift of the subset set (our ImageNet-R analogue): each digit redrawn as the
+ * outline of its stroke (3x3 dilation minus the stroke, a sketch-like hollow line) in orange ink
+ * on a dark blue background. Labels and shapes unchanged. Measured on the demo: the heads reach
+ * 33-42% here (vs 82-86% on val). Inverted strokes (dark ink on light paper) were tried first and
+ * drove every model to ~1%: a shift no model survives says nothing about the models.
  */
 export function renditionOf(img: Image): Image {
   const { width: w, height: h, data } = img;
   const out = new Float32Array(data.length);
-  const paper = [0.96, 0.92, 0.8];
-  const ink = [0.12, 0.1, 0.45];
+  const paper = [0.05, 0.05, 0.25];
+  const ink = [1.0, 0.6, 0.1];
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
       let m = 0;
@@ -144,7 +147,8 @@ export function renditionOf(img: Image): Image {
           if (yy >= 0 && yy < h && xx >= 0 && xx < w) m = Math.max(m, data[(yy * w + xx) * 3]);
         }
       }
-      for (let c = 0; c < 3; c++) out[(y * w + x) * 3 + c] = paper[c] + (ink[c] - paper[c]) * m;
+      const edge = Math.max(0, m - data[(y * w + x) * 3]);
+      for (let c = 0; c < 3; c++) out[(y * w + x) * 3 + c] = paper[c] + (ink[c] - paper[c]) * edge;
     }
   }
   return { width: w, height: h, data: out };

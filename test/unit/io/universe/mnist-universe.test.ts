@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { createHash } from "node:crypto";
 import { PNG } from "pngjs";
-import { buildMnistUniverse, parseUniverseParams, loadDigit, SIZE } from "../../../../src/io/universe/mnist-universe.ts";
+import { buildMnistUniverse, parseUniverseParams, loadDigit, renditionOf, SIZE } from "../../../../src/io/universe/mnist-universe.ts";
 import { CORRUPTIONS, type Image } from "../../../../src/io/universe/corruptions.ts";
 import { ConfigError } from "../../../../src/errors.ts";
 import { Rng } from "../../../../src/rng.ts";
@@ -157,6 +157,18 @@ test("every corruption: severity 5 changes images more than severity 1, values s
   } catch (err) {
     assert.match((err as Error).message, /severity must be an integer 1\.\.5/);
   }
+});
+
+test("rendition: the stroke becomes its outline in coloured ink on a dark background", () => {
+  const data = new Float32Array(SIZE * SIZE * 3);
+  for (let y = 10; y < 15; y++) for (let x = 10; x < 15; x++) for (let c = 0; c < 3; c++) data[(y * SIZE + x) * 3 + c] = 1;
+  const out = renditionOf({ width: SIZE, height: SIZE, data });
+  const px = (x: number, y: number) => [...out.data.subarray((y * SIZE + x) * 3, (y * SIZE + x) * 3 + 3)].map((v) => Math.round(v * 100) / 100);
+  const background = px(0, 0);
+  assert.equal(px(12, 12), background, "inside the stroke: background");
+  assert.equal(px(9, 12), [1, 0.6, 0.1], "just outside the stroke: ink");
+  assert.equal(px(8, 12), background, "two pixels out: background");
+  assert.ok(background[2] > background[0], "dark blue background");
 });
 
 test("params validation names the problem", () => {
