@@ -1,7 +1,8 @@
 // Backend benchmark: matMul GFLOP/s and a one-head training-step proxy on stock tfjs-wasm, the
 // transpose-first fallback (wasm-fixed) and OpenBLAS (wasm+blas), the optimizer update with tensor
 // ops vs the fused native loop, and the same step in PyTorch where Debian's python3-torch is
-// installed. SED_BENCH_FULL=1 adds batch 1024, a third round and longer windows.
+// installed. SED_BENCH_FULL=1 adds batch 1024, a third round and longer windows;
+// SED_BENCH_PROFILE=1 prints the per-kernel time of a step on the fastest path.
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { cpus, loadavg } from "node:os";
@@ -26,6 +27,8 @@ await tf.ready();
 await registerCoreGradients();
 const blas = loadBlasAddon();
 const paths: Path[] = ["stock", "wasm-fixed", ...("blas" in blas ? (["wasm+blas"] as Path[]) : [])];
+// OpenBLAS's and PyTorch's threads (SED_PIPE_BLAS_THREADS=1 gives a one-core comparison, steadier
+// on a loaded machine).
 const threads = Number(process.env.SED_PIPE_BLAS_THREADS ?? 2);
 
 console.log(`cpu: ${cpus()[0]?.model} x${cpus().length}; load average ${loadavg()[0].toFixed(1)}; OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? "(unset)"}`);
@@ -63,7 +66,7 @@ const randn = (shape: number[], scale = 1) => {
 // PyTorch as a long-lived helper, so its measurements interleave with ours under the same load.
 const PY = `
 import sys, time, torch
-torch.set_num_threads(2); torch.manual_seed(0)
+torch.set_num_threads(${threads}); torch.manual_seed(0)
 m = torch.nn.Sequential(torch.nn.Linear(768,3072), torch.nn.ReLU(), torch.nn.Linear(3072,768), torch.nn.Linear(768,1000))
 def best(f, win):
     f(); b = float("inf"); t0 = time.perf_counter()
@@ -90,7 +93,7 @@ interface Torch {
 }
 async function startTorch(): Promise<Torch | string> {
   const child = spawn("/usr/bin/python3", ["-c", PY], {
-    env: { ...process.env, OMP_WAIT_POLICY: "PASSIVE", OMP_NUM_THREADS: "2" },
+    env: { ...process.env, OMP_WAIT_POLICY: "PASSIVE", OMP_NUM_THREADS: String(threads), OPENBLAS_NUM_THREADS: String(threads) },
     stdio: ["pipe", "pipe", "pipe"],
   });
   let stderr = "";
@@ -125,11 +128,13 @@ const torch = await startTorch();
 // Model of the step proxy: one SED head, 768 -> 3072 (relu) -> 768 -> 1000, softmax CE, forward +
 // backward with tf.grads, no optimizer update (the same in PyTorch).
 const params = [randn([768, 3072], 0.02), tf.zeros([3072]), randn([3072, 768], 0.02), tf.zeros([768]), randn([768, 1000], 0.02), tf.zeros([1000])];
-const gradFn = tf.grads((x: tf.Tensor, y: tf.Tensor, ...p: tf.Tensor[]) => {
-  const h1 = tf.relu(tf.add(tf.matMul(x, p[0]), p[1]));
-  const h2 = tf.add(tf.matMul(h1, p[2]), p[3]);
-  return tf.losses.softmaxCrossEntropy(y, tf.add(tf.matMul(h2, p[4]), p[5]));
-});
+// Gradients of the parameters only (not of x or y), as torch computes them.
+const gradFn = (x: tf.Tensor, y: tf.Tensor) =>
+  tf.grads((...p: tf.Tensor[]) => {
+    const h1 = tf.relu(tf.add(tf.matMul(x, p[0]), p[1]));
+    const h2 = tf.add(tf.matMul(h1, p[2]), p[3]);
+    return tf.losses.softmaxCrossEntropy(y, tf.add(tf.matMul(h2, p[4]), p[5]));
+  })(params);
 const operands = COMBOS.map(([ta, tb]) => [randn(ta ? [K, M] : [M, K]), randn(tb ? [N, K] : [K, N])]);
 const batches = BATCHES.map((B) => ({
   B,
@@ -156,7 +161,7 @@ for (let round = 0; round < ROUNDS; round++) {
     for (const { B, x, y } of batches) {
       const before = tf.memory().numTensors;
       const s = timeIt(() => {
-        const g = gradFn([x, y, ...params]);
+        const g = gradFn(x, y);
         g.forEach((t) => t.dataSync());
         tf.dispose(g);
       }, path === "stock" && B >= 256 ? 1 : WINDOW_MS);
@@ -183,9 +188,24 @@ if (typeof torch === "string") {
 } else {
   torch.close();
   console.log([`torch ${torch.version}`.padEnd(11), ...BATCHES.map((b) => tStep[b].toFixed(2).padStart(10))].join("  "));
-  console.log("ratio to PyTorch (2 threads, OMP_WAIT_POLICY=PASSIVE):");
+  console.log(`ratio to PyTorch (${threads} thread(s) each, OMP_WAIT_POLICY=PASSIVE):`);
   for (const path of paths) {
     console.log(`  ${path.padEnd(11)} steps ${BATCHES.map((b) => `batch ${b} ${(step[path][b] / tStep[b]).toFixed(3)}`).join(", ")}; matMul tA=F,tB=F ${(mm[path][0] / tMm).toFixed(3)}`);
+  }
+}
+if (process.env.SED_BENCH_PROFILE === "1") {
+  // Where a step's time goes, per kernel, on the fastest path (tfjs's own kernel timer).
+  await use(paths[paths.length - 1]);
+  for (const { B, x, y } of batches) {
+    const prof = await tf.profile(() => {
+      const g = gradFn(x, y);
+      g.forEach((t) => t.dataSync());
+      tf.dispose(g);
+    });
+    const agg = new Map<string, number>();
+    for (const k of prof.kernels) agg.set(k.name, (agg.get(k.name) ?? 0) + (k.kernelTimeMs as number));
+    const top = [...agg].sort((a, b) => b[1] - a[1]).slice(0, 8);
+    console.log(`  ${paths[paths.length - 1]} batch ${B} kernel ms: ${top.map(([k, v]) => `${k} ${v.toFixed(1)}`).join(", ")}`);
   }
 }
 tf.dispose([...params, ...operands.flat(), ...batches.flatMap((b) => [b.x, b.y])]);
