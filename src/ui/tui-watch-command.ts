@@ -14,9 +14,11 @@ export interface WatchCommandContext {
   root(): string;
   setExit(code: number): void;
   onSignal(handler: (sig: NodeJS.Signals) => void): () => void;
+  /** The terminal the live view draws on (src/cli.ts: process.stdout); absent = not a terminal. */
+  stdout?: { isTTY?: boolean; write(text: string): unknown; columns?: number };
 }
 
-/** The stream the live view draws on (Ink needs a real stream); tests pass a non-TTY stand-in. */
+/** Overrides the stream the live view draws on (tests pass a non-TTY stand-in). */
 export interface WatchDeps {
   stdout?: { isTTY?: boolean; write(text: string): unknown; columns?: number };
 }
@@ -55,7 +57,7 @@ export function registerWatchCommands(program: Command, cli: WatchCommandContext
         import("./pick-sink.ts"),
       ]);
       const root = cli.root();
-      const stdout = deps.stdout ?? process.stdout;
+      const stdout = deps.stdout ?? cli.stdout ?? { isTTY: false, write: (t: string) => cli.out(t) };
       const stop = new AbortController();
       const killNow = new AbortController();
       let signals = 0;

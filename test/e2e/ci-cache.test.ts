@@ -7,11 +7,8 @@ import { createServer, type Server } from "node:http";
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { AddressInfo } from "node:net";
-import { Command } from "commander";
-import { buildProgram, type CliContext } from "../../src/cli.ts";
-import { SedPipeError } from "../../src/errors.ts";
-import { registerCacheCommands } from "../../src/store/cache-transfer-commands.ts";
-import { PARAMS, counts, exists, makeProject } from "../helpers/project.ts";
+import { main } from "../../src/cli.ts";
+import { PARAMS, cli, counts, exists, makeProject } from "../helpers/project.ts";
 import { removeDir, tempDir, withTimeout } from "../helpers/tmp.ts";
 
 const T = 180_000;
@@ -22,35 +19,20 @@ interface Res {
   err: string;
 }
 
-/** Runs one sed-pipe command in-process in `cwd` (cache commands added if src/cli.ts lacks them). */
+/** Runs one sed-pipe command in-process through src/cli.ts main() (the same path as bin/sed-pipe.js). */
 async function sp(cwd: string, ...args: string[]): Promise<Res> {
   let out = "";
   let err = "";
-  let code = 0;
-  const ctx: CliContext = {
+  const code = await main(args, {
     cwd,
-    env: { ...process.env, NO_COLOR: "1" },
+    env: { ...process.env, NO_COLOR: "1", CI: "true" },
     out: (t) => void (out += t),
     err: (t) => void (err += t),
+    // Not a terminal, whatever runs the tests: plain lines into `out`.
+    stdout: { isTTY: false, write: (t: string) => (out += t) },
     color: false,
-    root: () => cwd,
-    setExit: (c) => void (code = c),
     onSignal: () => () => {},
-  };
-  const program: Command = buildProgram(ctx);
-  if (!program.commands.some((c) => c.name() === "cache")) {
-    registerCacheCommands(program, ctx);
-    for (const c of program.commands) c.exitOverride().configureOutput({ writeOut: (s) => (out += s), writeErr: (s) => (err += s) });
-  }
-  try {
-    await program.parseAsync(args, { from: "user" });
-  } catch (e) {
-    if (e instanceof SedPipeError) {
-      err += `error: ${e.message}\n`;
-      code = e.exitCode;
-    } else if ((e as { code?: string }).code?.startsWith("commander.")) code = 2;
-    else throw e;
-  }
+  });
   return { code, out, err };
 }
 
@@ -259,8 +241,11 @@ test("gc frees only objects no lock entry references (dry run first); cache key 
         const prefix = (await sp(a, "cache", "key", "--prefix")).out.trim();
         assert.ok(k1.startsWith(prefix));
 
-        const none = await sp(a, "gc", "--dry-run");
-        assert.match(none.out, /would free 0 B: 0 unreferenced objects; \d+ kept/);
+        // The installed entry point (bin/sed-pipe.js) has the commands too.
+        const none = await cli(a, "gc", "--dry-run");
+        assert.is(none.code, 0, none.stdout + none.stderr);
+        assert.match(none.stdout, /would free 0 B: 0 unreferenced objects; \d+ kept/);
+        assert.is((await cli(a, "cache", "key")).stdout.trim(), k1);
 
         await writeFile(join(a, "params/demo.yaml"), PARAMS({ scale: 3 }));
         const k2 = (await sp(a, "cache", "key")).out.trim();
