@@ -1,5 +1,6 @@
-// Ctrl-C in a real terminal (a pty from util-linux `script`): the Ink view is picked, the run stops,
-// the final frame says so, the cursor is shown again and the terminal is left in cooked mode.
+// Ctrl-C in a real terminal (a pty from util-linux `script`) under the real CLI: `sed-pipe run` picks
+// the Ink view, the run stops (exit 130), the final frame says so, the cursor is shown again and the
+// terminal is left in cooked mode.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { spawn, spawnSync } from "node:child_process";
@@ -9,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { exists, makeProject, waitFor } from "../../helpers/project.ts";
 import { removeDir, withTimeout } from "../../helpers/tmp.ts";
 
-const RUNNER = fileURLToPath(new URL("./tui-pty-runner.ts", import.meta.url));
+const BIN = fileURLToPath(new URL("../../../bin/sed-pipe.js", import.meta.url));
 const hasScript = spawnSync("script", ["--version"]).status === 0;
 
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -29,7 +30,7 @@ test("Ctrl-C under the Ink view: run interrupted, cursor shown, terminal not lef
         delete env.CI;
         delete env.NO_COLOR;
         delete env.FORCE_COLOR;
-        const inner = `stty cols 100 rows 30; ${q(process.execPath)} --import tsx ${q(RUNNER)} ${q(root)}; echo; stty -a`;
+        const inner = `stty cols 100 rows 30; ${q(process.execPath)} ${q(BIN)} run slow -j 1; echo "EXIT=$?"; stty -a`;
         const child = spawn("script", ["-qfec", inner, "/dev/null"], { cwd: root, env, stdio: ["pipe", "pipe", "pipe"] });
         let out = "";
         child.stdout.on("data", (d) => (out += d));
@@ -45,7 +46,8 @@ test("Ctrl-C under the Ink view: run interrupted, cursor shown, terminal not lef
         clearTimeout(timer);
         if (code === "hung") child.kill("SIGKILL");
         assert.is.not(code, "hung", out);
-        assert.match(out, /KIND=ink OUTCOME=interrupted/);
+        assert.match(out, /EXIT=130/);
+        assert.match(out, /SIGINT: stopping/);
         assert.match(out, /interrupted: 0 ran, 0 restored, 0 fresh, 1 failed/);
         const hide = out.lastIndexOf("\x1b[?25l");
         const show = out.lastIndexOf("\x1b[?25h");
