@@ -3,11 +3,12 @@
 import { fork } from "node:child_process";
 import { createWriteStream } from "node:fs";
 import { mkdir } from "node:fs/promises";
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
 import type { ProgressEvent } from "./stage-api.ts";
 import type { FromWorker, ToWorker, WorkerSpec } from "./worker-protocol.ts";
+import { bundleStage } from "./stage-bundle.ts";
 
 const WORKER_PATH = fileURLToPath(new URL("./worker.ts", import.meta.url));
 // Resolved from the engine's own node_modules so a project elsewhere needs no tsx of its own.
@@ -45,9 +46,20 @@ export async function runInWorker(spec: WorkerSpec, hooks: WorkerHooks): Promise
   };
   log.write(`# ${spec.instanceId} (${spec.module}) started ${new Date().toISOString()}\n`);
 
-  const child = fork(WORKER_PATH, [], {
+  // A bundle starts on plain node (fast, small); if bundling fails, say why and fall back to tsx.
+  let entry = WORKER_PATH;
+  let execArgv = ["--import", TSX_URL];
+  if (process.env.SED_PIPE_NO_BUNDLE !== "1") {
+    try {
+      entry = await bundleStage(spec.modulePath, join(spec.root, "cache"));
+      execArgv = ["--enable-source-maps"];
+    } catch (err) {
+      line("log", `# could not bundle ${spec.module} (${(err as Error).message.split("\n")[0]}); running it through tsx`);
+    }
+  }
+  const child = fork(entry, [], {
     cwd: spec.root,
-    execArgv: ["--import", TSX_URL],
+    execArgv,
     stdio: ["ignore", "pipe", "pipe", "ipc"],
     // Own process group: a terminal's Ctrl-C reaches only the runner, which stops workers itself,
     // and a kill of the group also reaches anything the stage spawned.

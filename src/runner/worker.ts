@@ -1,9 +1,13 @@
-// The worker process of one stage instance: forked by the runner (node --import tsx), it imports the
-// stage module, builds its StageContext and calls run(ctx). Talks to the runner only over IPC; never
+// The worker process of one stage instance: forked by the runner as a bundle built by
+// stage-bundle.ts (plain node; the stage module is handed over through a global), or, as a fallback,
+// with `node --import tsx` importing the stage module itself. It builds the StageContext and calls run(ctx). Talks to the runner only over IPC; never
 // touches artifacts/, the cache or pipeline.lock (the runner moves outputs into place).
 import { pathToFileURL } from "node:url";
 import type { ProgressEvent, StageContext, StageModule } from "./stage-api.ts";
 import type { ToWorker, FromWorker } from "./worker-protocol.ts";
+
+// Same value as stage-bundle.ts's BUNDLED_STAGE_GLOBAL (not imported: that module loads esbuild).
+const BUNDLED_STAGE_GLOBAL = "__sedPipeBundledStage";
 
 function send(msg: FromWorker): Promise<void> {
   return new Promise((resolve) => {
@@ -24,7 +28,8 @@ async function start(msg: Extract<ToWorker, { type: "start" }>): Promise<void> {
   const spec = msg.spec;
   let mod: Partial<StageModule>;
   try {
-    mod = (await import(pathToFileURL(spec.modulePath).href)) as Partial<StageModule>;
+    const bundled = (globalThis as Record<string, unknown>)[BUNDLED_STAGE_GLOBAL];
+    mod = (bundled ?? (await import(pathToFileURL(spec.modulePath).href))) as Partial<StageModule>;
   } catch (err) {
     const e = errorText(err);
     await send({ type: "failed", message: `cannot load stage module ${spec.module}: ${e.message}`, stack: e.stack, aborted: false });
