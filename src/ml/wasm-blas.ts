@@ -1,6 +1,6 @@
-// Switches the tfjs wasm backend's BatchMatMul / _FusedMatMul kernels to OpenBLAS (@sed-pipe/blas)
-// or, without it, to the transpose-first pure-wasm fallback; says which and why. Must be called
-// after the wasm backend is active; never selects or initialises a backend itself.
+// Switches the tfjs wasm backend's BatchMatMul / _FusedMatMul kernels (and Sum over leading axes)
+// to OpenBLAS (@sed-pipe/blas) or, without it, to the transpose-first pure-wasm fallback; says which
+// and why. Must be called after the wasm backend is active; never selects or initialises a backend.
 import { createRequire } from "node:module";
 import { isMainThread } from "node:worker_threads";
 import * as tf from "@tensorflow/tfjs-core";
@@ -8,6 +8,7 @@ import type { KernelConfig } from "@tensorflow/tfjs-core";
 import { SedPipeError } from "../errors.ts";
 import type { BlasAddon } from "./kernels/blas-addon.ts";
 import { blasBatchMatMulConfig, blasFusedMatMulConfig } from "./kernels/blas-mat-mul.ts";
+import { leadingSumConfig } from "./kernels/leading-sum.ts";
 import { makeFusedOptimizer, type FusedOptimizer } from "./kernels/fused-optim.ts";
 import { fixedBatchMatMulConfig, fixedFusedMatMulConfig, type StockMatMulKernels } from "./kernels/fixed-mat-mul.ts";
 
@@ -22,7 +23,7 @@ export interface InstallBlasOptions {
 }
 
 const require = createRequire(import.meta.url);
-let stock: StockMatMulKernels | null = null;
+let stock: (StockMatMulKernels & { sum: KernelConfig }) | null = null;
 let active: BlasPath | null = null;
 let addon: BlasAddon | null = null;
 
@@ -71,12 +72,13 @@ function requireWasm(): void {
   }
 }
 
-function saveStock(): StockMatMulKernels {
+function saveStock(): StockMatMulKernels & { sum: KernelConfig } {
   if (stock) return stock;
   const batchMatMul = tf.getKernel("BatchMatMul", "wasm");
   const fusedMatMul = tf.getKernel("_FusedMatMul", "wasm");
-  if (!batchMatMul || !fusedMatMul) throw new SedPipeError("tfjs-backend-wasm has no BatchMatMul/_FusedMatMul kernel registered");
-  stock = { batchMatMul, fusedMatMul };
+  const sum = tf.getKernel("Sum", "wasm");
+  if (!batchMatMul || !fusedMatMul || !sum) throw new SedPipeError("tfjs-backend-wasm has no BatchMatMul/_FusedMatMul/Sum kernel registered");
+  stock = { batchMatMul, fusedMatMul, sum };
   return stock;
 }
 
@@ -100,11 +102,11 @@ export async function installBlasKernels(
   if ("blas" in loaded) {
     const threads = options.threads ?? defaultThreads();
     if (threads !== null) setBlasThreads(threads);
-    register([blasBatchMatMulConfig(loaded.blas), blasFusedMatMulConfig(loaded.blas)]);
+    register([blasBatchMatMulConfig(loaded.blas), blasFusedMatMulConfig(loaded.blas), leadingSumConfig(loaded.blas, s.sum)]);
     active = "wasm+blas";
     return { path: active, reason: `@sed-pipe/blas: ${loaded.blas.config()}, ${loaded.blas.numThreads()} thread(s)` };
   }
-  register([fixedBatchMatMulConfig(s), fixedFusedMatMulConfig(s)]);
+  register([fixedBatchMatMulConfig(s), fixedFusedMatMulConfig(s), s.sum]);
   active = "wasm-fixed";
   return { path: active, reason: `${loaded.error}; transposed matMuls rewritten for the XNNPACK path` };
 }
@@ -112,7 +114,7 @@ export async function installBlasKernels(
 /** Puts the stock tfjs-wasm matMul kernels back (benchmarks and tests compare against them). */
 export function uninstallBlasKernels(): void {
   if (!stock) return;
-  register([stock.batchMatMul, stock.fusedMatMul]);
+  register([stock.batchMatMul, stock.fusedMatMul, stock.sum]);
   active = null;
 }
 

@@ -332,6 +332,28 @@ static napi_value js_sgd(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
+/* colSum(x, rows, cols, out): out[j] = sum over i of x[i * cols + j] (a reduction over leading
+ * axes, e.g. the bias gradient of a dense layer), accumulated row by row in float like tfjs. */
+static napi_value js_col_sum(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value a[4];
+  CALL(env, napi_get_cb_info(env, info, &argc, a, NULL, NULL));
+  if (argc != 4) THROW(env, "sed_blas.colSum: expected 4 arguments");
+  float *x, *out;
+  size_t lx, lo;
+  int64_t rows, cols;
+  if (!get_f32(env, a[0], false, &x, &lx, "x") || !get_i64(env, a[1], &rows, "rows") ||
+      !get_i64(env, a[2], &cols, "cols") || !get_f32(env, a[3], false, &out, &lo, "out"))
+    return NULL;
+  if ((size_t)(rows * cols) > lx || (size_t)cols > lo) THROW(env, "sed_blas.colSum: an array is too small");
+  memset(out, 0, sizeof(float) * (size_t)cols);
+  for (int64_t i = 0; i < rows; i++) {
+    const float* row = x + i * cols;
+    for (int64_t j = 0; j < cols; j++) out[j] += row[j];
+  }
+  return undef(env);
+}
+
 static napi_value js_set_num_threads(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value a[1];
@@ -364,6 +386,7 @@ NAPI_MODULE_INIT() {
       {"biasActivation", NULL, js_bias_activation, NULL, NULL, NULL, napi_enumerable, NULL},
       {"adamw", NULL, js_adamw, NULL, NULL, NULL, napi_enumerable, NULL},
       {"sgd", NULL, js_sgd, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"colSum", NULL, js_col_sum, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setNumThreads", NULL, js_set_num_threads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"numThreads", NULL, js_num_threads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"config", NULL, js_config, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -154,6 +154,45 @@ test("_FusedMatMul prelu with a scalar weight", async () => {
   for (const path of PATHS) assertClose(await compute(path, f), ref, path);
 });
 
+// [shape, axis, keepDims]: leading-axes reductions take the native path, the rest the stock kernel.
+const SUM_CASES: [number[], number | number[] | undefined, boolean][] = [
+  [[256, 37], 0, false],
+  [[4, 5, 6], [0, 1], false],
+  [[4, 5, 6], [1, 0], true],
+  [[4, 5, 6], -3, true],
+  [[0, 5], 0, false],
+  [[4, 5, 6], 1, false],
+  [[4, 5, 6], [0, 2], false],
+  [[4, 5, 6], undefined, false],
+  [[7], 0, false],
+];
+for (const [shape, axis, keepDims] of SUM_CASES) {
+  test(`Sum shape [${shape}] axis ${JSON.stringify(axis)} keepDims=${keepDims}`, async () => {
+    const x = rand(shape);
+    const f = () => tf.sum(T(x), axis, keepDims);
+    const ref = await compute("cpu", f);
+    for (const path of PATHS) {
+      await use(path);
+      const got = tf.tidy(() => f().shape);
+      assert.equal(got, tf.tidy(() => f().shape));
+      assertClose(await compute(path, f), ref, `${path} Sum`);
+    }
+    // int32 sums keep the stock kernel and its dtype (not on empty input: the stock int32 Sum of
+    // zero rows returns uninitialised memory)
+    if (x.data.length === 0) return;
+    const xi = tf.tidy(() => tf.cast(tf.mul(T(x), 10), "int32"));
+    const refI = await (async () => { await use("stock"); return tf.tidy(() => Array.from(tf.sum(xi, axis, keepDims).dataSync())); })();
+    for (const path of PATHS) {
+      await use(path);
+      const r = tf.tidy(() => tf.sum(xi, axis, keepDims));
+      assert.is(r.dtype, "int32");
+      assert.equal(Array.from(r.dataSync()), refI);
+      r.dispose();
+    }
+    xi.dispose();
+  });
+}
+
 const grads = await registerCoreGradients();
 test("tfjs-core gradients needed by training are registered", () => {
   for (const k of ["BatchMatMul", "Add", "Relu", "Reshape", "Multiply", "Mean", "Sub", "Square", "Sum", "Softmax", "LogSoftmax"]) {
