@@ -50,7 +50,8 @@ function runFile(file) {
       const total = num("Total");
       const passed = num("Passed") ?? 0;
       const skipped = num("Skipped") ?? 0;
-      let failed = total === undefined ? 0 : total - passed - skipped;
+      // uvu's Total counts the tests that ran (skipped ones are not in it).
+      let failed = total === undefined ? 0 : Math.max(0, total - passed);
       // A crash, a timeout or a non-zero exit with no failing test counted is one failure.
       if ((code !== 0 || signal) && failed === 0) failed = 1;
       resolve({ file, output, passed, failed, skipped, ms: Date.now() - started });
