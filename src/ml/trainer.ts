@@ -15,6 +15,7 @@ import {
 } from "./heads.ts";
 import { sedLoss, sedLossWithGrad, smoothedTargets, softCrossEntropy } from "./losses.ts";
 import { adamwUpdate, gradsFinite, sgdUpdate, slotNames } from "./optim.ts";
+import { fusedOptimizer } from "./wasm-blas.ts";
 import { lrAt } from "./lr-schedule.ts";
 import { effectiveLoss, epochSeed, headShapeOf, type EffectiveLoss, type TrainConfig } from "./train-config.ts";
 
@@ -314,11 +315,13 @@ export function sedTrainStep(st: EnsembleState, loss: EffectiveLoss, inp: StepIn
       }
     }
     for (const i of inp.active) st.headSteps[i]++;
+    // One native loop per parameter on wasm+BLAS (same formulas, 1.5-3x faster); tensor ops elsewhere.
+    const opt = fusedOptimizer() ?? { sgdUpdate, adamwUpdate };
     const next = heads.map((h, j): DeviceHead => {
       const u =
         o.type === "sgd"
-          ? sgdUpdate(h.params, grads[j], h.slots, o, inp.lr)
-          : adamwUpdate(h.params, grads[j], h.slots, o, inp.lr, st.headSteps[inp.active[j]]);
+          ? opt.sgdUpdate(h.params, grads[j], h.slots, o, inp.lr)
+          : opt.adamwUpdate(h.params, grads[j], h.slots, o, inp.lr, st.headSteps[inp.active[j]]);
       return { params: u.param as tf.Tensor1D, slots: u.slots as Record<string, tf.Tensor1D> };
     });
     return { task: l.task, repulsion: l.repulsion, total: l.total, next, skipped: null };

@@ -23,6 +23,7 @@ import {
   type Planner,
 } from "./assess.ts";
 import { runInWorker } from "./spawn-worker.ts";
+import { availableParallelism } from "node:os";
 
 /** The caller holds the workspace run lock (src/store/run-lock.ts) for the whole call, unless dryRun. */
 export interface ExecuteOptions {
@@ -194,6 +195,8 @@ export async function executeRun(o: ExecuteOptions): Promise<RunResult> {
           logPath,
           signal: o.signal,
           graceMs,
+          // Two workers on two cores each get one BLAS thread instead of fighting over both.
+          blasThreads: Math.max(1, Math.floor(availableParallelism() / o.jobs)),
           ...(o.killSignal ? { killSignal: o.killSignal } : {}),
           onProgress: (event) => o.emit({ type: "progress", id: inst.id, elapsedMs: Date.now() - t0, progress: event }),
           onLog: (stream, line) => o.emit({ type: "log", id: inst.id, stream, line }),

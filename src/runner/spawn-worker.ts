@@ -27,6 +27,8 @@ export interface WorkerHooks {
   killSignal?: AbortSignal;
   onProgress(event: ProgressEvent): void;
   onLog(stream: "log" | "stdout" | "stderr", line: string): void;
+  /** OpenBLAS threads for this worker (cores / parallel jobs); SED_PIPE_BLAS_THREADS overrides. */
+  blasThreads?: number;
   /** Called with the worker's pid once it is forked (tests kill it from outside). */
   onSpawn?(pid: number): void;
 }
@@ -57,8 +59,11 @@ export async function runInWorker(spec: WorkerSpec, hooks: WorkerHooks): Promise
       line("log", `# could not bundle ${spec.module} (${(err as Error).message.split("\n")[0]}); running it through tsx`);
     }
   }
+  const env = { ...process.env };
+  if (env.SED_PIPE_BLAS_THREADS === undefined && hooks.blasThreads) env.SED_PIPE_BLAS_THREADS = String(hooks.blasThreads);
   const child = fork(entry, [], {
     cwd: spec.root,
+    env,
     execArgv,
     stdio: ["ignore", "pipe", "pipe", "ipc"],
     // Own process group: a terminal's Ctrl-C reaches only the runner, which stops workers itself,
