@@ -287,6 +287,7 @@ export async function executeRun(o: ExecuteOptions): Promise<RunResult> {
     return undefined;
   };
   const blockedSource = new Map<string, string | null>();
+  const schedulingOrder = criticalFirst(o.order, a.upstream);
   const onAbort = () => {
     stopping = true;
   };
@@ -313,7 +314,7 @@ export async function executeRun(o: ExecuteOptions): Promise<RunResult> {
         }
       }
       if (!stopping) {
-        for (const id of o.order) {
+        for (const id of schedulingOrder) {
           if (running.size >= o.jobs) break;
           if (state.get(id) !== "waiting") continue;
           if (!(a.upstream[id] ?? []).every((u) => state.get(u) === "ok")) continue;
@@ -380,4 +381,25 @@ function describeDiff(planner: Planner, before: Fingerprint, after: Fingerprint)
   }
   if (before.parts.paramsHash !== after.parts.paramsHash) out.push("params");
   return out.length ? out : ["fingerprint"];
+}
+
+/**
+ * Ready instances start in this order: most transitive downstream instances first (ties keep the
+ * topological order). Training an ensemble unblocks dozens of evals, so it must not queue behind
+ * every feature-caching instance just because those come first in topological order.
+ */
+export function criticalFirst(order: string[], upstream: Record<string, string[]>): string[] {
+  const downstream = new Map<string, Set<string>>(order.map((id) => [id, new Set<string>()]));
+  for (let i = order.length - 1; i >= 0; i--) {
+    const id = order[i];
+    const mine = downstream.get(id)!;
+    for (const u of upstream[id] ?? []) {
+      const theirs = downstream.get(u);
+      if (!theirs) continue;
+      theirs.add(id);
+      for (const d of mine) theirs.add(d);
+    }
+  }
+  const rank = new Map(order.map((id, i) => [id, i]));
+  return [...order].sort((x, y) => downstream.get(y)!.size - downstream.get(x)!.size || rank.get(x)! - rank.get(y)!);
 }
