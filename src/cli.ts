@@ -397,7 +397,7 @@ type Register = (program: Command, cli: CliContext) => void;
 export const EXTRA_COMMANDS: Array<{ names: string[]; load: () => Promise<Register> }> = [
   { names: ["watch"], load: async () => (await import("./ui/tui-watch-command.ts")).registerWatchCommands },
   { names: ["cache", "gc"], load: async () => (await import("./store/cache-transfer-commands.ts")).registerCacheCommands },
-  // { names: ["inspect"], load: async () => (await import("./ui/inspect-command.ts")).registerInspectCommands },
+  { names: ["inspect"], load: async () => (await import("./ui/inspect-command.ts")).registerInspectCommands },
 ];
 const BUILTIN_COMMANDS = ["run", "status", "why", "invalidate", "dag", "name", "logs"];
 
