@@ -226,7 +226,7 @@ export async function run(ctx: StageContext): Promise<void> {
   if (await reusableReferenceFile(existing, dim, N * E, ctx.log)) {
     ctx.log(`reusing complete reference file ${existing} (${N * E} rows)`);
     await linkOrCopy(existing, file);
-    await writeClasses(ctx, ds, list, target);
+    await writeClasses(ctx, ds, list);
     return;
   }
 
@@ -273,18 +273,18 @@ export async function run(ctx: StageContext): Promise<void> {
   } finally {
     disposeVit(model);
   }
-  await writeClasses(ctx, ds, list, target);
+  await writeClasses(ctx, ds, list);
 }
 
 /**
- * The class list goes beside the features: `<features>.classes.json` for file outs (an out named
- * `classes` when pipeline.yaml declares one, else next to the final features path), `classes.json`
- * inside folder outs (written above).
+ * The class list is a declared out (`classes`, pipeline.yaml) so the engine sees, stores and restores
+ * it like the features: never written next to the final path behind the engine's back. Single-folder
+ * OOD sets have no classes (every image is label 0): their list is empty.
  */
-async function writeClasses(ctx: StageContext, ds: DatasetParams, list: ImageList, target: string): Promise<void> {
-  if (ds.layout !== "imagefolder" || ds.naming === "reference-hash") return;
-  const dest = ctx.outs.classes ?? `${target}.classes.json`;
-  await writeFileAtomic(dest, JSON.stringify({ classes: list.classes }, null, 1) + "\n");
+async function writeClasses(ctx: StageContext, ds: DatasetParams, list: ImageList): Promise<void> {
+  if (!ctx.outs.classes) return;
+  const classes = ds.layout === "imagefolder" ? list.classes : [];
+  await writeFileAtomic(ctx.outs.classes, JSON.stringify({ classes }, null, 1) + "\n");
 }
 
 async function prepareBatch(

@@ -69,7 +69,7 @@ function ctx(dataset: Record<string, unknown>, featurizer: Record<string, unknow
     item: dataset,
     params: { dataset, featurizer },
     deps: { images: join(root, String(dataset.images)), checkpoint: join(root, "models", "vit.safetensors") },
-    outs: { features: join(root, ".tmp", `out-${String(dataset.key)}`) },
+    outs: { features: join(root, ".tmp", `out-${String(dataset.key)}`), classes: join(root, ".tmp", `classes-${String(dataset.key)}.json`) },
     scratch: join(root, ".scratch"),
     backend: "auto",
     signal: signal ?? new AbortController().signal,
@@ -105,7 +105,7 @@ test("eval pass: rows in ImageFolder order, labels and indices, features equal a
   } finally {
     r.close();
   }
-  assert.equal(JSON.parse(await readFile(join(root, "features", "val.hdf5.classes.json"), "utf8")), { classes: ["cat", "dog"] });
+  assert.equal(JSON.parse(await readFile(c.outs.classes, "utf8")), { classes: ["cat", "dog"] });
   const last = events[events.length - 1];
   assert.is(last.done, 5);
   assert.is(last.total, 5);
