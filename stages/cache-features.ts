@@ -1,8 +1,8 @@
 // Stage cache-features: images -> frozen DeiT-3 featurizer -> HDF5 feature file in the reference
 // layout (§4), E passes of the train transform or one pass of the eval transform. Owns the batch
 // loop, bad-image policy and output naming; the math is src/ml/vit.ts, the files are src/io/*.
-import { link, copyFile, mkdir, readFile, stat } from "node:fs/promises";
-import { dirname, isAbsolute, join, resolve } from "node:path";
+import { link, copyFile, mkdir, readdir, readFile, stat } from "node:fs/promises";
+import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import type { StageContext } from "../src/runner/stage-api.ts";
 import { ConfigError, InputError } from "../src/errors.ts";
 import { Rng } from "../src/rng.ts";
@@ -25,7 +25,10 @@ import { referenceFeatureFileName } from "../src/hash/reference-name.ts";
 
 export interface DatasetParams {
   key: string;
-  images: string;
+  /** Image folder to featurize; absent when `prebuilt` supplies the features. */
+  images?: string;
+  /** A reference-written feature file (or a folder holding exactly one), e.g. from the authors' tarball. */
+  prebuilt?: string;
   layout: ImageLayout;
   transform: "eval" | "train";
   passes: number;
@@ -92,9 +95,15 @@ export function parseDatasetParams(raw: unknown): DatasetParams {
   if (r.naming !== undefined && r.naming !== null && r.naming !== "reference-hash") {
     throw new ConfigError(`${where}.naming: expected reference-hash or nothing, got ${JSON.stringify(r.naming)}`);
   }
+  const images = r.images === undefined || r.images === null ? undefined : str(r, "images", where);
+  const prebuilt = r.prebuilt === undefined || r.prebuilt === null ? undefined : str(r, "prebuilt", where);
+  if (!images && !prebuilt) {
+    throw new ConfigError(`${where}: needs images (a folder to featurize) or prebuilt (a reference feature file)`);
+  }
   return {
     key,
-    images: str(r, "images", where),
+    ...(images ? { images } : {}),
+    ...(prebuilt ? { prebuilt } : {}),
     layout,
     transform,
     passes,
@@ -183,6 +192,53 @@ async function reusableReferenceFile(path: string, dim: number, rows: number, lo
   }
 }
 
+/**
+ * Features the reference already computed (the authors' cached-features tarball): validated (layout,
+ * width, completeness by the reference rule), then linked into place under the reference's file
+ * name. The class list is unknown without the images, so the classes out records an empty list.
+ */
+async function usePrebuilt(ctx: StageContext, ds: DatasetParams, fz: FeaturizerParams): Promise<void> {
+  const src = ctx.deps.prebuilt!;
+  const out = ctx.outs.features;
+  if (!out) throw new ConfigError(`cache-features needs outs.features (got outs: ${Object.keys(ctx.outs).join(", ")})`);
+  let file = src;
+  if ((await stat(src)).isDirectory()) {
+    const found = (await readdir(src)).filter((n) => n.endsWith(".hdf5"));
+    if (found.length !== 1) {
+      throw new InputError(`${src}: expected exactly one .hdf5 file in the prebuilt folder of ${ds.key}, found ${found.length}`, {
+        hint: "point `prebuilt:` at the file itself",
+      });
+    }
+    file = join(src, found[0]);
+  }
+  const r = await openFeatureFile(file, { dim: fz.arch.embed_dim });
+  let rows: number;
+  try {
+    if (!r.complete) {
+      throw new InputError(`${file}: the prebuilt features of ${ds.key} are incomplete (last row all zeros or no completion marker)`, {
+        hint: "re-download or re-extract it, or featurize from images: set `images:` and drop `prebuilt:`",
+      });
+    }
+    rows = r.rows;
+  } finally {
+    r.close();
+  }
+  let dest = out;
+  if (ds.naming === "reference-hash") {
+    const name = basename(file);
+    if (!/^[0-9a-f]{20}_.*_model_.*_dataset_\d+_epochs_\d+_samples\.hdf5$/.test(name)) {
+      throw new InputError(`${file}: not a reference ImageNet-C file name (<hash>_..._model_<key>_dataset_<E>_epochs_<N>_samples.hdf5)`);
+    }
+    await mkdir(out, { recursive: true });
+    dest = join(out, name);
+  }
+  await linkOrCopy(file, dest);
+  if (ctx.outs.classes) {
+    await writeFileAtomic(ctx.outs.classes, JSON.stringify({ classes: [], prebuilt: file }, null, 1) + "\n");
+  }
+  ctx.log(`using prebuilt features ${file} (${rows} rows of ${fz.arch.embed_dim})`);
+}
+
 async function linkOrCopy(from: string, to: string): Promise<void> {
   await mkdir(dirname(to), { recursive: true });
   try {
@@ -201,6 +257,7 @@ interface Prepared {
 export async function run(ctx: StageContext): Promise<void> {
   const ds = parseDatasetParams(ctx.params.dataset);
   const fz = parseFeaturizerParams(ctx.params.featurizer);
+  if (ctx.deps.prebuilt) return usePrebuilt(ctx, ds, fz);
   const imagesDir = ctx.deps.images;
   const checkpoint = ctx.deps.checkpoint;
   const out = ctx.outs.features;

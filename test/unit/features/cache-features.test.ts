@@ -10,7 +10,7 @@ import type { ProgressEvent, StageContext } from "../../../src/runner/stage-api.
 import { writeSeededVitCheckpoint, readVitWeights } from "../../../src/ml/vit-checkpoint.ts";
 import { createVit, disposeVit, featurizeBatch, type VitArch } from "../../../src/ml/vit.ts";
 import { decodeImage, evalCrop, normalizeInto } from "../../../src/io/images.ts";
-import { openFeatureFile } from "../../../src/io/features.ts";
+import { createFeatureFile, openFeatureFile } from "../../../src/io/features.ts";
 import { referenceFeatureFileName } from "../../../src/hash/reference-name.ts";
 import { ConfigError, InputError } from "../../../src/errors.ts";
 import { initBackend } from "../../../src/ml/backend.ts";
@@ -257,6 +257,53 @@ test("a complete reference file already at the target is reused; an incomplete o
   await copyFile(b.c.outs.features, join(root, "features", "ours.hdf5"));
   await run(ours.c);
   assert.not.ok(ours.logs.some((l) => /reusing/.test(l)));
+});
+
+async function rejects(p: Promise<unknown>, ok: (e: unknown) => boolean): Promise<void> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(ok(e), `unexpected error: ${(e as Error).message}`);
+    return;
+  }
+  assert.unreachable("should have thrown");
+}
+
+test("prebuilt reference features are validated and linked under the reference name, without images", async () => {
+  // The authors' tarball holds in_val as a file and each ImageNet-C set as a folder with one hashed file.
+  const valSrc = join(root, "cached", "in_val_deit3b_-1.hdf5");
+  const cName = referenceFeatureFileName({ modelPath: "/m/deit.pth", datasetKey: "Brightness_1", samples: 4 });
+  const cDir = join(root, "cached", "Brightness_1");
+  await mkdir(cDir, { recursive: true });
+  for (const f of [valSrc, join(cDir, cName)]) {
+    const w = await createFeatureFile(f, { dim: 16 });
+    w.append(new Float32Array(4 * 16).fill(0.5), [0, 1, 0, 1], [0, 1, 2, 3]);
+    await w.finish();
+  }
+  const val = ctx({ key: "in_val", prebuilt: "cached/in_val_deit3b_-1.hdf5", layout: "imagefolder", transform: "eval", features: "features/val.hdf5" });
+  val.c = { ...val.c, deps: { prebuilt: valSrc, checkpoint: join(root, "models", "vit.safetensors") } };
+  await run(val.c);
+  const r = await openFeatureFile(val.c.outs.features, { dim: 16, requireComplete: true });
+  assert.is(r.rows, 4);
+  r.close();
+  assert.equal(JSON.parse(await readFile(val.c.outs.classes, "utf8")).classes, []);
+
+  const c1 = ctx({ key: "Brightness_1", prebuilt: "cached/Brightness_1", layout: "imagefolder", transform: "eval", naming: "reference-hash", features: "features/Brightness_1" });
+  c1.c = { ...c1.c, deps: { prebuilt: cDir, checkpoint: join(root, "models", "vit.safetensors") } };
+  await run(c1.c);
+  assert.equal(await readdir(c1.c.outs.features), [cName]);
+
+  // A folder that does not hold exactly one file, or a width mismatch, is refused with the path named.
+  await writeFile(join(cDir, "second.hdf5"), "x");
+  await rejects(run(c1.c), (e: unknown) => e instanceof InputError && /expected exactly one \.hdf5 file/.test((e as Error).message));
+  const wide = ctx({ key: "in_val", prebuilt: "x", layout: "imagefolder", transform: "eval", features: "features/val.hdf5" }, { ...FEATURIZER, arch: { ...ARCH, embed_dim: 32, num_heads: 2 } });
+  wide.c = { ...wide.c, deps: { prebuilt: valSrc, checkpoint: join(root, "models", "vit.safetensors") } };
+  await rejects(run(wide.c), (e: unknown) => e instanceof InputError && (e as Error).message.includes("in_val_deit3b_-1.hdf5"));
+});
+
+test("a dataset with neither images nor prebuilt is a config error", async () => {
+  const { c } = ctx({ key: "x", layout: "imagefolder", transform: "eval", features: "features/x.hdf5" });
+  await rejects(run(c), (e: unknown) => e instanceof ConfigError && /needs images .* or prebuilt/.test((e as Error).message));
 });
 
 test.run();
