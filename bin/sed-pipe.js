@@ -1,6 +1,104 @@
 #!/usr/bin/env node
-// Entry point installed as `sed-pipe`: registers the TypeScript loader, then hands over to src/cli.ts.
-import { register } from "tsx/esm/api";
-register();
-const { main } = await import("../src/cli.ts");
+// Entry point installed as `sed-pipe`. Runs src/cli.ts from an esbuild bundle (build/cli-<hash>/,
+// beside this folder), rebuilt whenever any of its input files changed: the size and mtime of every input
+// are checked at start-up (about 1 ms), so an edited source can never run stale. Starting from the
+// bundle avoids compiling TypeScript on every command (measured: ~180 ms -> ~60 ms to `--version`).
+// If the bundle cannot be built (esbuild missing), it falls back to the tsx loader.
+import { createHash } from "node:crypto";
+import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { basename, join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const buildDir = join(root, "build");
+const metaFile = join(buildDir, "cli.meta.json");
+
+/** The entry file of a bundle built from exactly the current sources, or null. */
+function freshEntry() {
+  try {
+    const meta = JSON.parse(readFileSync(metaFile, "utf8"));
+    if (meta.root !== root) return null;
+    for (const [file, sig] of Object.entries(meta.inputs)) {
+      const st = statSync(join(root, file));
+      if (st.size !== sig.size || st.mtimeMs !== sig.mtimeMs) return null;
+    }
+    for (const [file, size] of Object.entries(meta.outputs)) if (statSync(join(root, file)).size !== size) return null;
+    return join(root, meta.entry);
+  } catch {
+    return null;
+  }
+}
+
+async function rebuild() {
+  const esbuild = await import("esbuild");
+  const started = Date.now();
+  // Code splitting keeps the commands' lazy imports lazy: without it every external package
+  // (h5wasm, ink, tfjs...) would load on every command.
+  const result = await esbuild.build({
+    entryPoints: { cli: join(root, "src", "cli.ts") },
+    absWorkingDir: root,
+    bundle: true,
+    splitting: true,
+    write: false,
+    metafile: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    packages: "external",
+    jsx: "automatic",
+    sourcemap: "inline",
+    logLevel: "silent",
+    outdir: join(buildDir, "pending"),
+    banner: { js: `globalThis.__sedPipeSrcDir ??= ${JSON.stringify(join(root, "src"))};` },
+  });
+  const inputs = {};
+  for (const file of Object.keys(result.metafile.inputs)) {
+    const st = statSync(join(root, file));
+    // A file written during the build may not be what esbuild read: record nothing, rebuild next time.
+    if (st.mtimeMs > started - 2000) return;
+    inputs[file] = { size: st.size, mtimeMs: st.mtimeMs };
+  }
+  const hash = createHash("sha256");
+  for (const f of result.outputFiles) hash.update(f.path).update(f.contents);
+  const dirName = `cli-${hash.digest("hex").slice(0, 16)}`;
+  const dir = join(buildDir, dirName);
+  const tmp = `${dir}.${process.pid}.tmp`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  const outputs = {};
+  for (const f of result.outputFiles) {
+    const name = basename(f.path);
+    writeFileSync(join(tmp, name), f.contents);
+    outputs[`build/${dirName}/${name}`] = f.contents.byteLength;
+  }
+  try {
+    renameSync(tmp, dir);
+  } catch {
+    rmSync(tmp, { recursive: true, force: true }); // another process built the same bundle first
+  }
+  const tmpMeta = `${metaFile}.${process.pid}.tmp`;
+  writeFileSync(tmpMeta, JSON.stringify({ root, entry: `build/${dirName}/cli.js`, inputs, outputs }));
+  renameSync(tmpMeta, metaFile);
+}
+
+let entry;
+if (process.env.SED_PIPE_NO_BUNDLE !== "1") {
+  try {
+    let file = freshEntry();
+    if (file === null) {
+      await rebuild();
+      file = freshEntry();
+    }
+    if (file !== null) entry = pathToFileURL(file).href;
+  } catch {
+    entry = undefined;
+  }
+}
+if (process.env.SED_PIPE_DEBUG === "1") process.setSourceMapsEnabled(true);
+if (entry === undefined) {
+  const { register } = await import("tsx/esm/api");
+  register();
+  entry = new URL("../src/cli.ts", import.meta.url).href;
+}
+const { main } = await import(entry);
 process.exitCode = await main(process.argv.slice(2));

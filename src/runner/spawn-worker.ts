@@ -4,13 +4,13 @@ import { fork } from "node:child_process";
 import { createWriteStream } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
 import type { ProgressEvent } from "./stage-api.ts";
 import type { FromWorker, ToWorker, WorkerSpec } from "./worker-protocol.ts";
 import { bundleStage } from "./stage-bundle.ts";
+import { WORKER_SOURCE } from "./worker-path.ts";
 
-const WORKER_PATH = fileURLToPath(new URL("./worker.ts", import.meta.url));
+const WORKER_PATH = WORKER_SOURCE;
 // Resolved from the engine's own node_modules so a project elsewhere needs no tsx of its own.
 const TSX_URL = import.meta.resolve("tsx");
 

@@ -5,10 +5,10 @@
 import { createHash } from "node:crypto";
 import { access, mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { writeFileAtomic } from "../store/atomic.ts";
+import { WORKER_SOURCE } from "./worker-path.ts";
 
-const WORKER_RUNTIME = fileURLToPath(new URL("./worker.ts", import.meta.url));
+const WORKER_RUNTIME = WORKER_SOURCE;
 
 /** Global through which the bundle entry hands the stage module to the worker runtime. */
 export const BUNDLED_STAGE_GLOBAL = "__sedPipeBundledStage";
