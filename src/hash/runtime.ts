@@ -43,7 +43,7 @@ export async function runtimeParts(root: string, backend: string = "auto", impor
   };
   const uses = (pkg: string) => imports === undefined || [...imports].some((i) => i === pkg || i.startsWith(pkg + "/"));
   if (imports === undefined || [...imports].some((i) => i.startsWith("@tensorflow/"))) {
-    const { predictBackend } = await import("../ml/backend.ts");
+    const { predictBackend } = await import("../ml/backend-choice.ts");
     out.backend = predictBackend(backend).name;
     for (const pkg of tensorflowPackages(root)) out[pkg] = packageVersion(root, pkg) ?? "absent";
     for (const pkg of TFJS_NATIVE_PACKAGES) {

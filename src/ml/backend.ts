@@ -1,49 +1,10 @@
 // Picks and initialises the TensorFlow.js backend for a stage process. Owns the backend order and
 // the reasons; never imported at module load by anything that does not compute.
-import { createRequire } from "node:module";
 import * as tf from "@tensorflow/tfjs-core";
 import { SedPipeError } from "../errors.ts";
+import { BACKEND_NAMES, predictBackend, type BackendChoice, type BackendName } from "./backend-choice.ts";
 
-export const BACKEND_NAMES = ["tfjs-node-gpu", "tfjs-node", "wasm", "cpu"] as const;
-export type BackendName = (typeof BACKEND_NAMES)[number];
-
-export interface BackendChoice {
-  name: BackendName;
-  /** Why this one: e.g. "auto: @tensorflow/tfjs-node-gpu is not installed". */
-  reason: string;
-}
-
-const require = createRequire(import.meta.url);
-
-function installed(pkg: string): boolean {
-  try {
-    require.resolve(pkg);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * Which backend `auto` would pick, decided without loading any native code (cheap enough for the
- * engine's fingerprint of every instance).
- */
-export function predictBackend(requested: string = "auto"): BackendChoice {
-  if (requested !== "auto") {
-    if (!(BACKEND_NAMES as readonly string[]).includes(requested)) {
-      throw new SedPipeError(`unknown backend "${requested}"`, {
-        hint: `use one of: auto, ${BACKEND_NAMES.join(", ")}`,
-      });
-    }
-    return { name: requested as BackendName, reason: "forced with --backend" };
-  }
-  const skipped: string[] = [];
-  for (const name of ["tfjs-node-gpu", "tfjs-node"] as const) {
-    if (installed(`@tensorflow/${name}`)) return { name, reason: `auto: @tensorflow/${name} is installed` };
-    skipped.push(`@tensorflow/${name} is not installed`);
-  }
-  return { name: "wasm", reason: `auto: ${skipped.join(", ")}` };
-}
+export { BACKEND_NAMES, predictBackend, type BackendChoice, type BackendName } from "./backend-choice.ts";
 
 /** Loads and activates a backend in this process; returns what is actually in use. */
 export async function initBackend(requested: string = "auto"): Promise<BackendChoice> {

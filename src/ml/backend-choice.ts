@@ -1,0 +1,47 @@
+// Which TensorFlow.js backend a stage would use, decided from what is installed, without loading
+// tfjs or any native code: cheap enough for the engine to put in every fingerprint (`status` must
+// not pay tfjs-core's ~60 ms import). src/ml/backend.ts does the actual loading.
+import { createRequire } from "node:module";
+import { SedPipeError } from "../errors.ts";
+
+export const BACKEND_NAMES = ["tfjs-node-gpu", "tfjs-node", "wasm", "cpu"] as const;
+export type BackendName = (typeof BACKEND_NAMES)[number];
+
+export interface BackendChoice {
+  name: BackendName;
+  /** Why this one: e.g. "auto: @tensorflow/tfjs-node-gpu is not installed". */
+  reason: string;
+}
+
+const require = createRequire(import.meta.url);
+
+function installed(pkg: string): boolean {
+  try {
+    require.resolve(pkg);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Which backend `auto` would pick, decided without loading any native code (cheap enough for the
+ * engine's fingerprint of every instance).
+ */
+export function predictBackend(requested: string = "auto"): BackendChoice {
+  if (requested !== "auto") {
+    if (!(BACKEND_NAMES as readonly string[]).includes(requested)) {
+      throw new SedPipeError(`unknown backend "${requested}"`, {
+        hint: `use one of: auto, ${BACKEND_NAMES.join(", ")}`,
+      });
+    }
+    return { name: requested as BackendName, reason: "forced with --backend" };
+  }
+  const skipped: string[] = [];
+  for (const name of ["tfjs-node-gpu", "tfjs-node"] as const) {
+    if (installed(`@tensorflow/${name}`)) return { name, reason: `auto: @tensorflow/${name} is installed` };
+    skipped.push(`@tensorflow/${name} is not installed`);
+  }
+  return { name: "wasm", reason: `auto: ${skipped.join(", ")}` };
+}
+
