@@ -101,11 +101,29 @@ export async function digestSource(absPath: string): Promise<string> {
   return DIGEST_PREFIX + createHash("sha256").update("sed-pipe code v1\n").update(text).digest("hex");
 }
 
+/** Cache namespace of import closures (esbuild's resolution decides them). */
+const CLOSURE_NS = `closure@esbuild-${esbuild.version}`;
+const RACY_NS = 2_000_000_000n;
+
+interface ClosureRecord {
+  files: string[];
+  imports: string[];
+  /** file -> "dev:ino:size:mtimeNs:ctimeNs" when the closure was computed. */
+  sigs: Record<string, string>;
+  startedNs: string;
+}
+
+function statSig(st: { dev: bigint; ino: bigint; size: bigint; mtimeNs: bigint; ctimeNs: bigint }): string {
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+}
+
 /** Per-module closure + per-file digests, with the stat cache in front of every transform. */
 export class CodeDigester {
   private closures = new Map<string, Promise<CodeClosure>>();
   /** Transforms actually run (cache misses), for tests. */
   transforms = 0;
+  /** Closures computed with esbuild (closure cache misses), for tests. */
+  closureBuilds = 0;
 
   constructor(
     readonly root: string,
@@ -115,11 +133,43 @@ export class CodeDigester {
   closure(module: string): Promise<CodeClosure> {
     let c = this.closures.get(module);
     if (!c) {
-      c = codeClosure(this.root, module);
+      c = this.cachedClosure(module);
       this.closures.set(module, c);
       c.catch(() => this.closures.delete(module));
     }
     return c;
+  }
+
+  /**
+   * A closure is reused from the stat cache while every file in it is unchanged (device, inode,
+   * size, mtime, ctime): a new import needs an edit to a file already in the closure, so this is
+   * exact, and a warm `status` never starts esbuild. Files touched within 2 s of the computation are
+   * not trusted (their edit may have raced esbuild's read).
+   */
+  private async cachedClosure(module: string): Promise<CodeClosure> {
+    const entry = join(this.root, module);
+    const entrySt = await stat(entry, { bigint: true });
+    const hit = this.cache.lookup(CLOSURE_NS, entry, entrySt);
+    if (hit) {
+      const rec = JSON.parse(hit) as ClosureRecord;
+      let valid = true;
+      for (const [file, sig] of Object.entries(rec.sigs)) {
+        const st = await stat(join(this.root, file), { bigint: true }).catch(() => null);
+        if (!st || statSig(st) !== sig || st.mtimeNs > BigInt(rec.startedNs) - RACY_NS) {
+          valid = false;
+          break;
+        }
+      }
+      if (valid) return { files: rec.files, imports: new Set(rec.imports) };
+    }
+    const startedNs = nowNs();
+    this.closureBuilds++;
+    const closure = await codeClosure(this.root, module);
+    const sigs: Record<string, string> = {};
+    for (const file of closure.files) sigs[file] = statSig(await stat(join(this.root, file), { bigint: true }));
+    const rec: ClosureRecord = { files: closure.files, imports: [...closure.imports].sort(), sigs, startedNs: String(startedNs) };
+    this.cache.store(CLOSURE_NS, entry, entrySt, JSON.stringify(rec), startedNs);
+    return closure;
   }
 
   async digestFile(rel: string): Promise<string> {

@@ -95,6 +95,29 @@ test("transforms are cached per file by stat", async () => {
   }
 });
 
+test("closures are cached by the stat of every file in them; an edit anywhere recomputes", async () => {
+  const t = await project();
+  try {
+    const c1 = await StatCache.load(t.root);
+    const d1 = new CodeDigester(t.root, c1);
+    await d1.digestModule("stages/s.ts");
+    assert.is(d1.closureBuilds, 1);
+    await c1.save();
+    const c2 = await StatCache.load(t.root);
+    const d2 = new CodeDigester(t.root, c2);
+    assert.equal(Object.keys((await d2.digestModule("stages/s.ts")).code).sort(), ["src/helper.ts", "stages/s.ts"]);
+    assert.is(d2.closureBuilds, 0, "warm: no esbuild run");
+    // The helper (not the stage module) gains an import: the cached closure must not be reused.
+    await writeAged(t.root, "src/extra.ts", "export const k = 3;\n");
+    await writeAged(t.root, "src/helper.ts", `import { k } from "./extra.ts";\n${HELPER.replace("1 + 1", "1 + k")}`);
+    const d3 = new CodeDigester(t.root, await StatCache.load(t.root));
+    assert.equal(Object.keys((await d3.digestModule("stages/s.ts")).code).sort(), ["src/extra.ts", "src/helper.ts", "stages/s.ts"]);
+    assert.is(d3.closureBuilds, 1);
+  } finally {
+    await t.cleanup();
+  }
+});
+
 test("syntax errors and broken imports are SedPipeErrors naming the file", async () => {
   const t = await project();
   try {
