@@ -72,10 +72,12 @@ test("the demo's numbers clear the bar: accurate, degrading under shift, PDS det
   const pdsCov = await meanOver("ood_det_cov", shifted, pds);
   const pdsGen = await meanOver("ood_gen", shifted, pds);
   assert.ok(pdsCov > pdsGen, `mean PDS on shifted sets: ood_det_cov ${pdsCov} should exceed ood_gen ${pdsGen}`);
-  // PDS separates held-out digits from in_val better than chance, averaged over the semantic sets.
+  // PDS separates held-out digits from in_val better than chance, on each semantic-shift set.
   for (const m of MODELS) {
-    const auc = await meanOver(m, ["iNaturalist", "OpenImages"], (r) => r.auroc!.div_continous_unique_per_sample!.mean);
-    assert.ok(auc > 0.5, `${m}: mean PDS AUROC on the semantic-shift sets ${auc} <= 0.5`);
+    for (const d of ["iNaturalist", "OpenImages"]) {
+      const auc = (await result(m, d)).auroc!.div_continous_unique_per_sample!.mean;
+      assert.ok(auc > 0.5, `${m}: PDS AUROC on ${d} ${auc} <= 0.5`);
+    }
   }
 });
 
