@@ -3,6 +3,7 @@
 import { open, readFile } from "node:fs/promises";
 import { writeFileAtomic } from "../store/atomic.ts";
 import { InputError } from "../errors.ts";
+import { widenHalfFloats } from "./half-float.ts";
 
 export type SafeDtype = "F32" | "F64" | "F16" | "BF16" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL";
 
@@ -144,26 +145,7 @@ function view(dtype: SafeDtype, bytes: Uint8Array): SafeTensor["data"] {
     case "BOOL":
       return bytes;
     case "F16":
-    case "BF16": {
-      const u16 = new Uint16Array(b, bytes.byteOffset, bytes.byteLength / 2);
-      const out = new Float32Array(u16.length);
-      for (let i = 0; i < u16.length; i++) out[i] = dtype === "BF16" ? bf16(u16[i]) : f16(u16[i]);
-      return out;
-    }
+    case "BF16":
+      return widenHalfFloats(bytes, dtype === "BF16" ? "bf16" : "f16");
   }
-}
-
-const f32buf = new Float32Array(1);
-const u32buf = new Uint32Array(f32buf.buffer);
-function bf16(h: number): number {
-  u32buf[0] = h << 16;
-  return f32buf[0];
-}
-function f16(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e === 0) return s * 2 ** -14 * (m / 1024);
-  if (e === 31) return m ? NaN : s * Infinity;
-  return s * 2 ** (e - 15) * (1 + m / 1024);
 }

@@ -5,6 +5,7 @@ import { open, type FileHandle } from "node:fs/promises";
 import yauzl from "yauzl";
 import { InputError } from "../errors.ts";
 import { unpickle, isPyObject, type PyObject } from "./pickle.ts";
+import { widenHalfFloats } from "./half-float.ts";
 
 export type TorchDtype = "float32" | "float64" | "float16" | "bfloat16" | "int64" | "int32" | "int16" | "int8" | "uint8" | "bool";
 export type TorchData = Float32Array | Float64Array | BigInt64Array | Int32Array | Int16Array | Int8Array | Uint8Array;
@@ -356,29 +357,11 @@ function view(dtype: TorchDtype, raw: Uint8Array): TorchData {
     case "bool":
       return b;
     case "float16":
-    case "bfloat16": {
-      const u16 = new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2);
-      const out = new Float32Array(u16.length);
-      for (let i = 0; i < u16.length; i++) out[i] = dtype === "bfloat16" ? bf16(u16[i]) : f16(u16[i]);
-      return out;
-    }
+    case "bfloat16":
+      return widenHalfFloats(b, dtype === "bfloat16" ? "bf16" : "f16");
   }
 }
 
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-function bf16(h: number): number {
-  u32[0] = h << 16;
-  return f32[0];
-}
-function f16(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e === 0) return s * 2 ** -14 * (m / 1024);
-  if (e === 31) return m ? NaN : s * Infinity;
-  return s * 2 ** (e - 15) * (1 + m / 1024);
-}
 
 /**
  * Flattens a state dict or a pickled nn.Module into "a.b.c" -> tensor. nn.Module objects contribute

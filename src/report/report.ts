@@ -5,22 +5,10 @@ import { renderSvg, type BarChart } from "./charts.ts";
 import { csvLine, pyRepr, pyRound } from "./format.ts";
 import { PUBLISHED_SOURCE, publishedValue } from "./published.ts";
 import { DEFAULT_ROUND, buildTable, cellValue, modelLabel, renderCsv, renderMarkdown, tableColumns, type DatasetInfo, type LongTable, type ResultLike } from "./tables.ts";
+import { SCORE_NAMES } from "../ml/scores.ts";
 
 /** Every per-sample score the eval stage reports an AUROC for (stages/eval.ts, src/ml/scores.ts). */
-export const ALL_SCORES = [
-  "ensemble_conf",
-  "mean_submodel_conf",
-  "div_different_preds_per_sample",
-  "div_continous_unique_per_sample",
-  "ens_entropy_per_sample",
-  "average_entropy_per_sample",
-  "mutual_information_per_sample",
-  "inv_mutual_information_per_sample",
-  "average_energy_per_sample",
-  "average_max_logit_per_sample",
-  "inv_average_max_logit_per_sample",
-  "a2d_score_per_sample",
-];
+export const ALL_SCORES: readonly string[] = SCORE_NAMES;
 
 export interface ReportInput {
   models: string[];
