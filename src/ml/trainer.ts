@@ -11,7 +11,7 @@ import { InputError } from "../errors.ts";
 import { readSafetensors, writeSafetensors, type SafeTensor } from "../io/safetensors.ts";
 import type { ProgressEvent } from "../runner/stage-api.ts";
 import {
-  HEAD_PARAM_NAMES, headBackward, headForwardCached, headLogits, headParamShapes, initHeadArrays, type HeadArrays, type HeadShape, type HeadTensors,
+  HEAD_PARAM_NAMES, headBackward, headForwardCached, headLogits, headParamShapes, initHeadArrays, type HeadArrays, type HeadParamName, type HeadShape, type HeadTensors,
 } from "./heads.ts";
 import { sedLoss, sedLossWithGrad, smoothedTargets, softCrossEntropy } from "./losses.ts";
 import { adamwUpdate, gradsFinite, sgdUpdate, slotNames } from "./optim.ts";
@@ -125,14 +125,23 @@ export function unpackHead(flat: Float32Array, l: HeadLayout): HeadArrays {
   return o;
 }
 
-/** A head on the device: flat params and flat slots (so the optimiser runs a few ops per head, not per parameter). */
+/**
+ * A head on the device: one tensor per parameter (and per parameter and slot). The forward and the
+ * optimiser use them as they are; a flat per-head buffer would cost a split and a concat of every
+ * weight (2 x 22 MB copies per head at paper sizes) each step.
+ */
 export interface DeviceHead {
-  params: tf.Tensor1D;
-  slots: Record<string, tf.Tensor1D>;
+  params: HeadTensors;
+  slots: Record<string, HeadTensors>;
 }
+/** Host copy of a head: flat params and flat slots, in HeadLayout order. */
 interface HostHead {
   params: Float32Array;
   slots: Record<string, Float32Array>;
+}
+
+function deviceTensors(h: DeviceHead): tf.Tensor[] {
+  return [...Object.values(h.params), ...Object.values(h.slots).flatMap((s) => Object.values(s))];
 }
 
 /**
@@ -148,10 +157,12 @@ export class EnsembleState {
   readonly headSteps: number[];
   private device: (DeviceHead | null)[];
   private host: (HostHead | null)[];
+  private readonly shapes: Record<HeadParamName, number[]>;
 
   constructor(readonly cfg: TrainConfig, heads: HeadArrays[], slots?: Record<string, HeadArrays>[], steps?: number[]) {
     this.shape = headShapeOf(cfg);
     this.layout = headLayout(this.shape);
+    this.shapes = headParamShapes(this.shape);
     this.slotNames = slotNames(cfg.optimizer);
     this.headSteps = steps ? [...steps] : heads.map(() => 0);
     const hostHeads: HostHead[] = heads.map((h, i) => ({
@@ -173,24 +184,25 @@ export class EnsembleState {
     return this.headSteps.length;
   }
 
-  private upload(h: HostHead): DeviceHead {
-    return {
-      params: tf.tensor1d(h.params, "float32"),
-      slots: Object.fromEntries(Object.entries(h.slots).map(([s, a]) => [s, tf.tensor1d(a, "float32")])),
-    };
-  }
-
-  /** Named, shaped views of flat params (inside a tidy: 1 split + reshapes). */
-  unflatten(flat: tf.Tensor1D): HeadTensors {
-    const sh = headParamShapes(this.shape);
-    const parts = tf.split(flat, this.layout.sizes);
+  private toDevice(flat: Float32Array): HeadTensors {
     const o = {} as HeadTensors;
-    HEAD_PARAM_NAMES.forEach((k, i) => (o[k] = sh[k].length === 1 ? parts[i] : tf.reshape(parts[i], sh[k])));
+    const v = unpackHead(flat, this.layout);
+    for (const k of HEAD_PARAM_NAMES) o[k] = tf.tensor(v[k], this.shapes[k], "float32");
     return o;
   }
 
-  flatten(t: HeadTensors): tf.Tensor1D {
-    return tf.concat(HEAD_PARAM_NAMES.map((k) => tf.reshape(t[k], [-1]))) as tf.Tensor1D;
+  /** Reads every tensor of t into `into` (flat, HeadLayout order; a new buffer when absent). */
+  private toHost(t: HeadTensors, into?: Float32Array): Float32Array {
+    const out = into ?? new Float32Array(this.layout.total);
+    HEAD_PARAM_NAMES.forEach((k, i) => out.set(t[k].dataSync() as Float32Array, this.layout.offsets[i]));
+    return out;
+  }
+
+  private upload(h: HostHead): DeviceHead {
+    return {
+      params: this.toDevice(h.params),
+      slots: Object.fromEntries(Object.entries(h.slots).map(([s, a]) => [s, this.toDevice(a)])),
+    };
   }
 
   /** Device tensors of head i (uploaded when kept on the host; then release() must follow). */
@@ -200,23 +212,22 @@ export class EnsembleState {
 
   /** Stores head i's new tensors; the old ones (and, for host heads, the new ones after download) are disposed. */
   release(i: number, next: DeviceHead, prev: DeviceHead): void {
-    const all = (h: DeviceHead) => [h.params, ...Object.values(h.slots)];
     if (this.device[i]) {
-      const keep = new Set<tf.Tensor>(all(next));
-      tf.dispose(all(prev).filter((t) => !keep.has(t)));
+      const keep = new Set<tf.Tensor>(deviceTensors(next));
+      tf.dispose(deviceTensors(prev).filter((t) => !keep.has(t)));
       this.device[i] = next;
       return;
     }
-    this.host[i] = {
-      params: next.params.dataSync() as Float32Array,
-      slots: Object.fromEntries(Object.entries(next.slots).map(([s, t]) => [s, t.dataSync() as Float32Array])),
-    };
-    tf.dispose([...new Set([...all(next), ...all(prev)])]);
+    // In place: snapshot() hands out copies, so nothing else holds these buffers.
+    const h = this.host[i]!;
+    this.toHost(next.params, h.params);
+    for (const [s, t] of Object.entries(next.slots)) this.toHost(t, h.slots[s]);
+    tf.dispose([...new Set([...deviceTensors(next), ...deviceTensors(prev)])]);
   }
 
   /** Done with acquired tensors that were not changed (eval). */
   releaseUnchanged(i: number, h: DeviceHead): void {
-    if (!this.device[i]) tf.dispose([h.params, ...Object.values(h.slots)]);
+    if (!this.device[i]) tf.dispose(deviceTensors(h));
   }
 
   /** Host copies of weights and slots (reads the device once per tensor). */
@@ -226,16 +237,16 @@ export class EnsembleState {
     for (let i = 0; i < this.size; i++) {
       const d = this.device[i];
       const h: HostHead = d
-        ? { params: d.params.dataSync() as Float32Array, slots: Object.fromEntries(Object.entries(d.slots).map(([s, t]) => [s, t.dataSync() as Float32Array])) }
-        : this.host[i]!;
-      heads.push(unpackHead(h.params.slice(), this.layout));
-      slots.push(Object.fromEntries(Object.entries(h.slots).map(([s, a]) => [s, unpackHead(a.slice(), this.layout)])));
+        ? { params: this.toHost(d.params), slots: Object.fromEntries(Object.entries(d.slots).map(([s, t]) => [s, this.toHost(t)])) }
+        : { params: this.host[i]!.params.slice(), slots: Object.fromEntries(Object.entries(this.host[i]!.slots).map(([s, a]) => [s, a.slice()])) };
+      heads.push(unpackHead(h.params, this.layout));
+      slots.push(Object.fromEntries(Object.entries(h.slots).map(([s, a]) => [s, unpackHead(a, this.layout)])));
     }
     return { heads, slots };
   }
 
   dispose(): void {
-    for (const d of this.device) if (d) tf.dispose([d.params, ...Object.values(d.slots)]);
+    for (const d of this.device) if (d) tf.dispose(deviceTensors(d));
     this.device = this.device.map(() => null);
   }
 }
@@ -302,15 +313,14 @@ export function sedTrainStep(st: EnsembleState, loss: EffectiveLoss, inp: StepIn
     skipped: tf.Scalar | null;
   }
   const compute = (): StepOut => {
-    const params = heads.map((h) => st.unflatten(h.params));
-    const fwd = params.map((p) => headForwardCached(p, inp.x, st.shape));
+    const fwd = heads.map((h) => headForwardCached(h.params, inp.x, st.shape));
     const l = sedLossWithGrad(fwd.map((f) => f.logits), inp.y, cfg.num_classes, loss, inp.ref);
-    const grads = params.map((p, j) => st.flatten(headBackward(p, fwd[j].cache, l.dlogits[j])));
+    const grads = heads.map((h, j) => headBackward(h.params, fwd[j].cache, l.dlogits[j]));
     if (!inp.update) return { task: l.task, repulsion: l.repulsion, total: l.total, next: null, skipped: null };
     if (o.type === "sgd" && o.nan_check) {
       // The reference's NaN-checking SGD wrapper tests `isnan().any()` on the host each step, and so
       // does this: one boolean read (free on wasm/cpu), and a skipped step costs no update at all.
-      if (gradsFinite(grads).dataSync()[0] === 0) {
+      if (gradsFinite(grads.flatMap((g) => HEAD_PARAM_NAMES.map((k) => g[k]))).dataSync()[0] === 0) {
         return { task: l.task, repulsion: l.repulsion, total: l.total, next: null, skipped: tf.scalar(1) };
       }
     }
@@ -318,17 +328,23 @@ export function sedTrainStep(st: EnsembleState, loss: EffectiveLoss, inp: StepIn
     // One native loop per parameter on wasm+BLAS (same formulas, 1.5-3x faster); tensor ops elsewhere.
     const opt = fusedOptimizer() ?? { sgdUpdate, adamwUpdate };
     const next = heads.map((h, j): DeviceHead => {
-      const u =
-        o.type === "sgd"
-          ? opt.sgdUpdate(h.params, grads[j], h.slots, o, inp.lr)
-          : opt.adamwUpdate(h.params, grads[j], h.slots, o, inp.lr, st.headSteps[inp.active[j]]);
-      return { params: u.param as tf.Tensor1D, slots: u.slots as Record<string, tf.Tensor1D> };
+      const d: DeviceHead = { params: {} as HeadTensors, slots: Object.fromEntries(st.slotNames.map((s) => [s, {} as HeadTensors])) };
+      for (const k of HEAD_PARAM_NAMES) {
+        const slots = Object.fromEntries(st.slotNames.map((s) => [s, h.slots[s][k]]));
+        const u =
+          o.type === "sgd"
+            ? opt.sgdUpdate(h.params[k], grads[j][k], slots, o, inp.lr)
+            : opt.adamwUpdate(h.params[k], grads[j][k], slots, o, inp.lr, st.headSteps[inp.active[j]]);
+        d.params[k] = u.param;
+        for (const s of st.slotNames) d.slots[s][k] = u.slots[s];
+      }
+      return d;
     });
     return { task: l.task, repulsion: l.repulsion, total: l.total, next, skipped: null };
   };
   const out = tf.tidy(() => compute() as unknown as tf.TensorContainer) as unknown as StepOut;
   // The new state outlives any tidy scope the caller may have opened around this step.
-  if (out.next) for (const h of out.next) for (const t of [h.params, ...Object.values(h.slots)]) tf.keep(t);
+  if (out.next) for (const h of out.next) for (const t of deviceTensors(h)) tf.keep(t);
   acc.add({ task: out.task, repulsion: out.repulsion, total: out.total, skipped: out.skipped ?? undefined });
   tf.dispose([out.task, out.repulsion, out.total, ...(out.skipped ? [out.skipped] : [])]);
   heads.forEach((h, j) => {
@@ -379,8 +395,7 @@ export function evaluateEnsemble(st: EnsembleState, val: EvalSource, batchSize: 
   const hits = (logits: tf.Tensor2D, y: tf.Tensor1D) => tf.sum(tf.cast(tf.equal(tf.argMax(logits, -1), y), "int32"));
   const headParams = (i: number) => {
     const h = st.acquire(i);
-    const p = tf.tidy(() => st.unflatten(h.params) as unknown as tf.TensorContainer) as unknown as HeadTensors;
-    return { p, done: () => (tf.dispose(Object.values(p)), st.releaseUnchanged(i, h)) };
+    return { p: h.params, done: () => st.releaseUnchanged(i, h) };
   };
   try {
     if (!st.cfg.keep_inactive_on_cpu || loss?.computeRepulsion) {
