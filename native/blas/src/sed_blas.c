@@ -3,6 +3,7 @@
  * no memory and keeps no state between calls besides OpenBLAS's thread count, so it never serves
  * stale packed weights. */
 #include <math.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -261,6 +262,99 @@ static bool same_len(napi_env env, size_t n, float* const* arrs, const size_t* l
   return true;
 }
 
+/* Elementwise loops split across OpenBLAS's thread count (the same cores the matMuls use): each
+ * element's result does not depend on the split, so threaded and serial runs are bit-identical. */
+typedef void (*range_fn)(const void* ctx, size_t lo, size_t hi);
+struct range_job {
+  range_fn fn;
+  const void* ctx;
+  size_t lo, hi;
+};
+static void* run_range_job(void* arg) {
+  const struct range_job* j = (const struct range_job*)arg;
+  j->fn(j->ctx, j->lo, j->hi);
+  return NULL;
+}
+#define PAR_MAX_THREADS 8
+/* Below this many elements a thread start costs more than it saves. */
+#define PAR_MIN_ELEMS ((size_t)1 << 17)
+static void parallel_range(range_fn fn, const void* ctx, size_t n) {
+  int t = openblas_get_num_threads();
+  if (t > PAR_MAX_THREADS) t = PAR_MAX_THREADS;
+  if (t < 2 || n < PAR_MIN_ELEMS) {
+    fn(ctx, 0, n);
+    return;
+  }
+  /* Chunks on 64-byte boundaries so no two threads write the same cache line. */
+  size_t chunk = ((n + (size_t)t - 1) / (size_t)t + 15) & ~(size_t)15;
+  pthread_t th[PAR_MAX_THREADS];
+  struct range_job jobs[PAR_MAX_THREADS];
+  bool started[PAR_MAX_THREADS] = {false};
+  for (int i = 1; i < t; i++) {
+    size_t lo = (size_t)i * chunk, hi = lo + chunk < n ? lo + chunk : n;
+    if (lo >= n) break;
+    jobs[i] = (struct range_job){fn, ctx, lo, hi};
+    started[i] = pthread_create(&th[i], NULL, run_range_job, &jobs[i]) == 0;
+    if (!started[i]) fn(ctx, lo, hi); /* no thread available: do it here */
+  }
+  fn(ctx, 0, chunk < n ? chunk : n);
+  for (int i = 1; i < t; i++)
+    if (started[i]) pthread_join(th[i], NULL);
+}
+
+struct adamw_args {
+  const float *p, *g, *m, *v;
+  float *po, *mo, *vo;
+  float decay, fb1, fb2, nb1, nb2, sbc2, feps, step;
+};
+static void adamw_range(const void* ctx, size_t lo, size_t hi) {
+  const struct adamw_args* a = (const struct adamw_args*)ctx;
+  const float *p = a->p, *g = a->g, *m = a->m, *v = a->v;
+  float *po = a->po, *mo = a->mo, *vo = a->vo;
+  const float decay = a->decay, fb1 = a->fb1, fb2 = a->fb2, nb1 = a->nb1, nb2 = a->nb2, sbc2 = a->sbc2, feps = a->feps,
+              step = a->step;
+  for (size_t i = lo; i < hi; i++) {
+    const float gi = g[i];
+    const float mi = m[i] * fb1 + gi * nb1;
+    const float vi = v[i] * fb2 + (gi * gi) * nb2;
+    const float denom = sqrtf(vi) / sbc2 + feps;
+    po[i] = p[i] * decay - (mi / denom) * step;
+    mo[i] = mi;
+    vo[i] = vi;
+  }
+}
+
+struct sgd_args {
+  const float *p, *g, *buf;
+  float *po, *bo;
+  float flr, fm, fwd;
+  bool wd, mom;
+};
+static void sgd_range(const void* ctx, size_t lo, size_t hi) {
+  const struct sgd_args* a = (const struct sgd_args*)ctx;
+  const float *p = a->p, *g = a->g, *buf = a->buf;
+  float *po = a->po, *bo = a->bo;
+  const float flr = a->flr, fm = a->fm, fwd = a->fwd;
+  /* Four loops instead of branches inside one, so each vectorises. */
+  if (a->wd && a->mom) {
+    for (size_t i = lo; i < hi; i++) {
+      const float d = buf[i] * fm + (g[i] + p[i] * fwd);
+      bo[i] = d;
+      po[i] = p[i] - d * flr;
+    }
+  } else if (a->mom) {
+    for (size_t i = lo; i < hi; i++) {
+      const float d = buf[i] * fm + g[i];
+      bo[i] = d;
+      po[i] = p[i] - d * flr;
+    }
+  } else if (a->wd) {
+    for (size_t i = lo; i < hi; i++) po[i] = p[i] - (g[i] + p[i] * fwd) * flr;
+  } else {
+    for (size_t i = lo; i < hi; i++) po[i] = p[i] - g[i] * flr;
+  }
+}
+
 /* adamw(p, g, m, v, pOut, mOut, vOut, lr, beta1, beta2, eps, weightDecay, bc1, bc2): one torch AdamW
  * step in one pass, with the formula of src/ml/optim.ts adamwUpdate (bc = 1 - beta^t). Outputs may
  * alias inputs elementwise (each element is read before it is written). */
@@ -284,17 +378,8 @@ static napi_value js_adamw(napi_env env, napi_callback_info info) {
   /* decay is exactly 1 without weight decay, so p * decay == p as in optim.ts. */
   const float decay = wd != 0 ? (float)(1.0 - lr * wd) : 1.0f, fb1 = (float)b1, fb2 = (float)b2, nb1 = (float)(1.0 - b1),
               nb2 = (float)(1.0 - b2), sbc2 = (float)sqrt(bc2), feps = (float)eps, step = (float)(lr / bc1);
-  const float *p = arr[0], *g = arr[1], *m = arr[2], *v = arr[3];
-  float *po = arr[4], *mo = arr[5], *vo = arr[6];
-  for (size_t i = 0; i < n; i++) {
-    const float gi = g[i];
-    const float mi = m[i] * fb1 + gi * nb1;
-    const float vi = v[i] * fb2 + (gi * gi) * nb2;
-    const float denom = sqrtf(vi) / sbc2 + feps;
-    po[i] = p[i] * decay - (mi / denom) * step;
-    mo[i] = mi;
-    vo[i] = vi;
-  }
+  const struct adamw_args args = {arr[0], arr[1], arr[2], arr[3], arr[4], arr[5], arr[6], decay, fb1, fb2, nb1, nb2, sbc2, feps, step};
+  parallel_range(adamw_range, &args, n);
   return undef(env);
 }
 
@@ -317,18 +402,9 @@ static napi_value js_sgd(napi_env env, napi_callback_info info) {
   const size_t n = len[0];
   if (!same_len(env, n, arr, len, 5, "sgd")) return NULL;
   if (mom != 0 && (!arr[2] || !arr[4])) THROW(env, "sed_blas.sgd: momentum > 0 needs buf and bufOut");
-  const float flr = (float)lr, fm = (float)mom, fwd = (float)wd;
-  const float *p = arr[0], *g = arr[1], *buf = arr[2];
-  float *po = arr[3], *bo = arr[4];
-  for (size_t i = 0; i < n; i++) {
-    /* g + p * 0 would turn -0 into +0 and keep NaN/Inf of p; optim.ts skips the term entirely. */
-    float d = wd != 0 ? g[i] + p[i] * fwd : g[i];
-    if (mom != 0) {
-      d = buf[i] * fm + d;
-      bo[i] = d;
-    }
-    po[i] = p[i] - d * flr;
-  }
+  /* g + p * 0 would turn -0 into +0 and keep NaN/Inf of p; optim.ts skips the term entirely. */
+  const struct sgd_args args = {arr[0], arr[1], arr[2], arr[3], arr[4], (float)lr, (float)mom, (float)wd, wd != 0, mom != 0};
+  parallel_range(sgd_range, &args, n);
   return undef(env);
 }
 
