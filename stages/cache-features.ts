@@ -31,6 +31,12 @@ export interface DatasetParams {
   prebuilt?: string;
   layout: ImageLayout;
   transform: "eval" | "train";
+  /**
+   * The transform's own parameters when the dataset carries them (`transform: {kind: eval, ...}`), so
+   * that editing the train augmentation reruns only in_train. Absent: the featurizer's
+   * eval_transform / train_transform.
+   */
+  transformSpec?: EvalTransform | TrainTransform;
   passes: number;
   naming?: "reference-hash";
   features: string;
@@ -41,8 +47,8 @@ export interface FeaturizerParams {
   model_name: string;
   reference_model_path: string | null;
   arch: VitArch;
-  eval_transform: EvalTransform;
-  train_transform: TrainTransform;
+  eval_transform?: EvalTransform;
+  train_transform?: TrainTransform;
   batch_size: number;
   seed: number;
   on_bad_image: "fail" | "skip";
@@ -88,8 +94,20 @@ export function parseDatasetParams(raw: unknown): DatasetParams {
   if (layout !== "imagefolder" && layout !== "single-folder") {
     throw new ConfigError(`${where}.layout: expected imagefolder or single-folder, got ${JSON.stringify(r.layout)}`);
   }
-  const transform = r.transform as "eval" | "train";
-  if (transform !== "eval" && transform !== "train") throw new ConfigError(`${where}.transform: expected eval or train, got ${JSON.stringify(r.transform)}`);
+  let transform: "eval" | "train";
+  let transformSpec: EvalTransform | TrainTransform | undefined;
+  if (typeof r.transform === "object" && r.transform !== null && !Array.isArray(r.transform)) {
+    const t = r.transform as Record<string, unknown>;
+    if (t.kind === "eval") transformSpec = parseEvalTransform(t, `${where}.transform`);
+    else if (t.kind === "train") transformSpec = parseTrainTransform(t, `${where}.transform`);
+    else throw new ConfigError(`${where}.transform.kind: expected eval or train, got ${JSON.stringify(t.kind)}`);
+    transform = t.kind;
+  } else {
+    transform = r.transform as "eval" | "train";
+    if (transform !== "eval" && transform !== "train") {
+      throw new ConfigError(`${where}.transform: expected eval, train or a mapping with kind: eval|train, got ${JSON.stringify(r.transform)}`);
+    }
+  }
   const passes = posInt(r, "passes", where, 1);
   if (transform === "eval" && passes !== 1) throw new ConfigError(`${where}.passes: ${passes} passes of the deterministic eval transform would repeat identical rows`, { hint: "use passes only with transform: train" });
   if (r.naming !== undefined && r.naming !== null && r.naming !== "reference-hash") {
@@ -106,43 +124,55 @@ export function parseDatasetParams(raw: unknown): DatasetParams {
     ...(prebuilt ? { prebuilt } : {}),
     layout,
     transform,
+    ...(transformSpec ? { transformSpec } : {}),
     passes,
     naming: r.naming === "reference-hash" ? "reference-hash" : undefined,
     features: str(r, "features", where),
   };
 }
 
+function parseEvalTransform(e: Record<string, unknown>, where: string): EvalTransform {
+  return { resize: posInt(e, "resize", where), crop: posInt(e, "crop", where), ...meanStd(e, where) };
+}
+
+function parseTrainTransform(t: Record<string, unknown>, where: string): TrainTransform {
+  const scale = nums(t, "scale", where, 2) as [number, number];
+  const ratio = nums(t, "ratio", where, 2) as [number, number];
+  if (!(scale[0] > 0 && scale[0] <= scale[1] && scale[1] <= 1)) throw new ConfigError(`${where}.scale: expected 0 < lo <= hi <= 1, got ${JSON.stringify(scale)}`);
+  if (!(ratio[0] > 0 && ratio[0] <= ratio[1])) throw new ConfigError(`${where}.ratio: expected 0 < lo <= hi, got ${JSON.stringify(ratio)}`);
+  const hflip = t.hflip;
+  if (typeof hflip !== "number" || hflip < 0 || hflip > 1) throw new ConfigError(`${where}.hflip: expected a probability, got ${JSON.stringify(hflip)}`);
+  return { size: posInt(t, "size", where), scale, ratio, hflip, ...meanStd(t, where) };
+}
+
+function checkTransformSize(name: string, size: number, arch: VitArch): void {
+  if (size !== arch.image_size) {
+    throw new ConfigError(`${name} is ${size} but featurizer.arch.image_size is ${arch.image_size}`, {
+      hint: "the transform must produce images of the size the ViT was built for",
+    });
+  }
+}
+
+/** The transform a dataset uses: its own (`transform: {kind, ...}`), else the featurizer's of that kind. */
+export function transformFor(ds: DatasetParams, fz: FeaturizerParams): EvalTransform | TrainTransform {
+  const t = ds.transformSpec ?? (ds.transform === "eval" ? fz.eval_transform : fz.train_transform);
+  if (!t) {
+    throw new ConfigError(`datasets[${ds.key}].transform is "${ds.transform}" but featurizer.${ds.transform}_transform is not set`, {
+      hint: `give the dataset its own transform ({kind: ${ds.transform}, ...}) or set featurizer.${ds.transform}_transform`,
+    });
+  }
+  if (ds.transformSpec) checkTransformSize(`datasets[${ds.key}].transform.${ds.transform === "eval" ? "crop" : "size"}`, ds.transform === "eval" ? (t as EvalTransform).crop : (t as TrainTransform).size, fz.arch);
+  return t;
+}
+
 export function parseFeaturizerParams(raw: unknown): FeaturizerParams {
   const r = obj(raw, "featurizer");
   const arch = parseVitArch(r.arch, "featurizer.arch");
   if (arch.in_chans !== 3) throw new ConfigError(`featurizer.arch.in_chans: images are decoded to RGB, so it must be 3 (got ${arch.in_chans})`);
-  const e = obj(r.eval_transform, "featurizer.eval_transform");
-  const t = obj(r.train_transform, "featurizer.train_transform");
-  const evalT: EvalTransform = {
-    resize: posInt(e, "resize", "featurizer.eval_transform"),
-    crop: posInt(e, "crop", "featurizer.eval_transform"),
-    ...meanStd(e, "featurizer.eval_transform"),
-  };
-  const scale = nums(t, "scale", "featurizer.train_transform", 2) as [number, number];
-  const ratio = nums(t, "ratio", "featurizer.train_transform", 2) as [number, number];
-  if (!(scale[0] > 0 && scale[0] <= scale[1] && scale[1] <= 1)) throw new ConfigError(`featurizer.train_transform.scale: expected 0 < lo <= hi <= 1, got ${JSON.stringify(scale)}`);
-  if (!(ratio[0] > 0 && ratio[0] <= ratio[1])) throw new ConfigError(`featurizer.train_transform.ratio: expected 0 < lo <= hi, got ${JSON.stringify(ratio)}`);
-  const hflip = t.hflip;
-  if (typeof hflip !== "number" || hflip < 0 || hflip > 1) throw new ConfigError(`featurizer.train_transform.hflip: expected a probability, got ${JSON.stringify(hflip)}`);
-  const trainT: TrainTransform = {
-    size: posInt(t, "size", "featurizer.train_transform"),
-    scale,
-    ratio,
-    hflip,
-    ...meanStd(t, "featurizer.train_transform"),
-  };
-  for (const [name, size] of [["eval_transform.crop", evalT.crop], ["train_transform.size", trainT.size]] as const) {
-    if (size !== arch.image_size) {
-      throw new ConfigError(`featurizer.${name} is ${size} but featurizer.arch.image_size is ${arch.image_size}`, {
-        hint: "the transform must produce images of the size the ViT was built for",
-      });
-    }
-  }
+  const evalT = r.eval_transform === undefined ? undefined : parseEvalTransform(obj(r.eval_transform, "featurizer.eval_transform"), "featurizer.eval_transform");
+  const trainT = r.train_transform === undefined ? undefined : parseTrainTransform(obj(r.train_transform, "featurizer.train_transform"), "featurizer.train_transform");
+  if (evalT) checkTransformSize("featurizer.eval_transform.crop", evalT.crop, arch);
+  if (trainT) checkTransformSize("featurizer.train_transform.size", trainT.size, arch);
   const policy = r.on_bad_image ?? "fail";
   if (policy !== "fail" && policy !== "skip") throw new ConfigError(`featurizer.on_bad_image: expected fail or skip, got ${JSON.stringify(policy)}`);
   const seed = r.seed ?? 42;
@@ -154,8 +184,8 @@ export function parseFeaturizerParams(raw: unknown): FeaturizerParams {
     model_name: typeof r.model_name === "string" ? r.model_name : "deit3_21k",
     reference_model_path: rmp,
     arch,
-    eval_transform: evalT,
-    train_transform: trainT,
+    ...(evalT ? { eval_transform: evalT } : {}),
+    ...(trainT ? { train_transform: trainT } : {}),
     batch_size: posInt(r, "batch_size", "featurizer"),
     seed,
     on_bad_image: policy,
@@ -287,6 +317,7 @@ export async function run(ctx: StageContext): Promise<void> {
     return;
   }
 
+  const transform = transformFor(ds, fz);
   const backend = await initBackend(ctx.backend);
   ctx.log(`backend ${backend.name} (${backend.reason}); ${N} images x ${E} pass(es) from ${imagesDir}; checkpoint ${checkpoint}`);
   const model = createVit(await readVitWeights(checkpoint, fz.arch), fz.arch);
@@ -301,7 +332,7 @@ export async function run(ctx: StageContext): Promise<void> {
       for (let b0 = 0; b0 < N; b0 += fz.batch_size) {
         if (ctx.signal.aborted) throw ctx.signal.reason ?? new Error("aborted");
         const idx = Array.from({ length: Math.min(fz.batch_size, N - b0) }, (_, i) => b0 + i);
-        const prep = await prepareBatch(list, idx, pass, ds, fz, per, (file, err) => {
+        const prep = await prepareBatch(list, idx, pass, ds, fz, transform, per, (file, err) => {
           skipped++;
           ctx.log(`skipping bad image ${file}: ${err.message}`);
         });
@@ -350,6 +381,7 @@ async function prepareBatch(
   pass: number,
   ds: DatasetParams,
   fz: FeaturizerParams,
+  transform: EvalTransform | TrainTransform,
   per: number,
   onSkip: (file: string, err: Error) => void,
 ): Promise<Prepared> {
@@ -371,10 +403,10 @@ async function prepareBatch(
       const img = decodeImage(b, item.file);
       const off = labels.length * per;
       if (ds.transform === "eval") {
-        const t = fz.eval_transform;
+        const t = transform as EvalTransform;
         normalizeInto(evalCrop(img, t), t.mean, t.std, pixels, off);
       } else {
-        const t = fz.train_transform;
+        const t = transform as TrainTransform;
         const { image, flip } = trainCrop(img, t, new Rng(augmentSeed(fz.seed, pass, idx[k])));
         normalizeInto(image, t.mean, t.std, pixels, off, flip);
       }

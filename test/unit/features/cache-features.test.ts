@@ -301,6 +301,27 @@ test("prebuilt reference features are validated and linked under the reference n
   await rejects(run(wide.c), (e: unknown) => e instanceof InputError && (e as Error).message.includes("in_val_deit3b_-1.hdf5"));
 });
 
+test("a dataset may carry its own transform; the featurizer's transforms are then not needed", async () => {
+  const base = ctx(VAL);
+  await run(base.c);
+  const { eval_transform, train_transform, ...model } = FEATURIZER;
+  void train_transform;
+  const own = ctx({ ...VAL, key: "in_val_own", transform: { kind: "eval", ...eval_transform } }, model);
+  await run(own.c);
+  const a = await openFeatureFile(base.c.outs.features, { dim: 16 });
+  const b = await openFeatureFile(own.c.outs.features, { dim: 16 });
+  try {
+    assert.equal(Array.from([...b.sequential(10)][0].embed), Array.from([...a.sequential(10)][0].embed));
+  } finally {
+    a.close();
+    b.close();
+  }
+  const missing = ctx(VAL, model);
+  await rejects(run(missing.c), (e: unknown) => e instanceof ConfigError && /transform is "eval" but featurizer\.eval_transform is not set/.test((e as Error).message));
+  const bad = ctx({ ...VAL, transform: { kind: "eval", ...eval_transform, crop: 6 } }, model);
+  await rejects(run(bad.c), (e: unknown) => e instanceof ConfigError && /transform\.crop is 6 but featurizer\.arch\.image_size is 8/.test((e as Error).message));
+});
+
 test("a dataset with neither images nor prebuilt is a config error", async () => {
   const { c } = ctx({ key: "x", layout: "imagefolder", transform: "eval", features: "features/x.hdf5" });
   await rejects(run(c), (e: unknown) => e instanceof ConfigError && /needs images .* or prebuilt/.test((e as Error).message));
