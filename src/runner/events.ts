@@ -65,6 +65,8 @@ export interface InstanceFailedEvent {
   /** The last lines of the instance's log. */
   tail: string[];
   durationMs: number;
+  /** True when the run was interrupted (Ctrl-C) and stopped this instance: not the stage's fault. */
+  interrupted?: boolean;
 }
 
 /** An instance was not started because an upstream instance failed or the run was interrupted. */

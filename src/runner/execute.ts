@@ -335,6 +335,7 @@ export async function executeRun(o: ExecuteOptions): Promise<RunResult> {
                 logPath: rel(logPath),
                 tail: err.tail.filter((l) => l !== ""),
                 durationMs: Date.now() - t0,
+                interrupted: err.aborted && o.signal.aborted,
               });
               if (!o.keepGoing) stopping = true;
             },

@@ -94,6 +94,10 @@ export function createPlainSink(o: PlainOptions): EventSink {
         break;
       case "instance-failed":
         lastProgress.delete(e.id);
+        if (e.interrupted) {
+          out(`${c("yellow", "STOPPED")} ${e.id} ${c("dim", `(${seconds(e.durationMs)})`)}: interrupted; it stays stale and reruns next time`);
+          break;
+        }
         out(`${c("red", "FAILED")} ${e.id} ${c("dim", `(${seconds(e.durationMs)})`)}: ${e.error}`);
         for (const l of e.tail.slice(-10)) out(c("dim", `  | ${l}`));
         out(`  log: ${e.logPath}`);

@@ -31,6 +31,8 @@ export interface InstanceRow {
   progress?: ProgressView;
   logPath?: string;
   error?: string;
+  /** A failed row that the run's Ctrl-C stopped (shown as "stopped", not "FAILED"). */
+  interrupted?: boolean;
   /** Last log lines (kept short: the failure view shows them). */
   tail: string[];
   blockedBy?: string | null;
@@ -166,6 +168,7 @@ export function reduce(m: TuiModel, e: RunnerEvent, at?: number): TuiModel {
     case "instance-failed": {
       const r = row(m, e.id);
       r.state = "failed";
+      r.interrupted = e.interrupted === true;
       r.error = e.error;
       r.logPath = e.logPath;
       r.durationMs = e.durationMs;

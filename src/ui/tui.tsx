@@ -84,7 +84,8 @@ function InstanceLine(props: { r: InstanceRow; color: boolean; now: number; widt
   const { r, color, now, width, idWidth } = props;
   const el = elapsedOf(r, now);
   const time = el !== undefined && r.state !== "fresh" && r.state !== "queued" && r.state !== "blocked" ? formatDuration(el) : "";
-  const head = `  ${STATE_WORD[r.state].padEnd(9)} ${r.id.padEnd(idWidth)}`;
+  const word = r.interrupted ? "stopped" : STATE_WORD[r.state];
+  const head = `  ${word.padEnd(9)} ${r.id.padEnd(idWidth)}`;
   let detail = "";
   let barText = "";
   if ((r.state === "running" || r.state === "restoring") && r.progress) {

@@ -62,4 +62,26 @@ test("json: one parseable event per line, unchanged", () => {
   assert.equal(JSON.parse(out[0]!), e);
 });
 
+test("plain: an instance stopped by Ctrl-C reads STOPPED, a real failure FAILED with its tail", () => {
+  const lines: string[] = [];
+  const sink = createPlainSink({ write: (t) => lines.push(t), color: false });
+  const failed = (interrupted: boolean): RunnerEvent => ({
+    type: "instance-failed",
+    id: "train-heads@ood_gen",
+    error: interrupted ? "interrupted" : "boom",
+    logPath: "cache/logs/x.log",
+    tail: ["last line"],
+    durationMs: 2000,
+    interrupted,
+  });
+  sink(failed(true));
+  sink(failed(false));
+  assert.equal(lines, [
+    "STOPPED train-heads@ood_gen (2.0 s): interrupted; it stays stale and reruns next time\n",
+    "FAILED train-heads@ood_gen (2.0 s): boom\n",
+    "  | last line\n",
+    "  log: cache/logs/x.log\n",
+  ]);
+});
+
 test.run();
