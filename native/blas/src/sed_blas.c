@@ -112,6 +112,21 @@ static napi_value undef(napi_env env) {
   return u;
 }
 
+/* Products below this many multiply-adds run on one thread: waking OpenBLAS's other threads costs
+ * more than the work (measured 2-3x slower at the demo sizes, 32x384x192). The thread count can change
+ * the last bits of a product (seen at 32x3072x768, not at any batch-32 demo shape); stage workers
+ * run with 1 thread throughout, so their results do not depend on this switch. */
+#define SMALL_GEMM_MNK 16777216.0
+static void sgemm_sized(bool ta, bool tb, blasint M, blasint N, blasint K, float alpha, const float* A, blasint lda,
+                        const float* B, blasint ldb, float beta, float* C, blasint ldc) {
+  const int t = openblas_get_num_threads();
+  const bool one = t > 1 && (double)M * (double)N * (double)K < SMALL_GEMM_MNK;
+  if (one) openblas_set_num_threads(1);
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B,
+              ldb, beta, C, ldc);
+  if (one) openblas_set_num_threads(t);
+}
+
 /* sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc): row-major cblas_sgemm. */
 static napi_value js_sgemm(napi_env env, napi_callback_info info) {
   size_t argc = 13;
@@ -145,9 +160,8 @@ static napi_value js_sgemm(napi_env env, napi_callback_info info) {
       for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0 ? 0.0f : (float)beta * C[i * ldc + j];
     return undef(env);
   }
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-              (blasint)M, (blasint)N, (blasint)K, (float)alpha, A, (blasint)lda, B, (blasint)ldb,
-              (float)beta, C, (blasint)ldc);
+  sgemm_sized(ta, tb, (blasint)M, (blasint)N, (blasint)K, (float)alpha, A, (blasint)lda, B, (blasint)ldb, (float)beta, C,
+              (blasint)ldc);
   return undef(env);
 }
 
@@ -179,9 +193,8 @@ static napi_value js_batch_mat_mul(napi_env env, napi_callback_info info) {
   }
   const blasint lda = (blasint)(ta ? M : K), ldb = (blasint)(tb ? K : N);
   for (int64_t bi = 0; bi < batch; bi++) {
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                (blasint)M, (blasint)N, (blasint)K, 1.0f, A + (bi % batchA) * M * K, lda,
-                B + (bi % batchB) * K * N, ldb, 0.0f, C + bi * M * N, (blasint)N);
+    sgemm_sized(ta, tb, (blasint)M, (blasint)N, (blasint)K, 1.0f, A + (bi % batchA) * M * K, lda, B + (bi % batchB) * K * N,
+                ldb, 0.0f, C + bi * M * N, (blasint)N);
   }
   return undef(env);
 }
