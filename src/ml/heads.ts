@@ -192,6 +192,8 @@ export interface HeadCache {
   rstd2: tf.Tensor2D;
   h: tf.Tensor2D;
   a1: tf.Tensor2D;
+  /** erf(a1 / sqrt 2) + 1, shared by GELU and its derivative (saves an erf pass in the backward). */
+  erf1: tf.Tensor2D;
   g: tf.Tensor2D;
   m: tf.Tensor2D;
   xhat: tf.Tensor2D;
@@ -215,13 +217,15 @@ export function headForwardCached(p: HeadTensors, x: tf.Tensor2D, s: HeadShape):
   const l2 = lnParts(x, eps);
   const h = tf.add(tf.mul(l2.xhat, p["norm2.weight"]), p["norm2.bias"]) as tf.Tensor2D;
   const a1 = linear(h, p["mlp.fc1.weight"], p["mlp.fc1.bias"]);
-  const g = geluExact(a1) as tf.Tensor2D;
+  // geluExact(a1) with the erf term kept (same ops in the same order, so the same bits).
+  const erf1 = tf.add(tf.erf(tf.mul(a1, Math.SQRT1_2)), 1) as tf.Tensor2D;
+  const g = tf.mul(tf.mul(a1, 0.5), erf1) as tf.Tensor2D;
   const m = linear(g, p["mlp.fc2.weight"], p["mlp.fc2.bias"]);
   const y = tf.add(x, tf.mul(p.gamma_2, m)) as tf.Tensor2D;
   const l = lnParts(y, eps);
   const n = tf.add(tf.mul(l.xhat, p["norm.weight"]), p["norm.bias"]) as tf.Tensor2D;
   const logits = linear(n, p["head.weight"], p["head.bias"]);
-  return { logits, cache: { xhat2: l2.xhat, rstd2: l2.rstd, h, a1, g, m, xhat: l.xhat, rstd: l.rstd, n } };
+  return { logits, cache: { xhat2: l2.xhat, rstd2: l2.rstd, h, a1, erf1, g, m, xhat: l.xhat, rstd: l.rstd, n } };
 }
 
 /** d(LayerNorm input) from d(normalised) : rstd * (d - mean(d) - xhat * mean(d * xhat)). */
@@ -241,7 +245,7 @@ export function headBackward(p: HeadTensors, c: HeadCache, dz: tf.Tensor2D): Hea
   const dg = tf.matMul(dm, p["mlp.fc2.weight"] as tf.Tensor2D);
   // GELU'(a) = Phi(a) + a * phi(a)
   const a = c.a1;
-  const dgelu = tf.add(tf.mul(tf.add(tf.erf(tf.mul(a, Math.SQRT1_2)), 1), 0.5), tf.mul(a, tf.mul(tf.exp(tf.mul(tf.square(a), -0.5)), 1 / Math.sqrt(2 * Math.PI))));
+  const dgelu = tf.add(tf.mul(c.erf1, 0.5), tf.mul(a, tf.mul(tf.exp(tf.mul(tf.square(a), -0.5)), 1 / Math.sqrt(2 * Math.PI))));
   const da1 = tf.mul(dg, dgelu) as tf.Tensor2D;
   const dh = tf.matMul(da1, p["mlp.fc1.weight"] as tf.Tensor2D);
   return {
