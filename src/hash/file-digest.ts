@@ -1,7 +1,8 @@
 // Content digests of files and folders: sha256 of file bytes (streamed, large reads) and of a sorted
 // folder manifest. Owns the digest format "sha256:<hex>"; knows nothing of caches or pipelines.
 import { createHash } from "node:crypto";
-import { open, readdir, realpath, stat } from "node:fs/promises";
+import { readdirSync, realpathSync, statSync } from "node:fs";
+import { open, stat } from "node:fs/promises";
 import { join } from "node:path";
 
 /** 4 MiB reads: large enough that syscalls are noise next to hashing, small enough to stay in cache. */
@@ -61,16 +62,16 @@ export async function listFolder(dir: string): Promise<Array<{ rel: string; abs:
   const out: Array<{ rel: string; abs: string }> = [];
   const onPath = new Set<string>();
   async function walk(abs: string, rel: string): Promise<void> {
-    const real = await realpath(abs);
+    const real = realpathSync(abs);
     if (onPath.has(real)) throw new Error(`symlink cycle at ${abs}`);
     onPath.add(real);
-    const names = (await readdir(abs)).sort();
+    const names = readdirSync(abs).sort();
     for (const name of names) {
       const childAbs = join(abs, name);
       const childRel = rel ? `${rel}/${name}` : name;
       let st;
       try {
-        st = await stat(childAbs);
+        st = statSync(childAbs);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === "ENOENT") throw new Error(`dangling symlink ${childAbs}`);
         throw err;
