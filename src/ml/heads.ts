@@ -4,6 +4,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { InputError } from "../errors.ts";
 import type { Rng } from "../rng.ts";
 import { readSafetensors, writeSafetensors, type SafeTensor } from "../io/safetensors.ts";
+import { expFast } from "./kernels/native-exp.ts";
 
 export interface HeadShape {
   dim: number;
@@ -245,7 +246,7 @@ export function headBackward(p: HeadTensors, c: HeadCache, dz: tf.Tensor2D): Hea
   const dg = tf.matMul(dm, p["mlp.fc2.weight"] as tf.Tensor2D);
   // GELU'(a) = Phi(a) + a * phi(a)
   const a = c.a1;
-  const dgelu = tf.add(tf.mul(c.erf1, 0.5), tf.mul(a, tf.mul(tf.exp(tf.mul(tf.square(a), -0.5)), 1 / Math.sqrt(2 * Math.PI))));
+  const dgelu = tf.add(tf.mul(c.erf1, 0.5), tf.mul(a, tf.mul(expFast(tf.mul(tf.square(a), -0.5)), 1 / Math.sqrt(2 * Math.PI))));
   const da1 = tf.mul(dg, dgelu) as tf.Tensor2D;
   const dh = tf.matMul(da1, p["mlp.fc1.weight"] as tf.Tensor2D);
   return {

@@ -2,6 +2,7 @@
 // budget-weighted A2D repulsion. Pure tensor math: no tidy, no host reads, no parameters.
 import * as tf from "@tensorflow/tfjs-core";
 import type { EffectiveLoss } from "./train-config.ts";
+import { expFast, logSoftmaxFast } from "./kernels/native-exp.ts";
 
 export interface SedLossParts {
   total: tf.Scalar;
@@ -93,8 +94,8 @@ export function sedLossWithGrad(logits: tf.Tensor2D[], labels: tf.Tensor1D, clas
   const K = logits.length;
   const N = logits[0].shape[0];
   const targets = smoothedTargets(labels, classes, cfg.smoothingEps);
-  const logp = logits.map((z) => tf.logSoftmax(z) as tf.Tensor2D);
-  const p = logp.map((l) => tf.exp(l) as tf.Tensor2D);
+  const logp = logits.map((z) => logSoftmaxFast(z));
+  const p = logp.map((l) => expFast(l) as tf.Tensor2D);
   const perHead = logp.map((l) => tf.mean(tf.neg(tf.sum(tf.mul(targets, l), -1))));
   const task = tf.div(tf.addN(perHead), K) as tf.Scalar;
   const taskScale = (1 - cfg.lambda) / (K * N);

@@ -421,6 +421,32 @@ static napi_value js_sgd(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
+struct exp_args {
+  const float* x;
+  float* out;
+};
+static void exp_range(const void* ctx, size_t lo, size_t hi) {
+  const struct exp_args* a = (const struct exp_args*)ctx;
+  for (size_t i = lo; i < hi; i++) a->out[i] = expf(a->x[i]);
+}
+
+/* exp(x, out): out[i] = expf(x[i]). tfjs-wasm's Exp kernel is a scalar loop over the same expf
+ * algorithm (musl and glibc share ARM's optimized-routines expf), so the bits match; this one runs on
+ * OpenBLAS's threads. */
+static napi_value js_exp(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value a[2];
+  CALL(env, napi_get_cb_info(env, info, &argc, a, NULL, NULL));
+  if (argc != 2) THROW(env, "sed_blas.exp: expected 2 arguments");
+  float* arr[2];
+  size_t len[2];
+  if (!get_f32(env, a[0], false, &arr[0], &len[0], "x") || !get_f32(env, a[1], false, &arr[1], &len[1], "out")) return NULL;
+  if (!same_len(env, len[0], arr, len, 2, "exp")) return NULL;
+  const struct exp_args args = {arr[0], arr[1]};
+  parallel_range(exp_range, &args, len[0]);
+  return undef(env);
+}
+
 /* colSum(x, rows, cols, out): out[j] = sum over i of x[i * cols + j] (a reduction over leading
  * axes, e.g. the bias gradient of a dense layer), accumulated row by row in float like tfjs. */
 static napi_value js_col_sum(napi_env env, napi_callback_info info) {
@@ -475,6 +501,7 @@ NAPI_MODULE_INIT() {
       {"biasActivation", NULL, js_bias_activation, NULL, NULL, NULL, napi_enumerable, NULL},
       {"adamw", NULL, js_adamw, NULL, NULL, NULL, napi_enumerable, NULL},
       {"sgd", NULL, js_sgd, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"exp", NULL, js_exp, NULL, NULL, NULL, napi_enumerable, NULL},
       {"colSum", NULL, js_col_sum, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setNumThreads", NULL, js_set_num_threads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"numThreads", NULL, js_num_threads, NULL, NULL, NULL, napi_enumerable, NULL},

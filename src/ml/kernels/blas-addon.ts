@@ -25,6 +25,8 @@ export interface BlasAddon extends BlasOptimAddon {
   ): void;
   /** In place over rows of length n: + bias (length 1 or n), then the activation (prelu weights length 1 or n). */
   biasActivation(out: Float32Array, n: number, bias: Float32Array | null, activation: number, alpha: number, preluWeights: Float32Array | null): void;
+  /** out[i] = expf(x[i]) on OpenBLAS's threads (same bits as tfjs-wasm's Exp kernel); absent in builds before it. */
+  exp?(x: Float32Array, out: Float32Array): void;
   /** out[j] = sum over i of x[i * cols + j], for i < rows, j < cols. */
   colSum(x: Float32Array, rows: number, cols: number, out: Float32Array): void;
   setNumThreads(threads: number): void;
