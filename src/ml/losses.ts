@@ -103,7 +103,10 @@ export function sedLossWithGrad(logits: tf.Tensor2D[], labels: tf.Tensor1D, clas
   if (!cfg.computeRepulsion) {
     return { task, repulsion: tf.scalar(0), total: tf.mul(task, 1 - cfg.lambda) as tf.Scalar, dlogits };
   }
-  const alpha = budgetWeights(logits, labels, classes);
+  // budgetWeights' math without its stopGradient (nothing is taped here) and with the native exp.
+  const ens = tf.div(tf.addN(logits), K) as tf.Tensor2D;
+  const ce = tf.neg(tf.sum(tf.mul(smoothedTargets(labels, classes, null), logSoftmaxFast(ens)), -1));
+  const alpha = tf.div(ce, tf.square(tf.mean(ce))) as tf.Tensor1D;
   const pr = p[ref];
   const terms: tf.Tensor1D[] = [];
   const w = cfg.mu * cfg.lambda;
