@@ -1,6 +1,7 @@
 // The runtime part of a fingerprint: node, platform, compute backend and versions of the packages
 // that change numbers. Reads package.json files only; never loads a backend (src/ml/backend.ts, which
 // pulls in tfjs-core, is imported lazily and only for code that imports tfjs).
+import { createHash } from "node:crypto";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 
@@ -20,6 +21,31 @@ function packageVersion(root: string, pkg: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+const buildTags = new Map<string, string>();
+
+/**
+ * "+<sha256 prefix>" of a native package's compiled addon(s), so a rebuilt kernel (same package
+ * version, new code in this repository's native/) changes the fingerprint; "" when none is built.
+ */
+function nativeBuildTag(root: string, pkg: string): string {
+  const key = `${root}\0${pkg}`;
+  let tag = buildTags.get(key);
+  if (tag === undefined) {
+    const dir = join(root, "node_modules", pkg, "build", "Release");
+    let files: string[] = [];
+    try {
+      files = readdirSync(dir).filter((f) => f.endsWith(".node")).sort();
+    } catch {
+      files = [];
+    }
+    const h = createHash("sha256");
+    for (const f of files) h.update(f).update(readFileSync(join(dir, f)));
+    tag = files.length ? `+${h.digest("hex").slice(0, 12)}` : "";
+    buildTags.set(key, tag);
+  }
+  return tag;
 }
 
 function tensorflowPackages(root: string): string[] {
@@ -50,7 +76,7 @@ export async function runtimeParts(root: string, backend: string = "auto", impor
       // Installed is not the same as loadable (a missing libopenblas makes src/ml fall back), but
       // loading native code to find out is what this module must not do.
       const v = packageVersion(root, pkg);
-      out[pkg] = v === undefined ? "absent" : process.env.SED_PIPE_NO_BLAS === "1" ? `${v} (disabled by SED_PIPE_NO_BLAS=1)` : v;
+      out[pkg] = v === undefined ? "absent" : process.env.SED_PIPE_NO_BLAS === "1" ? `${v} (disabled by SED_PIPE_NO_BLAS=1)` : `${v}${nativeBuildTag(root, pkg)}`;
     }
   }
   for (const pkg of NUMERIC_PACKAGES) {

@@ -1,0 +1,35 @@
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { runtimeParts } from "../../../src/hash/runtime.ts";
+import { tempDir, removeDir } from "../../helpers/tmp.ts";
+
+async function fakeProject(addon: string | null): Promise<string> {
+  const root = await tempDir("sed-runtime-");
+  const pkg = join(root, "node_modules", "@sed-pipe", "blas");
+  await mkdir(join(pkg, "build", "Release"), { recursive: true });
+  await writeFile(join(pkg, "package.json"), JSON.stringify({ name: "@sed-pipe/blas", version: "0.1.0" }));
+  if (addon !== null) await writeFile(join(pkg, "build", "Release", "sed_blas.node"), addon);
+  return root;
+}
+
+test("the native addon's build is part of the runtime: a rebuilt kernel changes the fingerprint", async () => {
+  const a = await fakeProject("build one");
+  const b = await fakeProject("build two");
+  const none = await fakeProject(null);
+  try {
+    const tf = new Set(["@tensorflow/tfjs-core"]);
+    const ra = (await runtimeParts(a, "auto", tf))["@sed-pipe/blas"];
+    const rb = (await runtimeParts(b, "auto", tf))["@sed-pipe/blas"];
+    assert.match(ra, /^0\.1\.0\+[0-9a-f]{12}$/);
+    assert.is.not(ra, rb);
+    assert.is((await runtimeParts(none, "auto", tf))["@sed-pipe/blas"], "0.1.0");
+    // Code that does not import tfjs does not depend on the kernels at all.
+    assert.is((await runtimeParts(a, "auto", new Set(["yaml"])))["@sed-pipe/blas"], undefined);
+  } finally {
+    await Promise.all([a, b, none].map(removeDir));
+  }
+});
+
+test.run();
