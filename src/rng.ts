@@ -94,6 +94,21 @@ export class Rng {
   }
 }
 
+/**
+ * n samples of timm's trunc_normal_(std, a=-2, b=2), by rejection. The bounds are ABSOLUTE (not in
+ * units of std: +-100 std at std 0.02), so rejection is exact and almost never rejects.
+ */
+export function truncNormalArray(n: number, std: number, rng: Rng, lo = -2, hi = 2): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    let v: number;
+    do v = rng.normal() * std;
+    while (v < lo || v > hi);
+    out[i] = v;
+  }
+  return out;
+}
+
 function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0;
 }

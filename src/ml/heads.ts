@@ -2,7 +2,7 @@
 // init and its ensemble file format. Owns head math and (de)serialisation; never trains or reads features.
 import * as tf from "@tensorflow/tfjs-core";
 import { InputError } from "../errors.ts";
-import type { Rng } from "../rng.ts";
+import { truncNormalArray, type Rng } from "../rng.ts";
 import { readSafetensors, writeSafetensors, type SafeTensor } from "../io/safetensors.ts";
 import { expFast } from "./kernels/native-exp.ts";
 
@@ -87,18 +87,6 @@ export function headLogits(p: HeadTensors, x: tf.Tensor2D, s: HeadShape): tf.Ten
   return linear(layerNorm(y, p["norm.weight"], p["norm.bias"], eps), p["head.weight"], p["head.bias"]);
 }
 
-/** timm trunc_normal_(std=0.02, a=-2, b=2): the bounds are ABSOLUTE (±100 std), so rejection is exact. */
-function truncNormal(n: number, std: number, rng: Rng): Float32Array {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    let v: number;
-    do v = rng.normal() * std;
-    while (v < -2 || v > 2);
-    out[i] = v;
-  }
-  return out;
-}
-
 /** Reference §1.2 init table: LayerScale 1e-4, trunc normal 0.02 for Linear weights, zero biases, LN 1/0. */
 export function initHeadArrays(s: HeadShape, rng: Rng): HeadArrays {
   const shapes = headParamShapes(s);
@@ -107,7 +95,7 @@ export function initHeadArrays(s: HeadShape, rng: Rng): HeadArrays {
   for (const k of HEAD_PARAM_NAMES) {
     if (k === "gamma_2") out[k] = new Float32Array(size(k)).fill(1e-4);
     else if (k.endsWith(".weight") && k.startsWith("norm")) out[k] = new Float32Array(size(k)).fill(1);
-    else if (k.endsWith(".weight")) out[k] = truncNormal(size(k), 0.02, rng);
+    else if (k.endsWith(".weight")) out[k] = truncNormalArray(size(k), 0.02, rng);
     else out[k] = new Float32Array(size(k));
   }
   return out;

@@ -3,22 +3,10 @@
 // the demo. Owns no forward math (src/ml/vit.ts) and no file formats (src/io/*).
 import { open } from "node:fs/promises";
 import { InputError } from "../errors.ts";
-import { Rng } from "../rng.ts";
+import { Rng, truncNormalArray } from "../rng.ts";
 import { readSafetensors, writeSafetensors, type SafeTensor } from "../io/safetensors.ts";
 import { openTorchCheckpoint, isTorchTensor, type TorchTensor } from "../io/torch-checkpoint.ts";
 import { checkVitWeights, isIgnoredVitKey, vitParamShapes, type NamedArray, type VitArch } from "./vit.ts";
-
-/** timm trunc_normal_(std, a=-2, b=2): the bounds are absolute, so plain rejection is exact. */
-function truncNormal(n: number, std: number, rng: Rng): Float32Array {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    let v: number;
-    do v = rng.normal() * std;
-    while (v < -2 || v > 2);
-    out[i] = v;
-  }
-  return out;
-}
 
 /**
  * Seeded weights with DeiT-3's init: Linear weights and cls/pos embeddings trunc-normal(0.02),
@@ -37,7 +25,7 @@ export function seededVitWeights(arch: VitArch, seed: number): Map<string, Named
       data = new Float32Array(n);
       for (let i = 0; i < n; i++) data[i] = rng.uniform(-bound, bound);
     } else if (name === "cls_token" || name === "pos_embed" || /\.(qkv|proj|fc1|fc2)\.weight$/.test(name)) {
-      data = truncNormal(n, 0.02, rng);
+      data = truncNormalArray(n, 0.02, rng);
     } else if (/gamma_[12]$/.test(name)) {
       data = new Float32Array(n).fill(arch.layerscale_init);
     } else if (/norm[12]\.weight$/.test(name)) {

@@ -155,18 +155,6 @@ export function decideInstance(
   return { id, action: "skip", reason: "fresh", changes: [] };
 }
 
-/** Re-decides a pending instance once its upstream finished (early cutoff when nothing changed). */
-export function decideAfterUpstream(
-  id: string,
-  lockEntry: LockEntry | undefined,
-  current: Fingerprint,
-  outputs: OutputState,
-  cached: boolean,
-  forced: boolean,
-): PlanStep {
-  return decideInstance(id, lockEntry, current, outputs, cached, forced);
-}
-
 export function planRun(input: PlanInput): PlanStep[] {
   const steps = new Map<string, PlanStep>();
   const forced = new Set(input.force);

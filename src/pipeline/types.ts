@@ -124,7 +124,7 @@ export interface PlanStep {
   /**
    * True when the step was planned before its upstream ran ("pending" input, or an upstream that
    * will run or be restored): the runner must re-fingerprint it once the upstream is done and call
-   * decideAfterUpstream (early cutoff: identical upstream outputs -> skip).
+   * decideInstance (early cutoff: identical upstream outputs -> skip).
    */
   pending?: boolean;
 }

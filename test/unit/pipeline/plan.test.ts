@@ -1,6 +1,6 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { decideAfterUpstream, decideInstance, diffParts, explain, planRun, type PlanInput } from "../../../src/pipeline/plan.ts";
+import { decideInstance, diffParts, explain, planRun, type PlanInput } from "../../../src/pipeline/plan.ts";
 import type { Fingerprint, FingerprintParts, LockFile } from "../../../src/pipeline/types.ts";
 
 // Literal graph: features -> train -> eval -> tables, and a lone download.
@@ -83,7 +83,7 @@ test("'pending' current: run, decided again later", () => {
 
 test("early cutoff: after the upstream ran with identical outputs, the downstream skips", () => {
   const lock = lockFor(order);
-  const again = decideAfterUpstream("eval", lock.instances.eval, fp("fp-eval"), { missing: [], modified: [] }, true, false);
+  const again = decideInstance("eval", lock.instances.eval, fp("fp-eval"), { missing: [], modified: [] }, true, false);
   assert.is(again.action, "skip");
   assert.is(again.reason, "fresh");
 });
