@@ -1,5 +1,6 @@
 // The sed-pipe command line: the only reader of argv, env and TTY, and the only place that turns
 // errors and run outcomes into output and exit codes. Everything else is called from here.
+import type { CliContext } from "./cli-context.ts";
 import { readFile } from "node:fs/promises";
 import { relative } from "node:path";
 import { availableParallelism } from "node:os";
@@ -26,22 +27,7 @@ const lazy = {
   referenceName: () => import("./hash/reference-name.ts"),
 };
 
-/** What commands get instead of touching process.*: tests call main() with their own cwd/env. */
-export interface CliContext {
-  cwd: string;
-  env: NodeJS.ProcessEnv;
-  out(text: string): void;
-  err(text: string): void;
-  /** Colour on stdout: a TTY, and neither NO_COLOR nor TERM=dumb (FORCE_COLOR forces it). */
-  color: boolean;
-  /** The terminal stream a live view draws on (its isTTY decides Ink vs plain lines); absent = not a TTY. */
-  stdout?: { isTTY?: boolean; write(text: string): unknown; columns?: number };
-  /** The project root (folder holding pipeline.yaml), found by walking up from cwd. */
-  root(): string;
-  setExit(code: number): void;
-  /** Process signals, injectable so an interrupted run can be tested in-process. */
-  onSignal(handler: (sig: NodeJS.Signals) => void): () => void;
-}
+export type { CliContext } from "./cli-context.ts";
 
 const EXAMPLES = (lines: string[]) => `\nExamples:\n${lines.map((l) => `  $ ${l}`).join("\n")}\n`;
 

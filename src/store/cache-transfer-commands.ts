@@ -1,6 +1,7 @@
 // The `cache export|import|push|pull|key` and `gc` commands: CLI glue between the workspace
 // (pipeline, hasher, store, lock) and src/store/cache-transfer*.ts. Registered by src/cli.ts;
 // prints through the context it is given, never reads process.* itself.
+import type { CliContext } from "../cli-context.ts";
 import { mkdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { dirname, join, relative, resolve } from "node:path";
 import type { Command } from "commander";
@@ -20,15 +21,8 @@ async function lib() {
   return { ...transfer, ...gc, ...key, ...lockFile };
 }
 
-/** The part of src/cli.ts's CliContext these commands use (structural: CliContext fits). */
-export interface CommandContext {
-  cwd: string;
-  env: NodeJS.ProcessEnv;
-  out(text: string): void;
-  err(text: string): void;
-  root(): string;
-  setExit(code: number): void;
-}
+/** The part of the CLI context these commands use. */
+export type CommandContext = Pick<CliContext, "cwd" | "env" | "out" | "err" | "root" | "setExit">;
 
 const EXAMPLES = (lines: string[]) => `\nExamples:\n${lines.map((l) => `  $ ${l}`).join("\n")}\n`;
 

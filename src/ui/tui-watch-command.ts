@@ -1,22 +1,13 @@
 // The `watch` command: CLI glue that runs src/runner/watch.ts cycles and shows each run through the
 // picked sink (Ink on a TTY, plain lines, NDJSON). Registered by src/cli.ts; prints only through
 // the context it is given. Watch status lines go to stderr so `--json` stdout stays pure NDJSON.
+import type { CliContext } from "../cli-context.ts";
 import { availableParallelism } from "node:os";
 import { InvalidArgumentError, Option, type Command } from "commander";
 import { EXIT, SedPipeError } from "../errors.ts";
 
-/** The part of src/cli.ts's CliContext this command uses (structural: CliContext fits). */
-export interface WatchCommandContext {
-  cwd: string;
-  env: NodeJS.ProcessEnv;
-  out(text: string): void;
-  err(text: string): void;
-  root(): string;
-  setExit(code: number): void;
-  onSignal(handler: (sig: NodeJS.Signals) => void): () => void;
-  /** The terminal the live view draws on (src/cli.ts: process.stdout); absent = not a terminal. */
-  stdout?: { isTTY?: boolean; write(text: string): unknown; columns?: number };
-}
+/** The part of the CLI context this command uses. */
+export type WatchCommandContext = Pick<CliContext, "cwd" | "env" | "out" | "err" | "root" | "setExit" | "onSignal" | "stdout">;
 
 /** Overrides the stream the live view draws on (tests pass a non-TTY stand-in). */
 export interface WatchDeps {
