@@ -6,7 +6,7 @@ import { mkdtemp, rm, readdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Rng } from "../../../src/rng.ts";
-import { HEAD_PARAM_NAMES, initHeadArrays, type HeadArrays } from "../../../src/ml/heads.ts";
+import { HEAD_PARAM_NAMES, headParamCount, initHeadArrays, type HeadArrays } from "../../../src/ml/heads.ts";
 import { parseTrainConfig, effectiveLoss, headShapeOf, type TrainConfigInput } from "../../../src/ml/train-config.ts";
 import { EnsembleState, StepAccumulators, sedTrainStep, trainEnsemble, evaluateEnsemble, trainingCsv } from "../../../src/ml/trainer.ts";
 import { memoryTrainSource, memoryEvalSource } from "../../../src/ml/train-sources.ts";
@@ -207,4 +207,35 @@ test("features of the wrong width are refused with a clear error", async () => {
   }
 });
 
+test("50 heads with keep_inactive_on_cpu: only the active pair ever lives on the backend", () => {
+  // The paper's 50-head ensemble is 1.1 GB of weights plus 1.1 GB of SGD momentum: more than the
+  // wasm heap holds with activations. Kept on the host, device memory must not grow with M.
+  const M = 50;
+  const over: Partial<TrainConfigInput> = { n_models: M, optimizer: { type: "sgd", lr: 0.05, momentum: 0.9, weight_decay: 1e-4, nan_check: true } };
+  const data = clusters(8, DIM, 3, 1);
+  const x = tf.tensor2d(data.embed, [8, DIM]);
+  const y = tf.tensor1d(data.label, "int32");
+  const base = tf.memory().numBytes;
+  const perHead = headParamCount(headShapeOf(cfgOf(over))) * 4 * 2; // weights + momentum, float32
+  const deviceBytes = (keepOnHost: boolean) => {
+    const cfg = cfgOf({ ...over, keep_inactive_on_cpu: keepOnHost });
+    const rng = new Rng(5);
+    const st = new EnsembleState(cfg, Array.from({ length: M }, () => initHeadArrays(headShapeOf(cfg), rng)));
+    const acc = new StepAccumulators();
+    for (const active of [[0, 1], [7, 42], [13, 49]]) {
+      sedTrainStep(st, effectiveLoss(cfg), { x, y, active, ref: 0, lr: 0.05, update: true }, acc);
+    }
+    const held = tf.memory().numBytes - base;
+    st.dispose();
+    acc.dispose();
+    return held;
+  };
+  const onHost = deviceBytes(true);
+  const onDevice = deviceBytes(false);
+  assert.ok(onDevice >= M * perHead, `on device: ${onDevice} bytes for ${M} heads of ${perHead}`);
+  assert.ok(onHost <= 2 * perHead, `host-kept: ${onHost} bytes on the backend, more than the active pair (${2 * perHead})`);
+  tf.dispose([x, y]);
+});
+
 test.run();
+
