@@ -82,7 +82,7 @@ function registerRunCommand(program: Command, cli: CliContext): void {
     .addOption(new Option("-j, --jobs <n>", "instances run in parallel").argParser(intOption("--jobs", 1)))
     .option("-k, --keep-going", "after a failure, keep running instances that do not depend on it")
     .option("-p, --profile <name>", "params profile from pipeline.yaml (default: default_profile)")
-    .option("-b, --backend <name>", "compute backend for stages: auto, tfjs-node-gpu, tfjs-node, wasm, cpu", "auto")
+    .option("-b, --backend <name>", "compute backend for stages: auto, tfjs-node-gpu, tfjs-node, wasm (best matMul path), wasm+blas, wasm-fixed, cpu", "auto")
     .option("--json", "print runner events as NDJSON on stdout")
     .option("--no-wait", "fail at once (exit 2) if another run holds the workspace, instead of waiting")
     .option("-v, --verbose", "plain output: also print stage log lines and fresh instances")

@@ -4,8 +4,15 @@
 import { createRequire } from "node:module";
 import { SedPipeError } from "../errors.ts";
 
-export const BACKEND_NAMES = ["tfjs-node-gpu", "tfjs-node", "wasm", "cpu"] as const;
+/**
+ * "wasm" uses the fastest matMul path that loads (OpenBLAS kernels, else transpose-first); "wasm+blas"
+ * and "wasm-fixed" force one (their float results differ in the last bits, so the name is fingerprinted).
+ */
+export const BACKEND_NAMES = ["tfjs-node-gpu", "tfjs-node", "wasm", "wasm+blas", "wasm-fixed", "cpu"] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
+
+/** What `auto` tries, in order. */
+export const AUTO_ORDER: readonly BackendName[] = ["tfjs-node-gpu", "tfjs-node", "wasm", "cpu"];
 
 export interface BackendChoice {
   name: BackendName;

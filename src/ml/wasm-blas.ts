@@ -129,7 +129,8 @@ export function activeBlasPath(): BlasPath | null {
  * wasm backend is active; null otherwise, so the caller keeps the tensor-op versions.
  */
 export function fusedOptimizer(): FusedOptimizer | null {
-  if (tf.getBackend() !== "wasm") return null;
+  // `--backend wasm-fixed` asks for no native code at all.
+  if (tf.getBackend() !== "wasm" || activeBlasPath() === "wasm-fixed") return null;
   const loaded = loadBlasAddon();
   return "blas" in loaded ? makeFusedOptimizer(loaded.blas) : null;
 }

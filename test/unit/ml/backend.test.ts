@@ -30,4 +30,30 @@ test("forcing cpu activates the cpu backend and computes", async () => {
   y.dispose();
 });
 
+test("wasm-fixed and wasm+blas can be forced; the path in use is reported", async () => {
+  const fixed = await initBackend("wasm-fixed");
+  assert.is(fixed.name, "wasm-fixed");
+  assert.is(tf.getBackend(), "wasm");
+  assert.match(fixed.reason, /matMul: wasm-fixed/);
+  const { fusedOptimizer, loadBlasAddon } = await import("../../../src/ml/wasm-blas.ts");
+  assert.is(fusedOptimizer(), null, "no native optimizer when wasm-fixed is forced");
+  const y = tf.matMul(tf.tensor2d([[1, 2]]), tf.tensor2d([[3], [4]]), false, false);
+  assert.equal(Array.from(await y.data()), [11]);
+  y.dispose();
+  if ("blas" in loadBlasAddon()) {
+    const blas = await initBackend("wasm+blas");
+    assert.is(blas.name, "wasm+blas");
+    assert.match(blas.reason, /matMul: wasm\+blas/);
+  } else {
+    // Without the addon, forcing it is a clear error rather than a silent fallback.
+    try {
+      await initBackend("wasm+blas");
+      assert.unreachable("should throw");
+    } catch (err) {
+      assert.match((err as Error).message, /wasm\+blas failed to load: the OpenBLAS kernels are not available/);
+    }
+  }
+});
+
 test.run();
+
