@@ -85,7 +85,7 @@ async function demoProxy(): Promise<void> {
   const { createVit, vitFeatures, disposeVit, parseVitArch } = await import("../src/ml/vit.ts");
   const params = parseYaml(readFileSync(`${root}params/demo.yaml`, "utf8")) as Record<string, any>;
   const arch = parseVitArch(params.featurizer.arch);
-  const { mean, std } = params.featurizer.eval_transform as { mean: number[]; std: number[] };
+  const { mean, std } = params.transforms.eval as { mean: number[]; std: number[] };
   const vit = createVit(seededVitWeights(arch, 0), arch);
   const rng = new Rng(0);
   const imgs: { grey: Float32Array; off: number; y: number }[] = [];
