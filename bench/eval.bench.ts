@@ -3,6 +3,8 @@
 // rows, on the backend initBackend picks. Also times the pure-JS score part alone.
 // Env: SED_BENCH_HEADS (50), SED_BENCH_ROWS (1024), SED_BENCH_BATCH (eval batch, 256; heads run on
 // chunks of forwardRows(batch) rows), SED_BACKEND (auto).
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../src/ml/backend.ts";
 import { HEAD_PARAM_NAMES, headParamShapes, type EnsembleArrays, type HeadArrays, type HeadShape } from "../src/ml/heads.ts";
@@ -64,3 +66,18 @@ diversityStats(stack, { quirks: false }, sc);
 const scoreS = (performance.now() - t3) / 1000;
 console.log(`scores only: ${(BATCH / scoreS).toFixed(0)} samples/s (${scoreS.toFixed(2)} s per batch of ${BATCH})`);
 console.log(`peak-ish RSS: ${mb(rss)} MiB`);
+
+// The same heads, ensemble, soup and softmax scores in PyTorch (Debian python3-torch), when installed.
+const threads = process.env.SED_BENCH_TORCH_THREADS ?? "2";
+const torch = spawnSync("/usr/bin/python3", [fileURLToPath(new URL("./eval-heads.py", import.meta.url)), ...[shape.dim, shape.hidden, shape.classes, M, ROWS, BATCH].map(String), threads], {
+  env: { ...process.env, OMP_WAIT_POLICY: "PASSIVE" },
+  encoding: "utf8",
+  timeout: 600_000,
+});
+if (torch.error || torch.status !== 0) {
+  const why = torch.error ? torch.error.message : /No module named 'torch'/.test(torch.stderr) ? "python3-torch not installed" : torch.stderr.trim().split("\n").pop();
+  console.log(`pytorch: not measured (${why})`);
+} else {
+  const t = JSON.parse(torch.stdout.trim().split("\n").pop()!) as { samples_per_s: number; torch: string; threads: number };
+  console.log(`pytorch ${t.torch} (${t.threads} threads): ${t.samples_per_s.toFixed(1)} samples/s; tfjs/torch speed ratio ${(ROWS / evalS / t.samples_per_s).toFixed(3)}`);
+}
