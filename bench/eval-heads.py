@@ -7,25 +7,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from torch_head import Head  # bench/ is on sys.path: the script's own folder
+
 dim, hidden, classes, n_models, rows, batch, threads = (int(v) for v in sys.argv[1:8])
 torch.set_num_threads(threads)
 torch.manual_seed(0)
 
-class Head(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.gamma_2 = nn.Parameter(0.1 * torch.ones(dim))
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.head = nn.Linear(dim, classes)
-    def forward(self, x):
-        x = x + self.gamma_2 * self.fc2(F.gelu(self.fc1(self.norm2(x))))
-        return self.head(self.norm(x))
-
-heads = nn.ModuleList([Head() for _ in range(n_models)]).eval()
-soup = Head().eval()
+heads = nn.ModuleList([Head(dim, hidden, classes, 0.1) for _ in range(n_models)]).eval()
+soup = Head(dim, hidden, classes, 0.1).eval()
 with torch.no_grad():
     for name, p in soup.named_parameters():
         p.copy_(torch.stack([dict(h.named_parameters())[name] for h in heads]).mean(0))
