@@ -74,16 +74,26 @@ function softmaxRowInto(src: Float32Array, off: number, c: number, dst: Float32A
   return max + Math.log(sum);
 }
 
-interface Softmaxed {
+/** Row softmax of a whole stack: the same layout as its data, and one logsumexp per row. */
+export interface Softmaxed {
   p: Float32Array;
   /** logsumexp per row (row = head * rows + sample). */
   lse: Float64Array;
 }
 
+/**
+ * Softmax of the rows of data[start, end) into p (same offsets) and their logsumexp into
+ * lse[offset / c]. Head threads run it on their own heads' rows, so the main thread's scores start
+ * from the same bits it would have computed itself.
+ */
+export function softmaxRows(data: Float32Array, start: number, end: number, c: number, p: Float32Array, lse: Float64Array): void {
+  for (let off = start; off < end; off += c) lse[off / c] = softmaxRowInto(data, off, c, p);
+}
+
 function softmaxAll(data: Float32Array, c: number): Softmaxed {
   const p = new Float32Array(data.length);
   const lse = new Float64Array(data.length / c);
-  for (let off = 0, r = 0; off < data.length; off += c, r++) lse[r] = softmaxRowInto(data, off, c, p);
+  softmaxRows(data, 0, data.length, c, p, lse);
   return { p, lse };
 }
 
@@ -132,11 +142,13 @@ export type StackScores = Record<Exclude<ScoreName, "ensemble_conf" | "mean_subm
   readonly meanHeadTopProb: Float64Array;
 };
 
-export function stackScores(s: Stack, opts: ScoreOptions): StackScores {
+/** `softmaxed`: the stack's row softmax when already computed (e.g. by the head threads). */
+export function stackScores(s: Stack, opts: ScoreOptions, softmaxed?: Softmaxed): StackScores {
   const { heads: m, rows: n, classes: c, data } = s;
   if (data.length !== m * n * c) throw new Error(`stack data has ${data.length} values, expected ${m}x${n}x${c}`);
+  if (softmaxed && (softmaxed.p.length !== data.length || softmaxed.lse.length !== m * n)) throw new Error("stackScores: the softmax given does not match the stack");
   // One softmax pass serves get_probs (when it applies), the energy's logsumexp and `var`.
-  const sm = softmaxAll(data, c);
+  const sm = softmaxed ?? softmaxAll(data, c);
   const p = probabilities(data, c, s.kind, opts.quirks, sm);
   const fromSoftmax = p === sm.p && !opts.quirks;
   const plane = n * c;
@@ -167,23 +179,29 @@ export function stackScores(s: Stack, opts: ScoreOptions): StackScores {
     let maxl = 0;
     for (let h = 0; h < m; h++) {
       const off = h * plane + i * c;
+      // One pass over the row: ensemble mean and max of p, argmax of p (first index on ties, as torch),
+      // max logit, and Σ p z for the entropy. For a softmax row, −Σ p log p = lse − Σ p z: no log per
+      // class. Quirks mode keeps the literal log p so that underflowed probabilities give the reference's NaN.
+      let bv = p[off];
+      let best = 0;
+      let mx = -Infinity;
+      let pz = 0;
       for (let k = 0; k < c; k++) {
         const v = p[off + k];
         meanP[k] += v;
         if (v > maxP[k]) maxP[k] = v;
+        if (v > bv) {
+          bv = v;
+          best = k;
+        }
+        // energy and max logit read the raw outputs (the reference applies no get_probs there)
+        const z = data[off + k];
+        if (z > mx) mx = z;
+        if (v > 0) pz += v * z;
       }
-      // For a softmax row, −Σ p log p = lse − Σ p z: no log per class. Quirks mode keeps the literal
-      // log p so that underflowed probabilities give the reference's NaN.
-      if (fromSoftmax) {
-        let pz = 0;
-        for (let k = 0; k < c; k++) if (p[off + k] > 0) pz += p[off + k] * data[off + k];
-        entSum += sm.lse[h * n + i] - pz;
-      } else entSum += entropyRow(p, off, c, opts.quirks);
-      pred[h] = argmaxRow(p, off, c);
-      predP[h] = p[off + pred[h]];
-      // energy and max logit read the raw outputs (the reference applies no get_probs there)
-      let mx = -Infinity;
-      for (let k = 0; k < c; k++) if (data[off + k] > mx) mx = data[off + k];
+      entSum += fromSoftmax ? sm.lse[h * n + i] - pz : entropyRow(p, off, c, opts.quirks);
+      pred[h] = best;
+      predP[h] = p[off + best];
       lse += sm.lse[h * n + i];
       maxl += mx;
     }
@@ -252,18 +270,24 @@ export function varianceStat(s: Stack, softmaxed?: Softmaxed): number {
   if (m < 2) return NaN;
   const p = (softmaxed ?? softmaxAll(s.data, c)).p;
   const plane = n * c;
-  let total = 0;
-  for (let j = 0; j < plane; j++) {
-    let mean = 0;
-    for (let h = 0; h < m; h++) mean += p[h * plane + j];
-    mean /= m;
-    let ss = 0;
-    for (let h = 0; h < m; h++) {
-      const d = p[h * plane + j] - mean;
-      ss += d * d;
-    }
-    total += ss / (m - 1);
+  // Two passes (mean, then squared deviations), each walking the heads' planes in memory order: the
+  // per-element loop over heads strides a whole plane per read, which the cache punishes at 50 heads.
+  const mean = new Float64Array(plane);
+  for (let h = 0; h < m; h++) {
+    const off = h * plane;
+    for (let j = 0; j < plane; j++) mean[j] += p[off + j];
   }
+  for (let j = 0; j < plane; j++) mean[j] /= m;
+  const ss = new Float64Array(plane);
+  for (let h = 0; h < m; h++) {
+    const off = h * plane;
+    for (let j = 0; j < plane; j++) {
+      const d = p[off + j] - mean[j];
+      ss[j] += d * d;
+    }
+  }
+  let total = 0;
+  for (let j = 0; j < plane; j++) total += ss[j] / (m - 1);
   return -total / plane;
 }
 
