@@ -8,7 +8,8 @@ import { ConfigError, InputError } from "../src/errors.ts";
 import { initBackend } from "../src/ml/backend.ts";
 import { loadEnsemble, type EnsembleArrays } from "../src/ml/heads.ts";
 import { loadReferenceEnsemble } from "../src/ml/reference-ensemble.ts";
-import { EnsembleEvaluator, forwardRows, type EvalSummary } from "../src/ml/eval.ts";
+import { EnsembleEvaluator, ThreadedEvaluator, forwardRows, type EvalSummary } from "../src/ml/eval.ts";
+import { headThreadCount } from "../src/ml/head-pool.ts";
 import { subsetIndices } from "../src/ml/metrics.ts";
 import { SCORE_NAMES } from "../src/ml/scores.ts";
 import { directedAuroc } from "../src/ml/auroc.ts";
@@ -151,24 +152,29 @@ export async function run(ctx: StageContext): Promise<void> {
   const reader = await openFeatureFile(featurePath, { dim, requireComplete: true });
   let summary: EvalSummary;
   let labels: Int32Array;
-  let evaluator: EnsembleEvaluator | null = null;
+  let evaluator: EnsembleEvaluator | ThreadedEvaluator | null = null;
   try {
     if (reader.rows === 0) throw new InputError(`${featurePath}: the dataset has no rows: nothing to evaluate`, { hint: "re-run cache-features for this dataset" });
-    evaluator = new EnsembleEvaluator(ensemble, reader.rows, { batchSize: ev.batch_size, quirks: ev.reference_quirks, subset, soup: true });
+    const cfg = { batchSize: ev.batch_size, quirks: ev.reference_quirks, subset, soup: true };
+    const chunk = forwardRows(ev.batch_size);
+    // Heads and soup split across head threads when the stage has the cores (same bits either way).
+    const threads = headThreadCount(ensemble.shape, ensemble.heads.length + 1, Number.POSITIVE_INFINITY);
+    evaluator = threads > 1 ? await ThreadedEvaluator.start(ensemble, reader.rows, cfg, threads, chunk) : new EnsembleEvaluator(ensemble, reader.rows, cfg);
+    ctx.log(threads > 1 ? `heads on ${threads} threads` : "heads on the stage's thread");
     labels = new Int32Array(reader.rows);
     let done = 0;
     // Heads run on chunks of several eval batches; statistics stay per eval batch (see EnsembleEvaluator).
-    for (const b of reader.sequential(forwardRows(ev.batch_size))) {
+    for (const b of reader.sequential(chunk)) {
       if (ctx.signal.aborted) throw ctx.signal.reason;
-      evaluator.addBatch(b.embed, b.label, b.count);
+      await evaluator.addBatch(b.embed, b.label, b.count);
       labels.set(b.label.subarray(0, b.count), done);
       done += b.count;
       ctx.progress({ phase: "eval", done, total: reader.rows, unit: "sample" });
     }
-    summary = evaluator.summary();
+    summary = await evaluator.summary();
   } finally {
     reader.close();
-    evaluator?.dispose();
+    await evaluator?.dispose();
   }
 
   let auroc: Record<string, MeanStd> | null = null;

@@ -27,7 +27,10 @@ export interface WorkerHooks {
   killSignal?: AbortSignal;
   onProgress(event: ProgressEvent): void;
   onLog(stream: "log" | "stdout" | "stderr", line: string): void;
-  /** OpenBLAS threads for this worker (cores / parallel jobs); SED_PIPE_BLAS_THREADS overrides. */
+  /**
+   * Cores for this worker (cores / parallel jobs): its OpenBLAS threads (SED_PIPE_BLAS_THREADS) and
+   * its head threads (SED_PIPE_CORES, src/ml/head-pool.ts); either variable set by the user wins.
+   */
   blasThreads?: number;
   /** Called with the worker's pid once it is forked (tests kill it from outside). */
   onSpawn?(pid: number): void;
@@ -61,6 +64,7 @@ export async function runInWorker(spec: WorkerSpec, hooks: WorkerHooks): Promise
   }
   const env = { ...process.env };
   if (env.SED_PIPE_BLAS_THREADS === undefined && hooks.blasThreads) env.SED_PIPE_BLAS_THREADS = String(hooks.blasThreads);
+  if (env.SED_PIPE_CORES === undefined && hooks.blasThreads) env.SED_PIPE_CORES = String(hooks.blasThreads);
   const child = fork(entry, [], {
     cwd: spec.root,
     env,

@@ -3,6 +3,7 @@
 // with `node --import tsx` importing the stage module itself. It builds the StageContext and calls run(ctx). Talks to the runner only over IPC; never
 // touches artifacts/, the cache or pipeline.lock (the runner moves outputs into place).
 import { pathToFileURL } from "node:url";
+import { isMainThread } from "node:worker_threads";
 import type { ProgressEvent, StageContext, StageModule } from "./stage-api.ts";
 import type { ToWorker, FromWorker } from "./worker-protocol.ts";
 
@@ -69,26 +70,30 @@ async function start(msg: Extract<ToWorker, { type: "start" }>): Promise<void> {
   }
 }
 
-process.on("message", (raw: unknown) => {
-  const msg = raw as ToWorker;
-  if (msg.type === "start" && !started) {
-    started = true;
-    void start(msg);
-  } else if (msg.type === "abort") {
-    controller.abort(new Error("interrupted"));
-  }
-});
+// A head thread (src/ml/head-thread.ts) loads the stage bundle too: the runtime only runs on the
+// process's main thread.
+if (isMainThread) {
+  process.on("message", (raw: unknown) => {
+    const msg = raw as ToWorker;
+    if (msg.type === "start" && !started) {
+      started = true;
+      void start(msg);
+    } else if (msg.type === "abort") {
+      controller.abort(new Error("interrupted"));
+    }
+  });
 
-// If the runner dies, nobody will move our outputs into place: stop rather than compute for nothing.
-process.on("disconnect", () => {
-  controller.abort(new Error("runner went away"));
-  setTimeout(() => process.exit(1), 2000).unref();
-});
+  // If the runner dies, nobody will move our outputs into place: stop rather than compute for nothing.
+  process.on("disconnect", () => {
+    controller.abort(new Error("runner went away"));
+    setTimeout(() => process.exit(1), 2000).unref();
+  });
 
-process.on("unhandledRejection", async (err) => {
-  const e = errorText(err);
-  await send({ type: "failed", message: `unhandled rejection: ${e.message}`, stack: e.stack, aborted: controller.signal.aborted });
-  process.exit(1);
-});
+  process.on("unhandledRejection", async (err) => {
+    const e = errorText(err);
+    await send({ type: "failed", message: `unhandled rejection: ${e.message}`, stack: e.stack, aborted: controller.signal.aborted });
+    process.exit(1);
+  });
 
-void send({ type: "ready" });
+  void send({ type: "ready" });
+}
