@@ -14,9 +14,11 @@ import {
   HEAD_PARAM_NAMES, headBackward, headForwardCached, headLogits, headParamShapes, initHeadArrays, type HeadArrays, type HeadParamName, type HeadShape, type HeadTensors,
 } from "./heads.ts";
 import { sedLoss, sedLossWithGrad, smoothedTargets, softCrossEntropy } from "./losses.ts";
-import { adamwUpdate, gradsFinite, sgdUpdate, slotNames } from "./optim.ts";
-import { fusedOptimizer } from "./wasm-blas.ts";
+import { gradsFinite, slotNames } from "./optim.ts";
+import { deviceTensors, headLayout, packHead, unpackHead, updatedHead, type DeviceHead, type HeadLayout } from "./device-head.ts";
 import { lrAt } from "./lr-schedule.ts";
+import { headThreadCount } from "./head-pool.ts";
+export { headLayout, packHead, unpackHead, type DeviceHead, type HeadLayout } from "./device-head.ts";
 import { effectiveLoss, epochSeed, headShapeOf, type EffectiveLoss, type TrainConfig } from "./train-config.ts";
 
 export interface Batch {
@@ -93,55 +95,10 @@ export interface TrainResult {
   skippedSteps: number;
 }
 
-/** One head's parameters (or one optimiser slot) as a single flat buffer, params in HEAD_PARAM_NAMES order. */
-export interface HeadLayout {
-  sizes: number[];
-  offsets: number[];
-  total: number;
-}
-
-export function headLayout(s: HeadShape): HeadLayout {
-  const sh = headParamShapes(s);
-  const sizes = HEAD_PARAM_NAMES.map((k) => sh[k].reduce((a, b) => a * b, 1));
-  const offsets: number[] = [];
-  let t = 0;
-  for (const n of sizes) {
-    offsets.push(t);
-    t += n;
-  }
-  return { sizes, offsets, total: t };
-}
-
-export function packHead(h: HeadArrays, l: HeadLayout): Float32Array {
-  const out = new Float32Array(l.total);
-  HEAD_PARAM_NAMES.forEach((k, i) => out.set(h[k], l.offsets[i]));
-  return out;
-}
-
-/** Views into `flat` (no copy). */
-export function unpackHead(flat: Float32Array, l: HeadLayout): HeadArrays {
-  const o = {} as HeadArrays;
-  HEAD_PARAM_NAMES.forEach((k, i) => (o[k] = flat.subarray(l.offsets[i], l.offsets[i] + l.sizes[i])));
-  return o;
-}
-
-/**
- * A head on the device: one tensor per parameter (and per parameter and slot). The forward and the
- * optimiser use them as they are; a flat per-head buffer would cost a split and a concat of every
- * weight (2 x 22 MB copies per head at paper sizes) each step.
- */
-export interface DeviceHead {
-  params: HeadTensors;
-  slots: Record<string, HeadTensors>;
-}
 /** Host copy of a head: flat params and flat slots, in HeadLayout order. */
 interface HostHead {
   params: Float32Array;
   slots: Record<string, Float32Array>;
-}
-
-function deviceTensors(h: DeviceHead): tf.Tensor[] {
-  return [...Object.values(h.params), ...Object.values(h.slots).flatMap((s) => Object.values(s))];
 }
 
 /**
@@ -325,21 +282,7 @@ export function sedTrainStep(st: EnsembleState, loss: EffectiveLoss, inp: StepIn
       }
     }
     for (const i of inp.active) st.headSteps[i]++;
-    // One native loop per parameter on wasm+BLAS (same formulas, 1.5-3x faster); tensor ops elsewhere.
-    const opt = fusedOptimizer() ?? { sgdUpdate, adamwUpdate };
-    const next = heads.map((h, j): DeviceHead => {
-      const d: DeviceHead = { params: {} as HeadTensors, slots: Object.fromEntries(st.slotNames.map((s) => [s, {} as HeadTensors])) };
-      for (const k of HEAD_PARAM_NAMES) {
-        const slots = Object.fromEntries(st.slotNames.map((s) => [s, h.slots[s][k]]));
-        const u =
-          o.type === "sgd"
-            ? opt.sgdUpdate(h.params[k], grads[j][k], slots, o, inp.lr)
-            : opt.adamwUpdate(h.params[k], grads[j][k], slots, o, inp.lr, st.headSteps[inp.active[j]]);
-        d.params[k] = u.param;
-        for (const s of st.slotNames) d.slots[s][k] = u.slots[s];
-      }
-      return d;
-    });
+    const next = heads.map((h, j): DeviceHead => updatedHead(h, grads[j], o, st.slotNames, inp.lr, st.headSteps[inp.active[j]]));
     return { task: l.task, repulsion: l.repulsion, total: l.total, next, skipped: null };
   };
   const out = tf.tidy(() => compute() as unknown as tf.TensorContainer) as unknown as StepOut;
@@ -370,6 +313,19 @@ export interface EvalOptions {
   refRng?: Rng;
 }
 
+const hits = (logits: tf.Tensor2D, y: tf.Tensor1D) => tf.sum(tf.cast(tf.equal(tf.argMax(logits, -1), y), "int32"));
+
+/**
+ * One val batch with every head's logits at hand: [hits per head..., ensemble hits] and [task,
+ * repulsion, total] (zeros without a loss). Call inside tidy. Shared with the head-thread trainer.
+ */
+export function batchCounts(logits: tf.Tensor2D[], y: tf.Tensor1D, classes: number, loss: EffectiveLoss | undefined, ref: number): [tf.Tensor1D, tf.Tensor1D] {
+  const dc = tf.stack([...logits.map((z) => hits(z, y)), hits(tf.addN(logits) as tf.Tensor2D, y)]) as tf.Tensor1D;
+  if (!loss) return [dc, tf.zeros([3])];
+  const l = sedLoss(logits, y, classes, loss, ref);
+  return [dc, tf.stack([l.task, l.repulsion, l.total]) as tf.Tensor1D];
+}
+
 /**
  * Top-1 accuracy of every head and of the mean-logit ensemble, and the eval-mode loss; one host read at
  * the end. Batches outer (every head per batch) when heads live on the device or the repulsion term
@@ -392,7 +348,6 @@ export function evaluateEnsemble(st: EnsembleState, val: EvalSource, batchSize: 
     return tf.keep(next);
   };
   const unit = (i: number) => tf.reshape(tf.oneHot(tf.tensor1d([i], "int32"), M + 1), [M + 1]);
-  const hits = (logits: tf.Tensor2D, y: tf.Tensor1D) => tf.sum(tf.cast(tf.equal(tf.argMax(logits, -1), y), "int32"));
   const headParams = (i: number) => {
     const h = st.acquire(i);
     return { p: h.params, done: () => st.releaseUnchanged(i, h) };
@@ -406,13 +361,7 @@ export function evaluateEnsemble(st: EnsembleState, val: EvalSource, batchSize: 
           const ref = loss?.computeRepulsion ? opts.refRng!.int(M) : 0;
           const now = held ?? Array.from({ length: M }, (_, i) => headParams(i));
           try {
-            const [dc, dl] = tf.tidy(() => {
-              const logits = now.map((h) => headLogits(h.p, b.x, st.shape));
-              const dc = tf.stack([...logits.map((z) => hits(z, b.y)), hits(tf.addN(logits) as tf.Tensor2D, b.y)]) as tf.Tensor1D;
-              if (!loss) return [dc, tf.zeros([3])];
-              const l = sedLoss(logits, b.y, C, loss, ref);
-              return [dc, tf.stack([l.task, l.repulsion, l.total])];
-            }) as [tf.Tensor1D, tf.Tensor1D];
+            const [dc, dl] = tf.tidy(() => batchCounts(now.map((h) => headLogits(h.p, b.x, st.shape)), b.y, C, loss, ref));
             correct = addTo(correct, dc);
             lossSum = addTo(lossSum, dl);
             tf.dispose([dc, dl]);
@@ -497,9 +446,12 @@ interface Checkpoint {
   rng: Record<string, RngState>;
 }
 
-async function saveCheckpoint(dir: string, digest: string, st: EnsembleState, c: Omit<Checkpoint, "heads" | "slots" | "headSteps">): Promise<void> {
-  const { heads, slots } = st.snapshot();
-  const sh = headParamShapes(st.shape);
+async function saveCheckpoint(
+  dir: string, digest: string, st: { snapshot(): { heads: HeadArrays[]; slots: Record<string, HeadArrays>[] } | Promise<{ heads: HeadArrays[]; slots: Record<string, HeadArrays>[] }>; headSteps: number[]; slotNames: string[]; cfg: TrainConfig },
+  c: Omit<Checkpoint, "heads" | "slots" | "headSteps">,
+): Promise<void> {
+  const { heads, slots } = await st.snapshot();
+  const sh = headParamShapes(headShapeOf(st.cfg));
   const tensors: Record<string, SafeTensor> = {};
   heads.forEach((h, i) => {
     for (const k of HEAD_PARAM_NAMES) tensors[`submodels.${i}.${k}`] = { dtype: "F32", shape: sh[k], data: h[k] };
@@ -587,21 +539,31 @@ export async function trainEnsemble(cfg: TrainConfig, train: TrainSource, val: E
   const shape = headShapeOf(cfg);
   const digest = configDigest(cfg, train, hooks.dataIdentity ?? "");
   const ckpt = hooks.checkpointDir ? await loadCheckpoint(hooks.checkpointDir, digest, cfg, log) : null;
-  let st: EnsembleState;
   let rows: EpochRow[] = [];
   let start = 0;
+  let initial: HeadArrays[];
   if (ckpt) {
-    st = new EnsembleState(cfg, ckpt.heads, ckpt.slots, ckpt.headSteps);
+    initial = ckpt.heads;
     rows = ckpt.rows;
     start = ckpt.epochsDone;
     log(`resuming "${cfg.name}" after epoch ${start}/${cfg.n_epochs} from ${join(hooks.checkpointDir!, CKPT_FILE)}`);
   } else {
     // One init stream, heads in index order (the reference seeds once with 42 before building all heads).
     const init = new Rng(cfg.seed);
-    st = new EnsembleState(cfg, Array.from({ length: cfg.n_models }, () => initHeadArrays(shape, init)));
+    initial = Array.from({ length: cfg.n_models }, () => initHeadArrays(shape, init));
   }
-  const stepsPerEpoch = Math.ceil(train.passRows / cfg.batch_size);
   const k = cfg.random_select;
+  // The pair on two head threads when the stage has two cores for big heads (src/ml/head-pool.ts):
+  // the same bits as this thread with one OpenBLAS thread, about 1.3x faster at paper sizes.
+  const threads = k === 2 ? headThreadCount(shape, cfg.n_models, 2) : 1;
+  let st: EnsembleState | null = null;
+  let te: import("./threaded-training.ts").ThreadedEnsemble | null = null;
+  if (threads === 2) {
+    const { ThreadedEnsemble } = await import("./threaded-training.ts");
+    te = await ThreadedEnsemble.start(cfg, initial, ckpt?.slots, ckpt?.headSteps);
+    log(`training "${cfg.name}": the active pair on 2 head threads (one head each)`);
+  } else st = new EnsembleState(cfg, initial, ckpt?.slots, ckpt?.headSteps);
+  const stepsPerEpoch = Math.ceil(train.passRows / cfg.batch_size);
   try {
     for (let e = start; e < cfg.n_epochs; e++) {
       const t0 = performance.now();
@@ -622,12 +584,15 @@ export async function trainEnsemble(cfg: TrainConfig, train: TrainSource, val: E
           hooks.signal?.throwIfAborted();
           const active = pairRng.sample(cfg.n_models, k).sort((a, c) => a - c);
           const ref = loss.computeRepulsion ? refRng.int(k) : 0;
-          const x = tf.tensor2d(b.embed, [b.count, train.dim]);
-          const y = tf.tensor1d(b.label, "int32");
-          try {
-            sedTrainStep(st, loss, { x, y, active, ref, lr, update: !frozen }, acc);
-          } finally {
-            tf.dispose([x, y]);
+          if (te) await te.step({ x: b.embed, y: b.label, rows: b.count, active, ref, lr, update: !frozen }, acc);
+          else {
+            const x = tf.tensor2d(b.embed, [b.count, train.dim]);
+            const y = tf.tensor1d(b.label, "int32");
+            try {
+              sedTrainStep(st!, loss, { x, y, active, ref, lr, update: !frozen }, acc);
+            } finally {
+              tf.dispose([x, y]);
+            }
           }
           step++;
           if (step % logEvery === 0) {
@@ -639,9 +604,12 @@ export async function trainEnsemble(cfg: TrainConfig, train: TrainSource, val: E
           if (step % 64 === 0) await new Promise((r) => setImmediate(r));
         }
         const sums = acc.read();
-        const ev = val
-          ? evaluateEnsemble(st, val, cfg.eval_batch_size, { signal: hooks.signal, loss, refRng: epochStream(seed, 4) })
-          : { perHead: [NaN], ensemble: NaN, task: NaN, repulsion: NaN, total: NaN };
+        const evalOpts = { signal: hooks.signal, loss, refRng: epochStream(seed, 4) };
+        const ev = !val
+          ? { perHead: [NaN], ensemble: NaN, task: NaN, repulsion: NaN, total: NaN }
+          : te
+            ? await te.evaluate(val, cfg.eval_batch_size, evalOpts)
+            : evaluateEnsemble(st!, val, cfg.eval_batch_size, evalOpts);
         const s = stats(ev.perHead);
         const row: EpochRow = {
           epoch: e,
@@ -675,7 +643,7 @@ export async function trainEnsemble(cfg: TrainConfig, train: TrainSource, val: E
         acc.dispose();
       }
       if (hooks.checkpointDir) {
-        await saveCheckpoint(hooks.checkpointDir, digest, st, {
+        await saveCheckpoint(hooks.checkpointDir, digest, (te ?? st)!, {
           epochsDone: e + 1,
           rows,
           rng: { pair: pairRng.state(), ref: refRng.state(), shuffle: shuffleRng.state() },
@@ -683,10 +651,11 @@ export async function trainEnsemble(cfg: TrainConfig, train: TrainSource, val: E
       }
       hooks.onEpochEnd?.(e, rows[rows.length - 1]);
     }
-    const { heads } = st.snapshot();
+    const { heads } = te ? await te.snapshot() : st!.snapshot();
     return { heads, rows, resumedEpochs: start, skippedSteps: rows.reduce((a, r) => a + r.skipped_steps, 0) };
   } finally {
-    st.dispose();
+    st?.dispose();
+    await te?.dispose();
   }
 }
 

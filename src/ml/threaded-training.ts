@@ -1,0 +1,191 @@
+// SED training on two head threads (head-pool.ts): each step's active pair runs one head per thread;
+// the threads trade the pair's logits, each evaluates the (identical) loss and back-propagates and
+// updates its own head. Owns where each head lives (which thread, or the host with
+// keep_inactive_on_cpu) and its AdamW step count; the epoch loop stays in trainer.ts.
+import * as tf from "@tensorflow/tfjs-core";
+import { headLayout, packHead, unpackHead, type HeadLayout } from "./device-head.ts";
+import { HeadPool, type FlatHead } from "./head-pool.ts";
+import type { HeadArrays } from "./heads.ts";
+import { slotNames } from "./optim.ts";
+import { effectiveLoss, headShapeOf, type TrainConfig } from "./train-config.ts";
+import { batchCounts, type EvalOptions, type EvalResult, type EvalSource, type StepAccumulators } from "./trainer.ts";
+
+export interface ThreadedStepInput {
+  x: Float32Array;
+  y: Int32Array;
+  rows: number;
+  /** The active pair, ascending. */
+  active: number[];
+  ref: number;
+  lr: number;
+  update: boolean;
+}
+
+function sharedF32(n: number): Float32Array {
+  return new Float32Array(new SharedArrayBuffer(n * 4));
+}
+
+export class ThreadedEnsemble {
+  readonly headSteps: number[];
+  readonly layout: HeadLayout;
+  readonly slotNames: string[];
+  /** Thread of each head (device mode); null for heads kept on the host. */
+  private readonly owner: (number | null)[];
+  /** keep_inactive_on_cpu: the master copy of every head lives here between its steps. */
+  private readonly host: (FlatHead | null)[] | null;
+  moves = 0;
+
+  private constructor(readonly cfg: TrainConfig, private readonly pool: HeadPool, heads: FlatHead[], steps: number[]) {
+    this.layout = headLayout(headShapeOf(cfg));
+    this.slotNames = slotNames(cfg.optimizer);
+    this.headSteps = [...steps];
+    this.owner = heads.map(() => null);
+    this.host = cfg.keep_inactive_on_cpu ? heads : null;
+  }
+
+  get size(): number {
+    return this.headSteps.length;
+  }
+
+  /** Two threads; heads alternate between them (device mode) or stay on the host (keep_inactive_on_cpu). */
+  static async start(cfg: TrainConfig, heads: HeadArrays[], slots?: Record<string, HeadArrays>[], steps?: number[]): Promise<ThreadedEnsemble> {
+    if (cfg.random_select !== 2) throw new Error(`head threads train pairs (random_select 2), not ${cfg.random_select}`);
+    const shape = headShapeOf(cfg);
+    const layout = headLayout(shape);
+    const names = slotNames(cfg.optimizer);
+    const flat: FlatHead[] = heads.map((h, i) => ({
+      params: packHead(h, layout),
+      slots: Object.fromEntries(names.map((s) => [s, slots?.[i]?.[s] ? packHead(slots[i][s], layout) : new Float32Array(layout.total)])),
+    }));
+    const o = cfg.optimizer;
+    const pool = await HeadPool.start(2, shape, { loss: effectiveLoss(cfg), optimizer: o, slots: names, classes: cfg.num_classes });
+    const te = new ThreadedEnsemble(cfg, pool, flat, steps ?? heads.map(() => 0));
+    try {
+      if (!cfg.keep_inactive_on_cpu) {
+        for (let i = 0; i < flat.length; i++) {
+          await pool.put(i % 2, i, flat[i]);
+          te.owner[i] = i % 2;
+        }
+      }
+    } catch (err) {
+      await pool.close();
+      throw err;
+    }
+    return te;
+  }
+
+  /** One SED step of the pair; the loss parts (and a skipped NaN step) go to acc exactly as sedTrainStep adds them. */
+  async step(inp: ThreadedStepInput, acc: StepAccumulators): Promise<void> {
+    const [a, b] = inp.active;
+    if (inp.active.length !== 2 || !(a < b)) throw new Error(`ThreadedEnsemble.step: expected an ascending pair, got [${inp.active}]`);
+    let swap: boolean;
+    if (this.host) {
+      await Promise.all([this.pool.put(0, a, this.host[a]!), this.pool.put(1, b, this.host[b]!)]);
+      this.host[a] = this.host[b] = null;
+      swap = false;
+    } else {
+      if (this.owner[a] === this.owner[b]) {
+        // Both on one thread: move b to the other (its weights and optimiser state).
+        const from = this.owner[b]!;
+        await this.pool.put(1 - from, b, await this.pool.take(from, b, false));
+        this.owner[b] = 1 - from;
+        this.moves++;
+      }
+      swap = this.owner[a] === 1;
+    }
+    const r = await this.pool.step(a, b, { x: inp.x, y: inp.y, rows: inp.rows, ref: inp.ref, lr: inp.lr, update: inp.update, ta: this.headSteps[a] + 1, tb: this.headSteps[b] + 1 }, swap);
+    if (inp.update && !r.skipped) {
+      this.headSteps[a]++;
+      this.headSteps[b]++;
+    }
+    if (this.host) {
+      const [ha, hb] = await Promise.all([this.pool.take(0, a, false), this.pool.take(1, b, false)]);
+      this.host[a] = ha;
+      this.host[b] = hb;
+    }
+    const [task, repulsion, total] = r.loss!;
+    const parts = { task: tf.scalar(task), repulsion: tf.scalar(repulsion), total: tf.scalar(total), skipped: r.skipped ? tf.scalar(1) : undefined };
+    acc.add(parts);
+    tf.dispose([parts.task, parts.repulsion, parts.total, ...(parts.skipped ? [parts.skipped] : [])]);
+  }
+
+  /** Host copies of weights and slots. */
+  async snapshot(): Promise<{ heads: HeadArrays[]; slots: Record<string, HeadArrays>[] }> {
+    const heads: HeadArrays[] = [];
+    const slots: Record<string, HeadArrays>[] = [];
+    for (let i = 0; i < this.size; i++) {
+      const f = this.host ? { params: this.host[i]!.params.slice(), slots: Object.fromEntries(Object.entries(this.host[i]!.slots).map(([s, a]) => [s, a.slice()])) } : await this.pool.take(this.owner[i]!, i, true);
+      heads.push(unpackHead(f.params, this.layout));
+      slots.push(Object.fromEntries(Object.entries(f.slots).map(([s, a]) => [s, unpackHead(a, this.layout)])));
+    }
+    return { heads, slots };
+  }
+
+  /**
+   * evaluateEnsemble's results (batch by batch, every head at once) with the heads' logits computed on
+   * the threads. Host-kept heads are placed on the threads (weights only) for the evaluation.
+   */
+  async evaluate(val: EvalSource, batchSize: number, opts: EvalOptions = {}): Promise<EvalResult> {
+    const M = this.size;
+    const C = this.cfg.num_classes;
+    const loss = opts.loss;
+    if (loss?.computeRepulsion && !opts.refRng) throw new Error("evaluate: refRng is required for the repulsion term");
+    const placement: number[][] = [[], []];
+    const placed: number[] = [];
+    let correct: tf.Tensor1D = tf.zeros([M + 1], "int32");
+    let lossSum: tf.Tensor1D = tf.zeros([3]);
+    const addTo = (acc: tf.Tensor1D, inc: tf.Tensor1D): tf.Tensor1D => {
+      const next = tf.add(acc, inc) as tf.Tensor1D;
+      acc.dispose();
+      return tf.keep(next);
+    };
+    try {
+      for (let i = 0; i < M; i++) {
+        if (this.host) {
+          await this.pool.put(i % 2, i, { params: this.host[i]!.params.slice(), slots: {} });
+          placed.push(i);
+          placement[i % 2].push(i);
+        } else placement[this.owner[i]!].push(i);
+      }
+      const x = sharedF32(batchSize * val.dim);
+      const out = sharedF32(M * batchSize * C);
+      let nb = 0;
+      for (const b of val.batches(batchSize)) {
+        opts.signal?.throwIfAborted();
+        const ref = loss?.computeRepulsion ? opts.refRng!.int(M) : 0;
+        const n = b.count;
+        x.set(b.embed.subarray(0, n * val.dim));
+        const offsets = Array.from({ length: M }, (_, h) => h * n * C);
+        await this.pool.logits(placement, x, n, out, offsets);
+        const y = tf.tensor1d(b.label.subarray(0, n), "int32");
+        try {
+          const [dc, dl] = tf.tidy(() => batchCounts(offsets.map((o) => tf.tensor2d(out.subarray(o, o + n * C), [n, C])), y, C, loss, ref));
+          correct = addTo(correct, dc);
+          lossSum = addTo(lossSum, dl);
+          tf.dispose([dc, dl]);
+        } finally {
+          y.dispose();
+        }
+        nb++;
+      }
+      const counts = correct.dataSync();
+      const l = lossSum.dataSync();
+      const rows = Math.max(1, val.rows);
+      const batches = Math.max(1, nb);
+      return {
+        perHead: Array.from(counts.slice(0, M), (v) => v / rows),
+        ensemble: counts[M] / rows,
+        task: loss ? l[0] / batches : NaN,
+        repulsion: loss ? l[1] / batches : NaN,
+        total: loss ? l[2] / batches : NaN,
+      };
+    } finally {
+      tf.dispose([correct, lossSum]);
+      await Promise.all(placed.map((i) => this.pool.drop(i % 2, i)));
+    }
+  }
+
+  async dispose(): Promise<void> {
+    await this.pool.close();
+  }
+}

@@ -1,0 +1,145 @@
+// Head threads (src/ml/head-pool.ts): the threaded evaluator and the two-thread trainer compute
+// exactly what the single-thread code computes on the same backend with one OpenBLAS thread.
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import * as tf from "@tensorflow/tfjs-core";
+process.env.SED_PIPE_BLAS_THREADS = "1";
+const { initBackend } = await import("../../../src/ml/backend.ts");
+const { initHeadArrays } = await import("../../../src/ml/heads.ts");
+const { EnsembleEvaluator, ThreadedEvaluator } = await import("../../../src/ml/eval.ts");
+const { HeadPool } = await import("../../../src/ml/head-pool.ts");
+const { Rng } = await import("../../../src/rng.ts");
+import type { EnsembleArrays, HeadShape } from "../../../src/ml/heads.ts";
+
+const backend = await initBackend("wasm");
+const shape: HeadShape = { dim: 16, hidden: 48, classes: 10 };
+
+function ensemble(m: number, seed: number): EnsembleArrays {
+  const rng = new Rng(seed);
+  const heads = Array.from({ length: m }, () => {
+    const h = initHeadArrays(shape, rng);
+    h["head.weight"] = h["head.weight"].map(() => rng.normal());
+    h.gamma_2 = h.gamma_2.map(() => rng.normal() * 0.3);
+    return h;
+  });
+  return { shape, heads };
+}
+
+function rows(n: number, seed: number): { x: Float32Array; y: Int32Array } {
+  const rng = new Rng(seed);
+  return { x: Float32Array.from({ length: n * shape.dim }, () => rng.normal()), y: Int32Array.from({ length: n }, () => rng.int(shape.classes)) };
+}
+
+test(`threaded eval = single-thread eval, bit for bit (${backend.name}; 2 and 3 threads, ragged last chunk, soup)`, async () => {
+  const e = ensemble(5, 1);
+  const total = 37;
+  const { x, y } = rows(total, 2);
+  const cfg = { batchSize: 8, quirks: false, subset: null, soup: true };
+  const chunk = 16;
+  const single = new EnsembleEvaluator(e, total, cfg);
+  for (let s = 0; s < total; s += chunk) {
+    const c = Math.min(chunk, total - s);
+    single.addBatch(x.subarray(s * shape.dim), y.subarray(s, s + c), c);
+  }
+  const want = single.summary();
+  single.dispose();
+  const tensorsBefore = tf.memory().numTensors;
+  for (const threads of [2, 3]) {
+    const ev = await ThreadedEvaluator.start(e, total, cfg, threads, chunk);
+    try {
+      for (let s = 0; s < total; s += chunk) {
+        const c = Math.min(chunk, total - s);
+        await ev.addBatch(x.subarray(s * shape.dim), y.subarray(s, s + c), c);
+      }
+      const got = await ev.summary();
+      assert.equal(got, want, `${threads} threads: summary`);
+      for (const [name, v] of Object.entries(single.scores)) {
+        assert.equal(Array.from(ev.scores[name as keyof typeof single.scores]), Array.from(v), `${threads} threads: score ${name}`);
+      }
+    } finally {
+      await ev.dispose();
+    }
+  }
+  assert.is(tf.memory().numTensors, tensorsBefore, "no tensors left on this thread");
+});
+
+const { parseTrainConfig } = await import("../../../src/ml/train-config.ts");
+const { trainEnsemble } = await import("../../../src/ml/trainer.ts");
+const { memoryTrainSource, memoryEvalSource } = await import("../../../src/ml/train-sources.ts");
+
+function trainData(n: number, seed: number) {
+  const rng = new Rng(seed);
+  // Learnable labels: the class is the argmax of the first `classes` features.
+  const x = Float32Array.from({ length: n * shape.dim }, () => rng.normal());
+  const y = Int32Array.from({ length: n }, (_, i) => {
+    let best = 0;
+    for (let c = 1; c < shape.classes; c++) if (x[i * shape.dim + c] > x[i * shape.dim + best]) best = c;
+    return best;
+  });
+  return { x, y };
+}
+
+async function trainWith(threads: string, over: Record<string, unknown>) {
+  const cfg = parseTrainConfig({
+    name: "t", n_models: 5, random_select: 2, embed_dim: shape.dim, mlp_hidden: shape.hidden, num_classes: shape.classes,
+    batch_size: 16, eval_batch_size: 32, optimizer: { type: "adamw", lr: 0.003, weight_decay: 0.05 },
+    lr_scheduler: { type: "cosine", t_max: 15 }, n_epochs: 3, freeze_first_epoch: true, lambda: 0.5, manual_lambda: 1,
+    use_always_labeled: true, smoothing_eps: 0.1, ...over,
+  });
+  const tr = trainData(96, 5);
+  const va = trainData(40, 6);
+  const logs: string[] = [];
+  process.env.SED_PIPE_HEAD_THREADS = threads;
+  try {
+    return { ...(await trainEnsemble(cfg, memoryTrainSource(tr.x, tr.y, shape.dim), memoryEvalSource(va.x, va.y, shape.dim), { log: (l) => logs.push(l) })), logs };
+  } finally {
+    delete process.env.SED_PIPE_HEAD_THREADS;
+  }
+}
+
+const variants: [string, Record<string, unknown>, boolean][] = [
+  ["AdamW, A2D repulsion, heads on the threads", {}, true],
+  ["SGD with momentum and the NaN check", { optimizer: { type: "sgd", lr: 0.05, momentum: 0.9, weight_decay: 0.0005, nan_check: true } }, true],
+  // Host-kept heads: the val loss sums in another order on the single-thread path (heads outer).
+  ["keep_inactive_on_cpu", { keep_inactive_on_cpu: true }, false],
+];
+for (const [name, over, sameLosses] of variants) {
+  test(`two-thread training = single-thread training, bit for bit: ${name}`, async () => {
+    const before = tf.memory().numTensors;
+    const one = await trainWith("1", over);
+    const two = await trainWith("2", over);
+    assert.ok(two.logs.some((l) => /2 head threads/.test(l)), "the threaded path ran");
+    assert.not.ok(one.logs.some((l) => /head threads/.test(l)), "the single-thread path ran");
+    one.heads.forEach((h, i) => {
+      for (const [k, v] of Object.entries(h)) assert.ok(Buffer.from(v.buffer, v.byteOffset, v.byteLength).equals(Buffer.from(two.heads[i][k as keyof typeof h].buffer, two.heads[i][k as keyof typeof h].byteOffset, v.byteLength)), `head ${i} ${k}`);
+    });
+    const strip = (rows: typeof one.rows, all: boolean) =>
+      rows.map(({ walltime_s: _w, ...r }) => (all ? r : { ...r, val_task_loss: 0, val_repulsion_loss: 0, val_total_loss: 0 }));
+    assert.equal(strip(two.rows, sameLosses), strip(one.rows, sameLosses));
+    assert.ok(one.rows[2].val_acc_mean > one.rows[0].val_acc_mean, "it learned something (the comparison is not between two no-ops)");
+    assert.is(tf.memory().numTensors, before, "no tensors left on this thread");
+  });
+}
+
+async function rejects(fn: () => Promise<unknown>, re: RegExp): Promise<void> {
+  try {
+    await fn();
+  } catch (err) {
+    assert.match((err as Error).message, re);
+    return;
+  }
+  assert.unreachable(`expected a rejection matching ${re}`);
+}
+
+test("a thread's error reaches the caller with its message; the pool closes", async () => {
+  const pool = await HeadPool.start(2, shape);
+  try {
+    await rejects(() => pool.put(1, 0, { params: new Float32Array(3), slots: {} }), /head thread 1: put: head 0 has 3 values, expected/);
+    await rejects(() => pool.take(0, 7, true), /head 7 is not on this thread/);
+  } finally {
+    await pool.close();
+  }
+  await rejects(async () => pool.drop(0, 0), /closed/);
+});
+
+test.run();
