@@ -119,9 +119,14 @@ export class HeadPool {
     if (!Number.isInteger(n) || n < 1) throw new Error(`HeadPool.start: ${n} threads`);
     if (train && n !== 2) throw new Error(`HeadPool.start: training runs on exactly 2 threads, not ${n}`);
     const backend = threadBackend();
+    // The threads share OpenBLAS with this one and its thread count is process-wide: each thread sets
+    // it to 1 when it starts, and close() puts this thread's back.
+    const blas = backend === "wasm+blas" ? loadBlasAddon() : null;
+    const saved = blas && "blas" in blas ? blas.blas.numThreads() : null;
     const channel = train ? new MessageChannel() : null;
     const threads = Array.from({ length: n }, (_, i) => new ThreadHandle(i, spawnThread()));
     const pool = new HeadPool(threads, backend, shape);
+    pool.savedBlasThreads = saved;
     try {
       await Promise.all(
         threads.map((t, i) => {
@@ -136,12 +141,7 @@ export class HeadPool {
         cause: err,
       });
     }
-    // The threads share OpenBLAS with this one; its thread count is process-wide.
-    const blas = loadBlasAddon();
-    if (backend === "wasm+blas" && "blas" in blas) {
-      pool.savedBlasThreads = blas.blas.numThreads();
-      setBlasThreads(1);
-    }
+    if (saved !== null) setBlasThreads(1);
     return pool;
   }
 
@@ -152,15 +152,25 @@ export class HeadPool {
     return t;
   }
 
-  /** Moves a head onto thread w. The buffers are transferred: the caller must not use them afterwards. */
+  /**
+   * Puts a head on thread w. Plain buffers are transferred (the caller must not use them afterwards);
+   * SharedArrayBuffer-backed ones are shared and only read.
+   */
   put(w: number, head: number, h: FlatHead): Promise<null> {
     const transfer = [h.params.buffer, ...Object.values(h.slots).map((a) => a.buffer)].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
     return this.thread(w).call<null>({ op: "put", head, params: h.params, slots: h.slots }, [...new Set(transfer)]);
   }
 
-  /** Reads a head back from thread w; keep=false frees it there. */
-  take(w: number, head: number, keep: boolean): Promise<FlatHead> {
-    return this.thread(w).call<FlatHead>({ op: "take", head, keep });
+  /**
+   * Reads a head back from thread w; keep=false frees it there. With `into` (SharedArrayBuffer-backed,
+   * one array per part), the thread writes there and that same object is returned.
+   */
+  async take(w: number, head: number, keep: boolean, into: FlatHead | null = null): Promise<FlatHead> {
+    for (const a of into ? [into.params, ...Object.values(into.slots)] : []) {
+      if (!(a.buffer instanceof SharedArrayBuffer)) throw new Error("HeadPool.take: `into` must be SharedArrayBuffer-backed");
+    }
+    const r = await this.thread(w).call<FlatHead | null>({ op: "take", head, keep, into });
+    return into ?? r!;
   }
 
   drop(w: number, head: number): Promise<null> {

@@ -9,6 +9,7 @@ import { isMainThread, parentPort, workerData, type MessagePort, type TransferLi
 import * as tf from "@tensorflow/tfjs-core";
 import { deviceTensors, updatedHead, type DeviceHead } from "./device-head.ts";
 import { HEAD_PARAM_NAMES, headBackward, headForwardCached, headLogits, headParamShapes, type HeadShape, type HeadTensors } from "./heads.ts";
+import { asWasmBackend, f32View } from "./kernels/wasm-heap.ts";
 import { sedLossWithGrad } from "./losses.ts";
 import { gradsFinite } from "./optim.ts";
 import { softmaxRows } from "./scores.ts";
@@ -33,8 +34,8 @@ export interface FlatHead {
 export type ThreadRequest =
   | { op: "init"; backend: string; shape: HeadShape; peer: MessagePort | null; train: ThreadTrainSetup | null }
   | ({ op: "put"; head: number } & FlatHead)
-  /** Reads a head back; keep=false also frees it in the thread. */
-  | { op: "take"; head: number; keep: boolean }
+  /** Reads a head back (into the given shared buffers, else new ones); keep=false also frees it in the thread. */
+  | { op: "take"; head: number; keep: boolean; into: FlatHead | null }
   | { op: "drop"; head: number }
   /**
    * Logits of `heads` for `rows` rows of x into out at offsets[i] (rows x classes each); with p/lse,
@@ -64,9 +65,17 @@ function tidyKeep<T>(fn: () => T): T {
   return tf.tidy(fn as unknown as () => tf.TensorContainer) as unknown as T;
 }
 
-function flatOf(t: HeadTensors, total: number, offsets: number[]): Float32Array {
-  const out = new Float32Array(total);
-  HEAD_PARAM_NAMES.forEach((k, i) => out.set(t[k].dataSync() as Float32Array, offsets[i]));
+/**
+ * A head's tensors as one flat buffer. On wasm it copies straight from the heap (one copy; dataSync
+ * would allocate and copy each tensor first, which made moving a paper-size head cost ~45 ms).
+ */
+/**
+ * A head's tensors into one flat buffer. On wasm it copies straight from the heap (one copy; dataSync
+ * would allocate and copy each tensor first, which made moving a paper-size head cost ~45 ms).
+ */
+function flatOf(t: HeadTensors, offsets: number[], out: Float32Array): Float32Array {
+  const wasm = tf.getBackend() === "wasm" ? asWasmBackend(tf.backend()) : null;
+  HEAD_PARAM_NAMES.forEach((k, i) => out.set(wasm ? f32View(wasm, t[k]) : (t[k].dataSync() as Float32Array), offsets[i]));
   return out;
 }
 
@@ -132,11 +141,16 @@ class HeadThread {
     return h;
   }
 
-  take(head: number, keep: boolean): FlatHead {
+  take(head: number, keep: boolean, into: FlatHead | null): FlatHead {
     const h = this.get(head);
+    const buf = (a: Float32Array | undefined, what: string) => {
+      if (!a) return new Float32Array(this.total);
+      if (a.length !== this.total) throw new Error(`take: the buffer for ${what} holds ${a.length} values, expected ${this.total}`);
+      return a;
+    };
     const out: FlatHead = {
-      params: flatOf(h.params, this.total, this.offsets),
-      slots: Object.fromEntries(Object.entries(h.slots).map(([s, t]) => [s, flatOf(t, this.total, this.offsets)])),
+      params: flatOf(h.params, this.offsets, buf(into?.params, "params")),
+      slots: Object.fromEntries(Object.entries(h.slots).map(([s, t]) => [s, flatOf(t, this.offsets, buf(into?.slots[s], s))])),
     };
     if (!keep) this.drop(head);
     return out;
@@ -242,9 +256,10 @@ async function serve(port: MessagePort): Promise<void> {
           case "init": value = await t.init(req); break;
           case "put": value = t.put(req); break;
           case "take": {
-            const f = t.take(req.head, req.keep);
-            transfer.push(f.params.buffer as ArrayBuffer, ...Object.values(f.slots).map((a) => a.buffer as ArrayBuffer));
-            value = f;
+            const f = t.take(req.head, req.keep, req.into);
+            // Shared buffers were written in place; new ones move to the caller without a copy.
+            for (const a of [f.params, ...Object.values(f.slots)]) if (a.buffer instanceof ArrayBuffer) transfer.push(a.buffer);
+            value = req.into ? null : f;
             break;
           }
           case "drop": value = t.drop(req.head); break;

@@ -25,14 +25,27 @@ function sharedF32(n: number): Float32Array {
   return new Float32Array(new SharedArrayBuffer(n * 4));
 }
 
+function sharedHead(total: number, slots: string[]): FlatHead {
+  return { params: sharedF32(total), slots: Object.fromEntries(slots.map((s) => [s, sharedF32(total)])) };
+}
+
+function sharedCopy(h: FlatHead): FlatHead {
+  const out = sharedHead(h.params.length, Object.keys(h.slots));
+  out.params.set(h.params);
+  for (const [s, a] of Object.entries(h.slots)) out.slots[s].set(a);
+  return out;
+}
+
 export class ThreadedEnsemble {
   readonly headSteps: number[];
   readonly layout: HeadLayout;
   readonly slotNames: string[];
   /** Thread of each head (device mode); null for heads kept on the host. */
   private readonly owner: (number | null)[];
-  /** keep_inactive_on_cpu: the master copy of every head lives here between its steps. */
-  private readonly host: (FlatHead | null)[] | null;
+  /** keep_inactive_on_cpu: the master copy of every head (shared buffers the threads read and write). */
+  private readonly host: FlatHead[] | null;
+  /** Device mode: the shared buffers a head passes through when it moves between threads. */
+  private readonly mailbox: FlatHead | null;
   moves = 0;
 
   private constructor(readonly cfg: TrainConfig, private readonly pool: HeadPool, heads: FlatHead[], steps: number[]) {
@@ -40,7 +53,8 @@ export class ThreadedEnsemble {
     this.slotNames = slotNames(cfg.optimizer);
     this.headSteps = [...steps];
     this.owner = heads.map(() => null);
-    this.host = cfg.keep_inactive_on_cpu ? heads : null;
+    this.host = cfg.keep_inactive_on_cpu ? heads.map(sharedCopy) : null;
+    this.mailbox = cfg.keep_inactive_on_cpu ? null : sharedHead(this.layout.total, this.slotNames);
   }
 
   get size(): number {
@@ -80,14 +94,13 @@ export class ThreadedEnsemble {
     if (inp.active.length !== 2 || !(a < b)) throw new Error(`ThreadedEnsemble.step: expected an ascending pair, got [${inp.active}]`);
     let swap: boolean;
     if (this.host) {
-      await Promise.all([this.pool.put(0, a, this.host[a]!), this.pool.put(1, b, this.host[b]!)]);
-      this.host[a] = this.host[b] = null;
+      await Promise.all([this.pool.put(0, a, this.host[a]), this.pool.put(1, b, this.host[b])]);
       swap = false;
     } else {
       if (this.owner[a] === this.owner[b]) {
-        // Both on one thread: move b to the other (its weights and optimiser state).
+        // Both on one thread: move b to the other (its weights and optimiser state, two copies).
         const from = this.owner[b]!;
-        await this.pool.put(1 - from, b, await this.pool.take(from, b, false));
+        await this.pool.put(1 - from, b, await this.pool.take(from, b, false, this.mailbox));
         this.owner[b] = 1 - from;
         this.moves++;
       }
@@ -99,9 +112,9 @@ export class ThreadedEnsemble {
       this.headSteps[b]++;
     }
     if (this.host) {
-      const [ha, hb] = await Promise.all([this.pool.take(0, a, false), this.pool.take(1, b, false)]);
-      this.host[a] = ha;
-      this.host[b] = hb;
+      // Written back in place; a frozen step changed nothing, so the threads just free the pair.
+      if (inp.update && !r.skipped) await Promise.all([this.pool.take(0, a, false, this.host[a]), this.pool.take(1, b, false, this.host[b])]);
+      else await Promise.all([this.pool.drop(0, a), this.pool.drop(1, b)]);
     }
     const [task, repulsion, total] = r.loss!;
     const parts = { task: tf.scalar(task), repulsion: tf.scalar(repulsion), total: tf.scalar(total), skipped: r.skipped ? tf.scalar(1) : undefined };
@@ -114,7 +127,7 @@ export class ThreadedEnsemble {
     const heads: HeadArrays[] = [];
     const slots: Record<string, HeadArrays>[] = [];
     for (let i = 0; i < this.size; i++) {
-      const f = this.host ? { params: this.host[i]!.params.slice(), slots: Object.fromEntries(Object.entries(this.host[i]!.slots).map(([s, a]) => [s, a.slice()])) } : await this.pool.take(this.owner[i]!, i, true);
+      const f = this.host ? { params: this.host[i].params.slice(), slots: Object.fromEntries(Object.entries(this.host[i].slots).map(([s, a]) => [s, a.slice()])) } : await this.pool.take(this.owner[i]!, i, true);
       heads.push(unpackHead(f.params, this.layout));
       slots.push(Object.fromEntries(Object.entries(f.slots).map(([s, a]) => [s, unpackHead(a, this.layout)])));
     }
@@ -142,7 +155,7 @@ export class ThreadedEnsemble {
     try {
       for (let i = 0; i < M; i++) {
         if (this.host) {
-          await this.pool.put(i % 2, i, { params: this.host[i]!.params.slice(), slots: {} });
+          await this.pool.put(i % 2, i, { params: this.host[i].params, slots: {} });
           placed.push(i);
           placement[i % 2].push(i);
         } else placement[this.owner[i]!].push(i);

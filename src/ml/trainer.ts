@@ -17,6 +17,7 @@ import { sedLoss, sedLossWithGrad, smoothedTargets, softCrossEntropy } from "./l
 import { gradsFinite, slotNames } from "./optim.ts";
 import { deviceTensors, headLayout, packHead, unpackHead, updatedHead, type DeviceHead, type HeadLayout } from "./device-head.ts";
 import { lrAt } from "./lr-schedule.ts";
+import { asWasmBackend, f32View } from "./kernels/wasm-heap.ts";
 import { headThreadCount } from "./head-pool.ts";
 export { headLayout, packHead, unpackHead, type DeviceHead, type HeadLayout } from "./device-head.ts";
 import { effectiveLoss, epochSeed, headShapeOf, type EffectiveLoss, type TrainConfig } from "./train-config.ts";
@@ -151,7 +152,9 @@ export class EnsembleState {
   /** Reads every tensor of t into `into` (flat, HeadLayout order; a new buffer when absent). */
   private toHost(t: HeadTensors, into?: Float32Array): Float32Array {
     const out = into ?? new Float32Array(this.layout.total);
-    HEAD_PARAM_NAMES.forEach((k, i) => out.set(t[k].dataSync() as Float32Array, this.layout.offsets[i]));
+    // On wasm straight from the heap: dataSync would allocate and copy each tensor first.
+    const wasm = tf.getBackend() === "wasm" ? asWasmBackend(tf.backend()) : null;
+    HEAD_PARAM_NAMES.forEach((k, i) => out.set(wasm ? f32View(wasm, t[k]) : (t[k].dataSync() as Float32Array), this.layout.offsets[i]));
     return out;
   }
 

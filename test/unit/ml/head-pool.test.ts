@@ -142,4 +142,22 @@ test("a thread's error reaches the caller with its message; the pool closes", as
   await rejects(async () => pool.drop(0, 0), /closed/);
 });
 
+test("the pool runs OpenBLAS at one thread while open and gives the caller's count back on close", async () => {
+  const { loadBlasAddon, setBlasThreads } = await import("../../../src/ml/wasm-blas.ts");
+  const loaded = loadBlasAddon();
+  if (!("blas" in loaded)) {
+    console.log(`  (no OpenBLAS addon here: ${loaded.error}; the thread-count check needs it)`);
+    return;
+  }
+  setBlasThreads(2);
+  try {
+    const pool = await HeadPool.start(2, shape);
+    assert.is(loaded.blas.numThreads(), 1, "one OpenBLAS thread per head thread");
+    await pool.close();
+    assert.is(loaded.blas.numThreads(), 2, "restored, not the threads' 1");
+  } finally {
+    setBlasThreads(1);
+  }
+});
+
 test.run();
