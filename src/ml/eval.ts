@@ -145,7 +145,7 @@ export class EvalAccumulator {
     const { heads: m, rows: count, classes } = stack;
     // Per-sample OOD scores always read the raw logits (the reference's ood_det run never wraps).
     const raw = stackScores(stack, { quirks: this.cfg.quirks }, softmax);
-    const ensLogits = meanOverHeads(stack);
+    const ensLogits = raw.ensembleMean;
     const ensConf = confidences(ensLogits, count, classes, "logits", this.cfg.quirks);
     // Correct mode: a head's confidence is its top softmax probability, already computed with the
     // scores. Quirks mode: each head's block goes through get_probs on its own (reference).
@@ -166,7 +166,10 @@ export class EvalAccumulator {
     const view = this.cfg.subset ? subsetStack(stack, this.cfg.subset) : stack;
     const ensOut = this.cfg.subset ? meanOverHeads(view) : ensLogits;
     this.correctEnsemble += countCorrect(predictRows(ensOut, count, view.classes), labels);
-    for (let h = 0; h < m; h++) this.correct[h] += countCorrect(predictRows(headSlice(view, h), count, view.classes), labels);
+    for (let h = 0; h < m; h++) {
+      const pred = this.cfg.subset ? predictRows(headSlice(view, h), count, view.classes) : raw.headPred.subarray(h * count, (h + 1) * count);
+      this.correct[h] += countCorrect(pred, labels);
+    }
     if (soupOut) {
       const s = this.cfg.subset ? subsetVotes(soupOut, count, classes, this.cfg.subset) : soupOut;
       this.correctSoup += countCorrect(predictRows(s, count, view.classes), labels);

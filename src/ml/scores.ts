@@ -140,6 +140,10 @@ export type StackScores = Record<Exclude<ScoreName, "ensemble_conf" | "mean_subm
   readonly batchVar: number;
   /** mean over heads of max_c p_m(c): mean_submodel_conf in correct mode (stack of logits). */
   readonly meanHeadTopProb: Float64Array;
+  /** predictRows of each head's raw outputs, [head * rows + sample] (metrics.ts rule: an all-zero row gives -1). */
+  readonly headPred: Int32Array;
+  /** meanOverHeads of the raw outputs: the ensemble's [rows, classes]. */
+  readonly ensembleMean: Float32Array;
 };
 
 /** `softmaxed`: the stack's row softmax when already computed (e.g. by the head threads). */
@@ -167,13 +171,22 @@ export function stackScores(s: Stack, opts: ScoreOptions, softmaxed?: Softmaxed)
 
   const meanP = new Float64Array(c);
   const maxP = new Float64Array(c);
+  const meanZ = new Float64Array(c);
+  const ss = new Float64Array(c);
   const pred = new Int32Array(m);
   const predP = new Float64Array(m);
+  const headPred = new Int32Array(m * n);
+  const ensembleMean = new Float32Array(n * c);
   let batchHeadEntropy = 0;
+  // `var` (varianceStat's definition, same summation order), accumulated sample by sample while the
+  // sample's [heads, classes] block is in cache; always over the softmax, as the reference's div_var.
+  const pv = sm.p;
+  let varTotal = 0;
 
   for (let i = 0; i < n; i++) {
     meanP.fill(0);
     maxP.fill(-Infinity);
+    meanZ.fill(0);
     let entSum = 0;
     let lse = 0;
     let maxl = 0;
@@ -186,6 +199,9 @@ export function stackScores(s: Stack, opts: ScoreOptions, softmaxed?: Softmaxed)
       let best = 0;
       let mx = -Infinity;
       let pz = 0;
+      let zb = data[off];
+      let zi = 0;
+      let zsum = 0;
       for (let k = 0; k < c; k++) {
         const v = p[off + k];
         meanP[k] += v;
@@ -198,7 +214,15 @@ export function stackScores(s: Stack, opts: ScoreOptions, softmaxed?: Softmaxed)
         const z = data[off + k];
         if (z > mx) mx = z;
         if (v > 0) pz += v * z;
+        // the head's prediction and the ensemble mean, as predictRows / meanOverHeads compute them
+        if (z > zb) {
+          zb = z;
+          zi = k;
+        }
+        zsum += z;
+        meanZ[k] += z;
       }
+      headPred[h * n + i] = zsum === 0 ? -1 : zi;
       entSum += fromSoftmax ? sm.lse[h * n + i] - pz : entropyRow(p, off, c, opts.quirks);
       pred[h] = best;
       predP[h] = p[off + best];
@@ -209,6 +233,24 @@ export function stackScores(s: Stack, opts: ScoreOptions, softmaxed?: Softmaxed)
     for (let k = 0; k < c; k++) {
       meanP[k] /= m;
       pdsV += maxP[k];
+      ensembleMean[i * c + k] = meanZ[k] / m;
+    }
+    if (m > 1) {
+      // mean of the softmax over heads (meanP is that mean when p is the softmax; recomputed otherwise)
+      const mean = pv === p ? meanP : meanZ.fill(0);
+      if (pv !== p) {
+        for (let h = 0; h < m; h++) for (let k = 0, off = h * plane + i * c; k < c; k++) mean[k] += pv[off + k];
+        for (let k = 0; k < c; k++) mean[k] /= m;
+      }
+      ss.fill(0);
+      for (let h = 0; h < m; h++) {
+        const off = h * plane + i * c;
+        for (let k = 0; k < c; k++) {
+          const d = pv[off + k] - mean[k];
+          ss[k] += d * d;
+        }
+      }
+      for (let k = 0; k < c; k++) varTotal += ss[k] / (m - 1);
     }
     pds[i] = pdsV;
     ensEnt[i] = entropyRow(meanP, 0, c, opts.quirks);
@@ -259,8 +301,10 @@ export function stackScores(s: Stack, opts: ScoreOptions, softmaxed?: Softmaxed)
     average_max_logit_per_sample: maxLogit,
     inv_average_max_logit_per_sample: invMaxLogit,
     a2d_score_per_sample: a2d,
-    batchVar: varianceStat(s, sm),
+    batchVar: m < 2 ? NaN : -varTotal / plane,
     meanHeadTopProb: topProb,
+    headPred,
+    ensembleMean,
   };
 }
 

@@ -115,4 +115,26 @@ test("var statistic: minus the mean unbiased variance over heads of softmax", ()
   assert.ok(Number.isNaN(varianceStat({ ...s, heads: 1, data: s.data.subarray(0, 2) })));
 });
 
+test("stackScores' fused by-products equal varianceStat, predictRows and meanOverHeads bit for bit", async () => {
+  const { predictRows, meanOverHeads, headSlice } = await import("../../../src/ml/metrics.ts");
+  const { Rng } = await import("../../../src/rng.ts");
+  const rng = new Rng(9);
+  for (const [m, n, c] of [[5, 7, 11], [1, 3, 4], [3, 4, 6]]) {
+    for (const kind of ["logits", "probs"] as const) {
+      for (const quirks of [false, true]) {
+        const data = Float32Array.from({ length: m * n * c }, () => (kind === "probs" ? rng.next() : rng.normal() * 4));
+        // an all-zero row of head 0, sample 1 (predictRows gives it -1)
+        data.fill(0, 1 * c, 2 * c);
+        const st: Stack = { heads: m, rows: n, classes: c, kind, data };
+        const r = stackScores(st, { quirks });
+        const v = varianceStat(st);
+        assert.ok(Object.is(r.batchVar, v), `var ${m}x${n}x${c} ${kind} quirks=${quirks}: ${r.batchVar} vs ${v}`);
+        for (let h = 0; h < m; h++) assert.equal(Array.from(r.headPred.subarray(h * n, (h + 1) * n)), Array.from(predictRows(headSlice(st, h), n, c)), `head ${h} predictions`);
+        assert.equal(Array.from(r.ensembleMean), Array.from(meanOverHeads(st)), "ensemble mean");
+        assert.is(r.headPred[1], -1, "the all-zero row predicts -1");
+      }
+    }
+  }
+});
+
 test.run();

@@ -9,7 +9,7 @@ import { confidences, headSlice, meanOverHeads } from "../../../src/ml/metrics.t
 const fx = JSON.parse(readFileSync(fileURLToPath(new URL("./fixtures/torch-scores.json", import.meta.url)), "utf8"));
 
 function ours(s: Stack, quirks: boolean): Record<string, Float64Array> {
-  const { batchVar: _v, meanHeadTopProb: _t, ...r } = stackScores(s, { quirks });
+  const { batchVar: _v, meanHeadTopProb: _t, headPred: _p, ensembleMean: _e, ...r } = stackScores(s, { quirks });
   const ens = confidences(meanOverHeads(s), s.rows, s.classes, "logits", quirks);
   const sub = new Float64Array(s.rows);
   for (let h = 0; h < s.heads; h++) {
