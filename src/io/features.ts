@@ -14,6 +14,7 @@ import {
   firstLine,
   type Dataset,
   type H5File,
+  withFixedClock,
 } from "./hdf5.ts";
 
 export interface FeatureBatch {
@@ -125,31 +126,34 @@ export async function createFeatureFile(
   }
   const h5 = await loadH5();
   await mkdir(dirname(path), { recursive: true });
+  // Every h5wasm write below runs under withFixedClock: the same features give the same bytes.
   let file: H5File;
   try {
-    file = new h5.File(path, "w");
+    file = withFixedClock(() => new h5.File(path, "w"));
   } catch (err) {
     throw new InputError(`${path}: cannot create HDF5 file: ${firstLine(err)}`, { cause: err });
   }
-  file.create_attribute(ATTR_FORMAT, FORMAT_VERSION);
+  withFixedClock(() => file.create_attribute(ATTR_FORMAT, FORMAT_VERSION));
   const chunkRows = defaultChunkRows(dim);
-  const embedDs = file.create_dataset({
+  const embedDs = withFixedClock(() => file.create_dataset({
     name: "embed",
     data: new Float32Array(0),
     shape: [0, dim],
     maxshape: [null, dim],
     chunks: [chunkRows, dim],
     dtype: "<f",
-  });
+  }));
   const scalar = (name: string): Dataset =>
-    file.create_dataset({
-      name,
-      data: new Float32Array(0),
-      shape: [0, 1],
-      maxshape: [null, 1],
-      chunks: [SCALAR_CHUNK_ROWS, 1],
-      dtype: "<f",
-    });
+    withFixedClock(() =>
+      file.create_dataset({
+        name,
+        data: new Float32Array(0),
+        shape: [0, 1],
+        maxshape: [null, 1],
+        chunks: [SCALAR_CHUNK_ROWS, 1],
+        dtype: "<f",
+      }),
+    );
   const labelDs = scalar("label");
   const indexDs = scalar("index");
 
@@ -164,12 +168,14 @@ export async function createFeatureFile(
   const flush = (): void => {
     if (buffered === 0) return;
     const end = written + buffered;
-    embedDs.resize([end, dim]);
-    labelDs.resize([end, 1]);
-    indexDs.resize([end, 1]);
-    embedDs.write_slice([[written, end], [0, dim]], bufEmbed.subarray(0, buffered * dim));
-    labelDs.write_slice([[written, end], [0, 1]], bufLabel.subarray(0, buffered));
-    indexDs.write_slice([[written, end], [0, 1]], bufIndex.subarray(0, buffered));
+    withFixedClock(() => {
+      embedDs.resize([end, dim]);
+      labelDs.resize([end, 1]);
+      indexDs.resize([end, 1]);
+      embedDs.write_slice([[written, end], [0, dim]], bufEmbed.subarray(0, buffered * dim));
+      labelDs.write_slice([[written, end], [0, 1]], bufLabel.subarray(0, buffered));
+      indexDs.write_slice([[written, end], [0, 1]], bufIndex.subarray(0, buffered));
+    });
     written = end;
     buffered = 0;
   };
@@ -220,11 +226,13 @@ export async function createFeatureFile(
           throw new SedPipeError(`${path}: wrote ${written} rows, expected ${expectedRows}`);
         }
         // Rows as a float64 attribute: exact up to 2^53, readable by h5py as a plain number.
-        file.create_attribute(ATTR_ROWS, written);
-        file.create_attribute(ATTR_COMPLETE, 1);
-        file.flush();
-        state = "finished";
-        file.close();
+        withFixedClock(() => {
+          file.create_attribute(ATTR_ROWS, written);
+          file.create_attribute(ATTR_COMPLETE, 1);
+          file.flush();
+          state = "finished";
+          file.close();
+        });
       } catch (err) {
         if (state === "open") {
           state = "aborted";

@@ -20,6 +20,23 @@ export function loadH5(): Promise<typeof h5wasm> {
   return loaded;
 }
 
+/**
+ * Runs synchronous h5wasm writes with the clock at the epoch. HDF5 stamps every object header with
+ * access/modification/change times (h5wasm cannot turn that off), so two writes of the same data a
+ * second apart differed in ~120 bytes: a rerun whose results are identical still changed its outputs'
+ * digests and reran everything downstream. h5wasm's C library reads the time through Date.now, which
+ * this pins for the duration of `fn` (synchronous, so nothing else runs meanwhile).
+ */
+export function withFixedClock<T>(fn: () => T): T {
+  const now = Date.now;
+  Date.now = () => 0;
+  try {
+    return fn();
+  } finally {
+    Date.now = now;
+  }
+}
+
 const SIGNATURE = Buffer.from([0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a]);
 
 export interface ContainerInfo {

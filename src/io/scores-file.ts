@@ -4,7 +4,7 @@
 import { mkdir, rename, rm } from "node:fs/promises";
 import { dirname } from "node:path";
 import { InputError } from "../errors.ts";
-import { firstLine, loadH5, openH5Read } from "./hdf5.ts";
+import { firstLine, loadH5, openH5Read, withFixedClock } from "./hdf5.ts";
 
 export const SCORES_FORMAT = "sed-pipe-scores/1";
 
@@ -28,17 +28,20 @@ export async function writeScoresFile(
   await mkdir(dirname(path), { recursive: true });
   const tmp = `${path}.partial`;
   await rm(tmp, { force: true });
-  const file = new h5.File(tmp, "w");
-  try {
-    file.create_attribute("format", SCORES_FORMAT);
-    file.create_attribute("rows", String(rows));
-    for (const [k, v] of Object.entries(data.attrs ?? {})) file.create_attribute(k, v);
-    file.create_dataset({ name: "label", data: data.labels, shape: [rows], dtype: "<i" });
-    const g = file.create_group("scores");
-    for (const [name, v] of Object.entries(data.scores)) g.create_dataset({ name, data: v, shape: [rows], dtype: "<d" });
-  } finally {
-    file.close();
-  }
+  // Same scores, same bytes (no HDF5 timestamps): a rerun that changes nothing cuts off downstream.
+  withFixedClock(() => {
+    const file = new h5.File(tmp, "w");
+    try {
+      file.create_attribute("format", SCORES_FORMAT);
+      file.create_attribute("rows", String(rows));
+      for (const [k, v] of Object.entries(data.attrs ?? {})) file.create_attribute(k, v);
+      file.create_dataset({ name: "label", data: data.labels, shape: [rows], dtype: "<i" });
+      const g = file.create_group("scores");
+      for (const [name, v] of Object.entries(data.scores)) g.create_dataset({ name, data: v, shape: [rows], dtype: "<d" });
+    } finally {
+      file.close();
+    }
+  });
   await rename(tmp, path);
 }
 
