@@ -5,7 +5,8 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { cp, readFile, rm, symlink } from "node:fs/promises";
 import { join } from "node:path";
-import { REPO, cli } from "../helpers/project.ts";
+import { createHash } from "node:crypto";
+import { REPO, cli, startCli } from "../helpers/project.ts";
 import { removeDir, tempDir, withTimeout } from "../helpers/tmp.ts";
 
 interface EvalResult {
@@ -90,6 +91,21 @@ test("a second run executes nothing; deleted outputs come back from the cache", 
   assert.is(restored.counts.ran, 0);
   assert.is(restored.counts.restored, 1);
   assert.ok((await readFile(join(root, "artifacts/tables/ood_det_df.csv"), "utf8")).includes("ood_det_sem_"));
+});
+
+test("retraining on two head threads (the stage bundle's worker threads) rewrites identical ensembles, so no eval reruns", async () => {
+  const digest = async (m: string) => createHash("sha256").update(await readFile(join(root, "artifacts/models", m, "ensemble.safetensors"))).digest("hex");
+  const before = await Promise.all(MODELS.map(digest));
+  const r = await withTimeout(startCli(root, ["run", "tables", "--force", "train-heads", "--json"], { SED_PIPE_HEAD_THREADS: "2" }).done, 5 * 60_000, "threaded retrain");
+  assert.is(r.code, 0, r.stderr.slice(-3000) + r.stdout.slice(-3000));
+  const done = runDone(r.stdout);
+  assert.is(done.counts.ran, 4, "only the four train-heads instances ran");
+  assert.is(done.counts.failed, 0);
+  assert.equal(await Promise.all(MODELS.map(digest)), before, "byte-identical ensembles");
+  for (const m of MODELS) {
+    const log = await readFile(join(root, "cache/logs", `train-heads@${m}.log`), "utf8");
+    assert.match(log, /2 head threads/, `${m} trained on head threads`);
+  }
 });
 
 test.run();
