@@ -29,13 +29,6 @@ function sharedHead(total: number, slots: string[]): FlatHead {
   return { params: sharedF32(total), slots: Object.fromEntries(slots.map((s) => [s, sharedF32(total)])) };
 }
 
-function sharedCopy(h: FlatHead): FlatHead {
-  const out = sharedHead(h.params.length, Object.keys(h.slots));
-  out.params.set(h.params);
-  for (const [s, a] of Object.entries(h.slots)) out.slots[s].set(a);
-  return out;
-}
-
 export class ThreadedEnsemble {
   readonly headSteps: number[];
   readonly layout: HeadLayout;
@@ -48,13 +41,14 @@ export class ThreadedEnsemble {
   private readonly mailbox: FlatHead | null;
   moves = 0;
 
-  private constructor(readonly cfg: TrainConfig, private readonly pool: HeadPool, heads: FlatHead[], steps: number[]) {
+  /** host: the shared master copies (keep_inactive_on_cpu), or null when the heads live on the threads. */
+  private constructor(readonly cfg: TrainConfig, private readonly pool: HeadPool, host: FlatHead[] | null, steps: number[]) {
     this.layout = headLayout(headShapeOf(cfg));
     this.slotNames = slotNames(cfg.optimizer);
     this.headSteps = [...steps];
-    this.owner = heads.map(() => null);
-    this.host = cfg.keep_inactive_on_cpu ? heads.map(sharedCopy) : null;
-    this.mailbox = cfg.keep_inactive_on_cpu ? null : sharedHead(this.layout.total, this.slotNames);
+    this.owner = steps.map(() => null);
+    this.host = host;
+    this.mailbox = host ? null : sharedHead(this.layout.total, this.slotNames);
   }
 
   get size(): number {
@@ -67,25 +61,30 @@ export class ThreadedEnsemble {
     const shape = headShapeOf(cfg);
     const layout = headLayout(shape);
     const names = slotNames(cfg.optimizer);
-    const flat: FlatHead[] = heads.map((h, i) => ({
-      params: packHead(h, layout),
-      slots: Object.fromEntries(names.map((s) => [s, slots?.[i]?.[s] ? packHead(slots[i][s], layout) : new Float32Array(layout.total)])),
-    }));
-    const o = cfg.optimizer;
-    const pool = await HeadPool.start(2, shape, { loss: effectiveLoss(cfg), optimizer: o, slots: names, classes: cfg.num_classes });
-    const te = new ThreadedEnsemble(cfg, pool, flat, steps ?? heads.map(() => 0));
+    // One head at a time into its final buffers (50 paper-size heads with momentum are 2.2 GB).
+    const flatHead = (i: number, alloc: (n: number) => Float32Array): FlatHead => {
+      const pack = (h: HeadArrays | undefined) => {
+        const out = alloc(layout.total);
+        if (h) out.set(packHead(h, layout));
+        return out;
+      };
+      return { params: pack(heads[i]), slots: Object.fromEntries(names.map((s) => [s, pack(slots?.[i]?.[s])])) };
+    };
+    const pool = await HeadPool.start(2, shape, { loss: effectiveLoss(cfg), optimizer: cfg.optimizer, slots: names, classes: cfg.num_classes });
     try {
-      if (!cfg.keep_inactive_on_cpu) {
-        for (let i = 0; i < flat.length; i++) {
-          await pool.put(i % 2, i, flat[i]);
+      const host = cfg.keep_inactive_on_cpu ? heads.map((_, i) => flatHead(i, sharedF32)) : null;
+      const te = new ThreadedEnsemble(cfg, pool, host, steps ?? heads.map(() => 0));
+      if (!host) {
+        for (let i = 0; i < heads.length; i++) {
+          await pool.put(i % 2, i, flatHead(i, (n) => new Float32Array(n)));
           te.owner[i] = i % 2;
         }
       }
+      return te;
     } catch (err) {
       await pool.close();
       throw err;
     }
-    return te;
   }
 
   /** One SED step of the pair; the loss parts (and a skipped NaN step) go to acc exactly as sedTrainStep adds them. */
