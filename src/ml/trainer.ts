@@ -564,6 +564,7 @@ export async function trainEnsemble(cfg: TrainConfig, train: TrainSource, val: E
   if (threads === 2) {
     const { ThreadedEnsemble } = await import("./threaded-training.ts");
     te = await ThreadedEnsemble.start(cfg, initial, ckpt?.slots, ckpt?.headSteps);
+    initial = []; // the threads (or their shared buffers) hold the heads now
     log(`training "${cfg.name}": the active pair on 2 head threads (one head each)`);
   } else st = new EnsembleState(cfg, initial, ckpt?.slots, ckpt?.headSteps);
   const stepsPerEpoch = Math.ceil(train.passRows / cfg.batch_size);
