@@ -43,8 +43,7 @@ export type ThreadRequest =
    */
   | { op: "logits"; heads: number[]; x: Float32Array; rows: number; out: Float32Array; offsets: number[]; p: Float32Array | null; lse: Float64Array | null }
   /** This thread's head of an active pair: pos is its place in the pair, lead says who reports the loss. */
-  | { op: "step"; head: number; pos: 0 | 1; x: Float32Array; y: Int32Array; rows: number; ref: number; lr: number; update: boolean; t: number; lead: boolean }
-  | { op: "close" };
+  | { op: "step"; head: number; pos: 0 | 1; x: Float32Array; y: Int32Array; rows: number; ref: number; lr: number; update: boolean; t: number; lead: boolean };
 
 export interface StepReply {
   skipped: boolean;
@@ -65,10 +64,6 @@ function tidyKeep<T>(fn: () => T): T {
   return tf.tidy(fn as unknown as () => tf.TensorContainer) as unknown as T;
 }
 
-/**
- * A head's tensors as one flat buffer. On wasm it copies straight from the heap (one copy; dataSync
- * would allocate and copy each tensor first, which made moving a paper-size head cost ~45 ms).
- */
 /**
  * A head's tensors into one flat buffer. On wasm it copies straight from the heap (one copy; dataSync
  * would allocate and copy each tensor first, which made moving a paper-size head cost ~45 ms).
@@ -234,12 +229,6 @@ class HeadThread {
       tf.dispose([parts.task, parts.repulsion, parts.total, ...Object.values(parts.g), ...(parts.finite ? [parts.finite] : [])]);
     }
   }
-
-  close(): null {
-    for (const head of [...this.heads.keys()]) this.drop(head);
-    this.peer?.port.close();
-    return null;
-  }
 }
 
 async function serve(port: MessagePort): Promise<void> {
@@ -265,10 +254,8 @@ async function serve(port: MessagePort): Promise<void> {
           case "drop": value = t.drop(req.head); break;
           case "logits": value = t.logits(req); break;
           case "step": value = await t.step(req); break;
-          case "close": value = t.close(); break;
         }
         port.postMessage({ id, ok: true, value } satisfies ThreadReply, transfer);
-        if (req.op === "close") port.close();
       } catch (err) {
         const e = err as Error;
         port.postMessage({ id, ok: false, message: e?.message ?? String(err), stack: e?.stack } satisfies ThreadReply);
