@@ -30,11 +30,18 @@ function rows(n: number, seed: number): { x: Float32Array; y: Int32Array } {
   return { x: Float32Array.from({ length: n * shape.dim }, () => rng.normal()), y: Int32Array.from({ length: n }, () => rng.int(shape.classes)) };
 }
 
-test(`threaded eval = single-thread eval, bit for bit (${backend.name}; 2 and 3 threads, ragged last chunk, soup)`, async () => {
+const evalVariants: [string, { quirks: boolean; subset: Int32Array | null }][] = [
+  ["plain", { quirks: false, subset: null }],
+  ["reference_quirks", { quirks: true, subset: null }],
+  ["class subset (masked votes)", { quirks: false, subset: Int32Array.from([1, 3, 4, 8]) }],
+];
+for (const [variant, opts] of evalVariants) test(`threaded eval = single-thread eval, bit for bit (${backend.name}; ${variant}; 2 and 3 threads, ragged last chunk, soup)`, async () => {
   const e = ensemble(5, 1);
   const total = 37;
-  const { x, y } = rows(total, 2);
-  const cfg = { batchSize: 8, quirks: false, subset: null, soup: true };
+  const { x, y: yAll } = rows(total, 2);
+  // A subset's labels index the subset's classes.
+  const y = opts.subset ? yAll.map((v) => v % opts.subset!.length) : yAll;
+  const cfg = { batchSize: 8, soup: true, ...opts };
   const chunk = 16;
   const single = new EnsembleEvaluator(e, total, cfg);
   for (let s = 0; s < total; s += chunk) {
