@@ -2,7 +2,7 @@
 // for a reference-size ensemble (768 -> 3072 -> 768 -> 1000 heads, random weights) on random feature
 // rows, on the backend initBackend picks: on this thread, then on head threads (src/ml/head-pool.ts)
 // when the machine has the cores. Also times the pure-JS score part alone.
-// Env: SED_BENCH_HEADS (50), SED_BENCH_ROWS (1024), SED_BENCH_BATCH (eval batch, 256; heads run on
+// Env: SED_BENCH_HEADS (50), SED_BENCH_ROWS (2048), SED_BENCH_BATCH (eval batch, 256; heads run on
 // chunks of forwardRows(batch) rows), SED_BACKEND (auto).
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -15,7 +15,7 @@ import { stackScores, diversityStats } from "../src/ml/scores.ts";
 import { Rng } from "../src/rng.ts";
 
 const M = Number(process.env.SED_BENCH_HEADS ?? 50);
-const ROWS = Number(process.env.SED_BENCH_ROWS ?? 1024);
+const ROWS = Number(process.env.SED_BENCH_ROWS ?? 2048);
 const BATCH = Number(process.env.SED_BENCH_BATCH ?? 256);
 const shape: HeadShape = { dim: 768, hidden: 3072, classes: 1000 };
 const mb = (b: number) => (b / 2 ** 20).toFixed(0);

@@ -5,6 +5,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { InputError } from "../errors.ts";
 import { HEAD_PARAM_NAMES, headLogits, headTensorsFromArrays, type EnsembleArrays, type HeadArrays, type HeadShape, type HeadTensors } from "./heads.ts";
 import { HeadPool } from "./head-pool.ts";
+import { evalSoftmaxRows } from "./kernels/native-eval-ops.ts";
 import { confidences, countCorrect, headSlice, meanOverHeads, predictRows, subsetStack, subsetVotes } from "./metrics.ts";
 import { DIVERSITY_NAMES, SCORE_NAMES, diversityStats, stackScores, type DiversityName, type ScoreName, type Softmaxed, type Stack } from "./scores.ts";
 
@@ -251,7 +252,11 @@ export class EnsembleEvaluator {
     } finally {
       x.dispose();
     }
-    this.acc.addLogits(all, soupOut, labels, count);
+    // The row softmax as the head threads compute it (native with the OpenBLAS kernels), so both
+    // evaluators give the same bits.
+    const softmax = { p: new Float32Array(all.length), lse: new Float64Array(m * count) };
+    evalSoftmaxRows()(all, 0, all.length, classes, softmax.p, softmax.lse);
+    this.acc.addLogits(all, soupOut, labels, count, softmax);
   }
 
   summary(): EvalSummary {

@@ -12,7 +12,7 @@ import { HEAD_PARAM_NAMES, headBackward, headForwardCached, headLogits, headPara
 import { asWasmBackend, f32View } from "./kernels/wasm-heap.ts";
 import { sedLossWithGrad } from "./losses.ts";
 import { gradsFinite } from "./optim.ts";
-import { softmaxRows } from "./scores.ts";
+import { evalSoftmaxRows } from "./kernels/native-eval-ops.ts";
 import type { EffectiveLoss, TrainConfig } from "./train-config.ts";
 
 /** workerData key that makes a module load serve as a head thread. */
@@ -82,6 +82,7 @@ class HeadThread {
   private total = 0;
   private train: ThreadTrainSetup | null = null;
   private peer: Peer | null = null;
+  private softmax: ReturnType<typeof evalSoftmaxRows> | null = null;
 
   async init(r: Extract<ThreadRequest, { op: "init" }>): Promise<string> {
     const { initBackend } = await import("./backend.ts");
@@ -98,6 +99,8 @@ class HeadThread {
       return o;
     });
     this.train = r.train;
+    // Chosen after the backend, exactly as the stage's thread chooses it (the same path loads in both).
+    this.softmax = evalSoftmaxRows();
     if (r.peer) {
       const peer: Peer = { port: r.peer, queue: [], waiting: null };
       r.peer.on("message", (m: unknown) => {
@@ -165,9 +168,11 @@ class HeadThread {
       r.heads.forEach((head, i) => {
         const y = tf.tidy(() => headLogits(this.get(head).params, x, this.shape));
         const off = r.offsets[i];
-        r.out.set(y.dataSync() as Float32Array, off);
+        // Straight from the wasm heap into the shared buffer (dataSync would copy it once more).
+        const wasm = tf.getBackend() === "wasm" ? asWasmBackend(tf.backend()) : null;
+        r.out.set(wasm ? f32View(wasm, y) : (y.dataSync() as Float32Array), off);
         y.dispose();
-        if (r.p && r.lse) softmaxRows(r.out, off, off + r.rows * classes, classes, r.p, r.lse);
+        if (r.p && r.lse) this.softmax!(r.out, off, off + r.rows * classes, classes, r.p, r.lse);
       });
     } finally {
       x.dispose();

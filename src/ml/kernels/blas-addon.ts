@@ -27,6 +27,12 @@ export interface BlasAddon extends BlasOptimAddon {
   biasActivation(out: Float32Array, n: number, bias: Float32Array | null, activation: number, alpha: number, preluWeights: Float32Array | null): void;
   /** out[i] = expf(x[i]) on OpenBLAS's threads (same bits as tfjs-wasm's Exp kernel); absent in builds before it. */
   exp?(x: Float32Array, out: Float32Array): void;
+  /** Exact-erf GELU, x * Phi(x) through erfc (accurate in the negative tail), ~1e-7 relative; absent in older builds. */
+  gelu?(x: Float32Array, out: Float32Array): void;
+  /** LayerNorm over rows of `cols` (biased variance, statistics in double); absent in older builds. */
+  layerNorm?(x: Float32Array, cols: number, w: Float32Array, b: Float32Array, eps: number, out: Float32Array): void;
+  /** Row softmax into p and each row's logsumexp into lse; absent in older builds. */
+  softmaxRows?(x: Float32Array, cols: number, p: Float32Array, lse: Float64Array): void;
   /** out[j] = sum over i of x[i * cols + j], for i < rows, j < cols. */
   colSum(x: Float32Array, rows: number, cols: number, out: Float32Array): void;
   setNumThreads(threads: number): void;
