@@ -44,6 +44,9 @@ async function rebuild() {
     platform: "node",
     format: "esm",
     target: "node20",
+    // Keep `with { type: "json" }` on external JSON imports (e.g. mnist/package.json): esbuild drops
+    // it for a node20 target, and Node then refuses to load the JSON.
+    supported: { "import-attributes": true },
     packages: "external",
     jsx: "automatic",
     sourcemap: "inline",

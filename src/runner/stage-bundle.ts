@@ -32,6 +32,9 @@ export async function bundleStage(modulePath: string, cacheDir: string): Promise
     platform: "node",
     format: "esm",
     target: "node20",
+    // Keep `with { type: "json" }` on external JSON imports (e.g. mnist/package.json): esbuild drops
+    // it for a node20 target, and Node then refuses to load the JSON.
+    supported: { "import-attributes": true },
     packages: "external",
     // The worker runtime is imported dynamically so it evaluates after the stage module is set.
     splitting: false,
