@@ -208,7 +208,7 @@ if (process.env.SED_BENCH_DEMO === "1") {
   // Steady state: a 2-step warm-up left the demo figure ~1.7x above its value after 20 steps.
   await stepBench("ood_gen step at demo sizes (192/384/8, batch 32)", 192, 384, 8, 32, 300, 30);
   await stepBench("ood_gen step at paper sizes (768/3072/1000, batch 32)", 768, 3072, 1000, 32, 30, 6);
-  await stepBench("paper sizes, batch 256", 768, 3072, 1000, 256, 8, 4);
+  await stepBench("paper sizes, batch 256", 768, 3072, 1000, 256, 16, 4);
   // The 50_models layout (keep_inactive_on_cpu: heads on the host, the pair uploaded per step); the
   // step cost does not depend on how many heads wait on the host, so 10 stand in for 50 unless
   // SED_BENCH_KEEP_HEADS=50 (then the rss figures show the whole ensemble's footprint).
