@@ -92,20 +92,26 @@ export class ThreadedEnsemble {
     const [a, b] = inp.active;
     if (inp.active.length !== 2 || !(a < b)) throw new Error(`ThreadedEnsemble.step: expected an ascending pair, got [${inp.active}]`);
     let swap: boolean;
+    // Uploads are not awaited before the step: each thread handles its requests in order, so its step
+    // starts right after its own upload, and a thread that has nothing to receive starts at once.
+    let uploads: Promise<unknown> = Promise.resolve();
     if (this.host) {
-      await Promise.all([this.pool.put(0, a, this.host[a]), this.pool.put(1, b, this.host[b])]);
+      uploads = Promise.all([this.pool.put(0, a, this.host[a]), this.pool.put(1, b, this.host[b])]);
       swap = false;
     } else {
       if (this.owner[a] === this.owner[b]) {
-        // Both on one thread: move b to the other (its weights and optimiser state, two copies).
+        // Both on one thread: move b to the other (its weights and optimiser state, two copies). The
+        // sending thread goes on with a's forward while the other one copies b in.
         const from = this.owner[b]!;
-        await this.pool.put(1 - from, b, await this.pool.take(from, b, false, this.mailbox));
+        await this.pool.take(from, b, false, this.mailbox);
+        uploads = this.pool.put(1 - from, b, this.mailbox!);
         this.owner[b] = 1 - from;
         this.moves++;
       }
       swap = this.owner[a] === 1;
     }
-    const r = await this.pool.step(a, b, { x: inp.x, y: inp.y, rows: inp.rows, ref: inp.ref, lr: inp.lr, update: inp.update, ta: this.headSteps[a] + 1, tb: this.headSteps[b] + 1 }, swap);
+    const stepping = this.pool.step(a, b, { x: inp.x, y: inp.y, rows: inp.rows, ref: inp.ref, lr: inp.lr, update: inp.update, ta: this.headSteps[a] + 1, tb: this.headSteps[b] + 1 }, swap);
+    const [, r] = await Promise.all([uploads, stepping]);
     if (inp.update && !r.skipped) {
       this.headSteps[a]++;
       this.headSteps[b]++;
