@@ -39,8 +39,6 @@ export function isPyGlobal(x: unknown): x is PyGlobal {
   return typeof x === "object" && x !== null && typeof (x as PyGlobal).__global__ === "string";
 }
 
-const MARK = Symbol("mark");
-
 /** Python dict keys become JS string keys (ints as decimal, tuples as JSON). */
 function dictKey(k: unknown): string {
   if (typeof k === "string") return k;

@@ -2,7 +2,7 @@
 // the reasons; never imported at module load by anything that does not compute.
 import * as tf from "@tensorflow/tfjs-core";
 import { SedPipeError } from "../errors.ts";
-import { AUTO_ORDER, BACKEND_NAMES, predictBackend, type BackendChoice, type BackendName } from "./backend-choice.ts";
+import { AUTO_ORDER, predictBackend, type BackendChoice, type BackendName } from "./backend-choice.ts";
 
 export { AUTO_ORDER, BACKEND_NAMES, predictBackend, type BackendChoice, type BackendName } from "./backend-choice.ts";
 

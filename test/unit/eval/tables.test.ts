@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { buildTable, cellValue, renderCsv, renderMarkdown, type DatasetInfo, type ResultLike } from "../../../src/report/tables.ts";
+import { buildTable, cellValue, renderCsv, type DatasetInfo, type ResultLike } from "../../../src/report/tables.ts";
 import { buildReport, compareWithPublished } from "../../../src/report/report.ts";
 import { OOD_DET_COLUMNS, OOD_GEN_COLUMNS, PUBLISHED_OOD_DET, PUBLISHED_OOD_GEN } from "../../../src/report/published.ts";
 import { run } from "../../../stages/tables.ts";
