@@ -425,8 +425,11 @@ export async function pushEntries(
         return;
       }
       await remote.putFile(objectKey(d), p);
+      // Awaited first: `report.bytesSent += await ...` reads the sum before the await, so two
+      // concurrent transfers would each add to the same old value and one size would be lost.
+      const { size } = await stat(p);
       report.objectsSent++;
-      report.bytesSent += (await stat(p)).size;
+      report.bytesSent += size;
       checked.add(d);
     });
     if (bad) {
