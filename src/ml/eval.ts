@@ -4,7 +4,8 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { InputError } from "../errors.ts";
 import { HEAD_PARAM_NAMES, headLogits, headTensorsFromArrays, type EnsembleArrays, type HeadArrays, type HeadShape, type HeadTensors } from "./heads.ts";
-import { HeadPool } from "./head-pool.ts";
+import { HeadPool, sharedF32 } from "./head-pool.ts";
+import { headLayout, packHead } from "./device-head.ts";
 import { evalSoftmaxRows } from "./kernels/native-eval-ops.ts";
 import { confidences, countCorrect, headSlice, meanOverHeads, predictRows, subsetStack, subsetVotes } from "./metrics.ts";
 import { DIVERSITY_NAMES, SCORE_NAMES, diversityStats, stackScores, type DiversityName, type ScoreName, type Softmaxed, type Stack } from "./scores.ts";
@@ -279,10 +280,6 @@ interface ChunkSlot {
   running: Promise<void> | null;
 }
 
-function sharedF32(n: number): Float32Array {
-  return new Float32Array(new SharedArrayBuffer(n * 4));
-}
-
 /**
  * Evaluates on head threads (src/ml/head-pool.ts): the heads and the soup are split across the threads,
  * which compute their logits and row softmax into shared buffers; this thread computes the
@@ -328,18 +325,10 @@ export class ThreadedEvaluator {
         return Array.from({ length: to - from }, (_, i) => from + i);
       });
       const soup = cfg.soup ? soupArrays(ensemble.heads) : null;
+      const layout = headLayout(ensemble.shape);
       await Promise.all(
         placement.map(async (heads, w) => {
-          for (const h of heads) {
-            const arrays = h === m ? soup! : ensemble.heads[h];
-            const params = new Float32Array(HEAD_PARAM_NAMES.reduce((n, k) => n + arrays[k].length, 0));
-            let o = 0;
-            for (const k of HEAD_PARAM_NAMES) {
-              params.set(arrays[k], o);
-              o += arrays[k].length;
-            }
-            await pool.put(w, h, { params, slots: {} });
-          }
+          for (const h of heads) await pool.put(w, h, { params: packHead(h === m ? soup! : ensemble.heads[h], layout), slots: {} });
         }),
       );
       return new ThreadedEvaluator(pool, acc, placement, ensemble.shape, m, chunkRows);

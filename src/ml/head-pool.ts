@@ -12,6 +12,11 @@ import { activeBlasPath, loadBlasAddon, setBlasThreads } from "./wasm-blas.ts";
 
 export type { FlatHead, StepReply, ThreadTrainSetup } from "./head-thread.ts";
 
+/** A Float32Array of n zeros on a SharedArrayBuffer (what the pool's threads read and write in place). */
+export function sharedF32(n: number): Float32Array {
+  return new Float32Array(new SharedArrayBuffer(n * 4));
+}
+
 /** Heads smaller than this (dim x hidden) run on the stage's own thread: messages would cost more than they save. */
 export const MIN_POOLED_HEAD = 1 << 20;
 

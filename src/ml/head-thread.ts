@@ -9,7 +9,7 @@ import { isMainThread, parentPort, workerData, type MessagePort, type TransferLi
 import * as tf from "@tensorflow/tfjs-core";
 import { deviceTensors, updatedHead, type DeviceHead } from "./device-head.ts";
 import { HEAD_PARAM_NAMES, headBackward, headForwardCached, headLogits, headParamShapes, type HeadShape, type HeadTensors } from "./heads.ts";
-import { asWasmBackend, f32View } from "./kernels/wasm-heap.ts";
+import { readInto } from "./kernels/wasm-heap.ts";
 import { sedLossWithGrad } from "./losses.ts";
 import { gradsFinite } from "./optim.ts";
 import { evalSoftmaxRows } from "./kernels/native-eval-ops.ts";
@@ -64,13 +64,9 @@ function tidyKeep<T>(fn: () => T): T {
   return tf.tidy(fn as unknown as () => tf.TensorContainer) as unknown as T;
 }
 
-/**
- * A head's tensors into one flat buffer. On wasm it copies straight from the heap (one copy; dataSync
- * would allocate and copy each tensor first, which made moving a paper-size head cost ~45 ms).
- */
+/** A head's tensors into one flat buffer, in HEAD_PARAM_NAMES order. */
 function flatOf(t: HeadTensors, offsets: number[], out: Float32Array): Float32Array {
-  const wasm = tf.getBackend() === "wasm" ? asWasmBackend(tf.backend()) : null;
-  HEAD_PARAM_NAMES.forEach((k, i) => out.set(wasm ? f32View(wasm, t[k]) : (t[k].dataSync() as Float32Array), offsets[i]));
+  HEAD_PARAM_NAMES.forEach((k, i) => readInto(t[k], out, offsets[i]));
   return out;
 }
 
@@ -168,9 +164,7 @@ class HeadThread {
       r.heads.forEach((head, i) => {
         const y = tf.tidy(() => headLogits(this.get(head).params, x, this.shape));
         const off = r.offsets[i];
-        // Straight from the wasm heap into the shared buffer (dataSync would copy it once more).
-        const wasm = tf.getBackend() === "wasm" ? asWasmBackend(tf.backend()) : null;
-        r.out.set(wasm ? f32View(wasm, y) : (y.dataSync() as Float32Array), off);
+        readInto(y, r.out, off);
         y.dispose();
         if (r.p && r.lse) this.softmax!(r.out, off, off + r.rows * classes, classes, r.p, r.lse);
       });

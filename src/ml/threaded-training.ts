@@ -4,11 +4,11 @@
 // keep_inactive_on_cpu) and its AdamW step count; the epoch loop stays in trainer.ts.
 import * as tf from "@tensorflow/tfjs-core";
 import { headLayout, packHead, unpackHead, type HeadLayout } from "./device-head.ts";
-import { HeadPool, type FlatHead } from "./head-pool.ts";
+import { HeadPool, sharedF32, type FlatHead } from "./head-pool.ts";
 import type { HeadArrays } from "./heads.ts";
 import { slotNames } from "./optim.ts";
 import { effectiveLoss, headShapeOf, type TrainConfig } from "./train-config.ts";
-import { batchCounts, type EvalOptions, type EvalResult, type EvalSource, type StepAccumulators } from "./trainer.ts";
+import { EvalTally, batchCounts, type EvalOptions, type EvalResult, type EvalSource, type StepAccumulators } from "./trainer.ts";
 
 export interface ThreadedStepInput {
   x: Float32Array;
@@ -19,10 +19,6 @@ export interface ThreadedStepInput {
   ref: number;
   lr: number;
   update: boolean;
-}
-
-function sharedF32(n: number): Float32Array {
-  return new Float32Array(new SharedArrayBuffer(n * 4));
 }
 
 function sharedHead(total: number, slots: string[]): FlatHead {
@@ -150,13 +146,7 @@ export class ThreadedEnsemble {
     if (loss?.computeRepulsion && !opts.refRng) throw new Error("evaluate: refRng is required for the repulsion term");
     const placement: number[][] = [[], []];
     const placed: number[] = [];
-    let correct: tf.Tensor1D = tf.zeros([M + 1], "int32");
-    let lossSum: tf.Tensor1D = tf.zeros([3]);
-    const addTo = (acc: tf.Tensor1D, inc: tf.Tensor1D): tf.Tensor1D => {
-      const next = tf.add(acc, inc) as tf.Tensor1D;
-      acc.dispose();
-      return tf.keep(next);
-    };
+    const tally = new EvalTally(M);
     try {
       for (let i = 0; i < M; i++) {
         if (this.host) {
@@ -178,27 +168,16 @@ export class ThreadedEnsemble {
         const y = tf.tensor1d(b.label.subarray(0, n), "int32");
         try {
           const [dc, dl] = tf.tidy(() => batchCounts(offsets.map((o) => tf.tensor2d(out.subarray(o, o + n * C), [n, C])), y, C, loss, ref));
-          correct = addTo(correct, dc);
-          lossSum = addTo(lossSum, dl);
+          tally.add(dc, dl);
           tf.dispose([dc, dl]);
         } finally {
           y.dispose();
         }
         nb++;
       }
-      const counts = correct.dataSync();
-      const l = lossSum.dataSync();
-      const rows = Math.max(1, val.rows);
-      const batches = Math.max(1, nb);
-      return {
-        perHead: Array.from(counts.slice(0, M), (v) => v / rows),
-        ensemble: counts[M] / rows,
-        task: loss ? l[0] / batches : NaN,
-        repulsion: loss ? l[1] / batches : NaN,
-        total: loss ? l[2] / batches : NaN,
-      };
+      return tally.result(val.rows, nb, loss !== undefined);
     } finally {
-      tf.dispose([correct, lossSum]);
+      tally.dispose();
       await Promise.all(placed.map((i) => this.pool.drop(i % 2, i)));
     }
   }

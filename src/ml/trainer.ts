@@ -17,7 +17,7 @@ import { sedLoss, sedLossWithGrad, smoothedTargets, softCrossEntropy } from "./l
 import { gradsFinite, slotNames } from "./optim.ts";
 import { deviceTensors, headLayout, packHead, unpackHead, updatedHead, type DeviceHead, type HeadLayout } from "./device-head.ts";
 import { lrAt } from "./lr-schedule.ts";
-import { asWasmBackend, f32View } from "./kernels/wasm-heap.ts";
+import { readInto } from "./kernels/wasm-heap.ts";
 import { headThreadCount } from "./head-pool.ts";
 export { headLayout, packHead, unpackHead, type DeviceHead, type HeadLayout } from "./device-head.ts";
 import { effectiveLoss, epochSeed, headShapeOf, type EffectiveLoss, type TrainConfig } from "./train-config.ts";
@@ -152,9 +152,7 @@ export class EnsembleState {
   /** Reads every tensor of t into `into` (flat, HeadLayout order; a new buffer when absent). */
   private toHost(t: HeadTensors, into?: Float32Array): Float32Array {
     const out = into ?? new Float32Array(this.layout.total);
-    // On wasm straight from the heap: dataSync would allocate and copy each tensor first.
-    const wasm = tf.getBackend() === "wasm" ? asWasmBackend(tf.backend()) : null;
-    HEAD_PARAM_NAMES.forEach((k, i) => out.set(wasm ? f32View(wasm, t[k]) : (t[k].dataSync() as Float32Array), this.layout.offsets[i]));
+    HEAD_PARAM_NAMES.forEach((k, i) => readInto(t[k], out, this.layout.offsets[i]));
     return out;
   }
 
@@ -330,6 +328,51 @@ export function batchCounts(logits: tf.Tensor2D[], y: tf.Tensor1D, classes: numb
 }
 
 /**
+ * Running on-device sums of one evaluation: hits per head then the ensemble's, and the [task,
+ * repulsion, total] loss sums; one host read in result(). Shared by evaluateEnsemble and the
+ * head-thread trainer's evaluate.
+ */
+export class EvalTally {
+  private correct: tf.Tensor1D;
+  private lossSum: tf.Tensor1D = tf.zeros([3]);
+
+  constructor(private readonly heads: number) {
+    this.correct = tf.zeros([heads + 1], "int32");
+  }
+
+  private static addTo(acc: tf.Tensor1D, inc: tf.Tensor1D): tf.Tensor1D {
+    const next = tf.add(acc, inc) as tf.Tensor1D;
+    acc.dispose();
+    return tf.keep(next);
+  }
+
+  /** Adds hit counts ([heads + 1]) and, when given, loss parts ([3]); the caller disposes its tensors. */
+  add(hits: tf.Tensor1D, losses?: tf.Tensor1D): void {
+    this.correct = EvalTally.addTo(this.correct, hits);
+    if (losses) this.lossSum = EvalTally.addTo(this.lossSum, losses);
+  }
+
+  /** Accuracies over `rows` samples; losses as means over `batches` (NaN without a loss). */
+  result(rows: number, batches: number, withLoss: boolean): EvalResult {
+    const counts = this.correct.dataSync();
+    const l = this.lossSum.dataSync();
+    const n = Math.max(1, rows);
+    const nb = Math.max(1, batches);
+    return {
+      perHead: Array.from(counts.slice(0, this.heads), (v) => v / n),
+      ensemble: counts[this.heads] / n,
+      task: withLoss ? l[0] / nb : NaN,
+      repulsion: withLoss ? l[1] / nb : NaN,
+      total: withLoss ? l[2] / nb : NaN,
+    };
+  }
+
+  dispose(): void {
+    tf.dispose([this.correct, this.lossSum]);
+  }
+}
+
+/**
  * Top-1 accuracy of every head and of the mean-logit ensemble, and the eval-mode loss; one host read at
  * the end. Batches outer (every head per batch) when heads live on the device or the repulsion term
  * needs them all at once; heads outer otherwise (host-kept heads are uploaded once per evaluation).
@@ -343,13 +386,7 @@ export function evaluateEnsemble(st: EnsembleState, val: EvalSource, batchSize: 
   for (const b of val.batches(batchSize)) {
     cached.push({ x: tf.tensor2d(b.embed, [b.count, val.dim]), y: tf.tensor1d(b.label, "int32") });
   }
-  let correct: tf.Tensor1D = tf.zeros([M + 1], "int32"); // per head, then the ensemble
-  let lossSum: tf.Tensor1D = tf.zeros([3]); // task, repulsion, total
-  const addTo = (acc: tf.Tensor1D, inc: tf.Tensor1D): tf.Tensor1D => {
-    const next = tf.add(acc, inc) as tf.Tensor1D;
-    acc.dispose();
-    return tf.keep(next);
-  };
+  const tally = new EvalTally(M);
   const unit = (i: number) => tf.reshape(tf.oneHot(tf.tensor1d([i], "int32"), M + 1), [M + 1]);
   const headParams = (i: number) => {
     const h = st.acquire(i);
@@ -365,8 +402,7 @@ export function evaluateEnsemble(st: EnsembleState, val: EvalSource, batchSize: 
           const now = held ?? Array.from({ length: M }, (_, i) => headParams(i));
           try {
             const [dc, dl] = tf.tidy(() => batchCounts(now.map((h) => headLogits(h.p, b.x, st.shape)), b.y, C, loss, ref));
-            correct = addTo(correct, dc);
-            lossSum = addTo(lossSum, dl);
+            tally.add(dc, dl);
             tf.dispose([dc, dl]);
           } finally {
             if (!held) for (const h of now) h.done();
@@ -391,8 +427,7 @@ export function evaluateEnsemble(st: EnsembleState, val: EvalSource, batchSize: 
                 const ce = tf.div(tf.mean(softCrossEntropy(logits, smoothedTargets(b.y, C, loss.smoothingEps))), M);
                 return [dc, tf.stack([ce, tf.scalar(0), tf.mul(ce, 1 - loss.lambda)])];
               }) as [tf.Tensor1D, tf.Tensor1D];
-              correct = addTo(correct, dc);
-              lossSum = addTo(lossSum, dl);
+              tally.add(dc, dl);
               tf.dispose([dc, dl]);
               const prev = sums[j];
               sums[j] = prev ? (tf.add(prev, logits) as tf.Tensor2D) : logits;
@@ -403,25 +438,16 @@ export function evaluateEnsemble(st: EnsembleState, val: EvalSource, batchSize: 
           }
         }
         const ens = tf.tidy(() => tf.mul(unit(M), tf.addN(cached.map((b, j) => hits(sums[j]!, b.y)))) as tf.Tensor1D);
-        correct = addTo(correct, ens);
+        tally.add(ens);
         ens.dispose();
       } finally {
         tf.dispose(sums.filter((t): t is tf.Tensor2D => t !== null));
       }
     }
-    const counts = correct.dataSync();
-    const l = lossSum.dataSync();
-    const n = Math.max(1, val.rows);
-    const nb = Math.max(1, cached.length);
-    return {
-      perHead: Array.from(counts.slice(0, M), (v) => v / n),
-      ensemble: counts[M] / n,
-      task: loss ? l[0] / nb : NaN,
-      repulsion: loss ? l[1] / nb : NaN,
-      total: loss ? l[2] / nb : NaN,
-    };
+    return tally.result(val.rows, cached.length, loss !== undefined);
   } finally {
-    tf.dispose([...cached.flatMap((b) => [b.x, b.y]), correct, lossSum]);
+    tf.dispose(cached.flatMap((b) => [b.x, b.y]));
+    tally.dispose();
   }
 }
 
