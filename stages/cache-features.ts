@@ -6,7 +6,7 @@ import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import type { StageContext } from "../src/runner/stage-api.ts";
 import { ConfigError, InputError } from "../src/errors.ts";
 import { Rng } from "../src/rng.ts";
-import { writeFileAtomic } from "../src/store/atomic.ts";
+import { writeFileAtomic } from "../src/io/atomic.ts";
 import { initBackend } from "../src/ml/backend.ts";
 import { createVit, disposeVit, featurizeBatch, parseVitArch, type VitArch } from "../src/ml/vit.ts";
 import { readVitWeights } from "../src/ml/vit-checkpoint.ts";

@@ -5,7 +5,8 @@ import { statSync } from "node:fs";
 import { stat } from "node:fs/promises";
 import { isAbsolute, resolve } from "node:path";
 import { SedPipeError } from "../errors.ts";
-import { canonicalJson } from "../pipeline/plan.ts";
+import { canonicalJson } from "./canonical-json.ts";
+import { mapLimit } from "../io/map-limit.ts";
 import type { Fingerprint, FingerprintParts, StageInstance } from "../pipeline/types.ts";
 import { CodeDigester } from "./code-digest.ts";
 import { DIGEST_PREFIX, digestFile, digestManifest, listFolder, type ManifestEntry } from "./file-digest.ts";
@@ -21,20 +22,6 @@ const FILE_NS = "file";
 
 /** Files at least this big are hashed on the worker pool; smaller ones cost less inline. */
 const POOL_MIN_BYTES = 1024 * 1024;
-
-/** Runs fn over items with at most `limit` in flight; results in input order. */
-async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const lanes = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!);
-    }
-  });
-  await Promise.all(lanes);
-  return out;
-}
 
 export interface HasherStats {
   /** Files whose bytes were read and hashed (stat-cache misses). */

@@ -3,7 +3,7 @@
 import { readFile } from "node:fs/promises";
 import type { BigIntStats } from "node:fs";
 import { join } from "node:path";
-import { writeFileAtomic } from "../store/atomic.ts";
+import { writeFileAtomic } from "../io/atomic.ts";
 
 interface Entry {
   dev: string;

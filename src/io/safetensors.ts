@@ -1,7 +1,7 @@
 // Reads and writes the safetensors format (8-byte little-endian header length, JSON header, raw
 // little-endian tensor bytes). Owns no model semantics: names and shapes are the caller's.
 import { open, readFile } from "node:fs/promises";
-import { writeFileAtomic } from "../store/atomic.ts";
+import { writeFileAtomic } from "./atomic.ts";
 import { InputError } from "../errors.ts";
 import { widenHalfFloats } from "./half-float.ts";
 

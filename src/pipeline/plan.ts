@@ -1,6 +1,7 @@
 // The run planner: (order, lock, current fingerprints, output state, cache state) -> run/skip/restore
 // per instance, with the reason. Pure: no I/O, no clock; tested on literal inputs.
 import type { Change, Fingerprint, FingerprintParts, LockEntry, LockFile, PlanStep } from "./types.ts";
+import { isDeepStrictEqual } from "node:util";
 
 export interface OutputState {
   /** Declared out paths that are not on disk. */
@@ -27,19 +28,8 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === "object" && !Array.isArray(v);
 }
 
-/** JSON with sorted keys: equal data gives equal text whatever the key order. */
-export function canonicalJson(v: unknown): string {
-  if (v === undefined) return "null";
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
-  if (isPlainObject(v)) {
-    const keys = Object.keys(v).filter((k) => v[k] !== undefined).sort();
-    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(v[k])}`).join(",")}}`;
-  }
-  return JSON.stringify(v) ?? "null";
-}
-
 function sameValue(a: unknown, b: unknown): boolean {
-  return canonicalJson(a) === canonicalJson(b);
+  return isDeepStrictEqual(a, b);
 }
 
 function diffValue(prefix: string, old: unknown, cur: unknown, out: Change[]): void {

@@ -5,7 +5,7 @@
 import { createHash } from "node:crypto";
 import { access, mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { writeFileAtomic } from "../store/atomic.ts";
+import { writeFileAtomic } from "../io/atomic.ts";
 import { WORKER_SOURCE } from "./worker-path.ts";
 
 const WORKER_RUNTIME = WORKER_SOURCE;

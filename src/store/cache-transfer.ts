@@ -14,7 +14,8 @@ import { dirname, join, resolve } from "node:path";
 import { pipeline as streamPipeline } from "node:stream/promises";
 import { SedPipeError } from "../errors.ts";
 import type { LockEntry, OutRecord } from "../pipeline/types.ts";
-import { tempPathFor } from "./atomic.ts";
+import { tempPathFor } from "../io/atomic.ts";
+import { mapLimit } from "../io/map-limit.ts";
 import type { ContentStore } from "./cas.ts";
 import { manifestBytes, sha256File, sha256Hex, type TreeManifest } from "./digest.ts";
 import { linkOrCopy, pathExists } from "./place.ts";
@@ -36,26 +37,6 @@ export interface Remote {
 
 /** Objects in flight at once: remote latency, not bandwidth, dominates folders of many small files. */
 export const TRANSFER_CONCURRENCY = 8;
-
-/** Runs fn over items with at most `limit` in flight; the first error rejects after all settle. */
-export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  let failed: { err: unknown } | null = null;
-  const lanes = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {
-    while (next < items.length && !failed) {
-      const i = next++;
-      try {
-        out[i] = await fn(items[i]!);
-      } catch (err) {
-        failed ??= { err };
-      }
-    }
-  });
-  await Promise.all(lanes);
-  if (failed) throw (failed as { err: unknown }).err;
-  return out;
-}
 
 export function objectKey(digest: string): string {
   if (!/^[0-9a-f]{64}$/.test(digest)) throw new Error(`not a sha256 digest: ${digest}`);

@@ -4,10 +4,10 @@
 import { chmod, link, mkdir, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { OutRecord } from "../pipeline/types.ts";
-import { tempPathFor, writeFileAtomic } from "./atomic.ts";
+import { tempPathFor, writeFileAtomic } from "../io/atomic.ts";
 import { OutputDigester, manifestBytes, sha256File, sha256Hex, type TreeManifest } from "./digest.ts";
 import { linkOrCopy, pathExists, replacePath } from "./place.ts";
-import { mapLimit } from "./pool.ts";
+import { mapLimit } from "../io/map-limit.ts";
 
 const CONCURRENCY = 16;
 

@@ -5,8 +5,8 @@ import { createReadStream, readdirSync, statSync } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import { join, relative, sep } from "node:path";
 import type { Stats } from "node:fs";
-import { writeFileAtomic } from "./atomic.ts";
-import { mapLimit } from "./pool.ts";
+import { writeFileAtomic } from "../io/atomic.ts";
+import { mapLimit } from "../io/map-limit.ts";
 
 /** A folder's content: sorted project-independent relative paths (with "/") -> file digest + size. */
 export interface TreeManifest {

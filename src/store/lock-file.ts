@@ -4,23 +4,14 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { SedPipeError } from "../errors.ts";
 import type { LockEntry, LockFile } from "../pipeline/types.ts";
-import { writeFileAtomic } from "./atomic.ts";
+import { writeFileAtomic } from "../io/atomic.ts";
+import { canonicalJson } from "../hash/canonical-json.ts";
 
 export const LOCK_FILE_NAME = "pipeline.lock";
 
-function sortKeys(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(sortKeys);
-  if (v && typeof v === "object") {
-    const out: Record<string, unknown> = {};
-    for (const k of Object.keys(v as object).sort()) out[k] = sortKeys((v as Record<string, unknown>)[k]);
-    return out;
-  }
-  return v;
-}
-
 /** The exact bytes written for a lock: sorted keys, two-space indent, trailing newline. */
 export function serializeLock(lock: LockFile): string {
-  return JSON.stringify(sortKeys({ version: 1, instances: lock.instances }), null, 2) + "\n";
+  return canonicalJson({ version: 1, instances: lock.instances }, 2) + "\n";
 }
 
 function corrupt(path: string, what: string): SedPipeError {

@@ -3,7 +3,7 @@
 import { copyFile, cp, link, lstat, mkdir, rename, rm } from "node:fs/promises";
 import { constants } from "node:fs";
 import { dirname } from "node:path";
-import { tempPathFor } from "./atomic.ts";
+import { tempPathFor } from "../io/atomic.ts";
 
 async function exists(p: string): Promise<boolean> {
   try {

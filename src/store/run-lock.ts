@@ -6,7 +6,7 @@ import { mkdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import lockfile from "proper-lockfile";
 import { SedPipeError } from "../errors.ts";
-import { writeFileAtomic } from "./atomic.ts";
+import { writeFileAtomic } from "../io/atomic.ts";
 
 export interface RunLockOwner {
   pid: number;

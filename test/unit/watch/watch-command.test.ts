@@ -4,7 +4,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { Command } from "commander";
 import { SedPipeError } from "../../../src/errors.ts";
-import { registerWatchCommands, type WatchCommandContext } from "../../../src/ui/tui-watch-command.ts";
+import { registerWatchCommands, type WatchCommandContext } from "../../../src/commands/watch.ts";
 import { counts, makeProject, waitFor } from "../../helpers/project.ts";
 import { removeDir, withTimeout } from "../../helpers/tmp.ts";
 

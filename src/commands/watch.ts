@@ -1,10 +1,11 @@
 // The `watch` command: CLI glue that runs src/runner/watch.ts cycles and shows each run through the
 // picked sink (Ink on a TTY, plain lines, NDJSON). Registered by src/cli.ts; prints only through
 // the context it is given. Watch status lines go to stderr so `--json` stdout stays pure NDJSON.
-import type { CliContext } from "../cli-context.ts";
+import type { CliContext } from "./context.ts";
 import { availableParallelism } from "node:os";
-import { InvalidArgumentError, Option, type Command } from "commander";
+import { Option, type Command } from "commander";
 import { EXIT, SedPipeError } from "../errors.ts";
+import { intOption } from "./common.ts";
 
 /** The part of the CLI context this command uses. */
 export type WatchCommandContext = Pick<CliContext, "cwd" | "env" | "out" | "err" | "root" | "setExit" | "onSignal" | "stdout">;
@@ -12,14 +13,6 @@ export type WatchCommandContext = Pick<CliContext, "cwd" | "env" | "out" | "err"
 /** Overrides the stream the live view draws on (tests pass a non-TTY stand-in). */
 export interface WatchDeps {
   stdout?: { isTTY?: boolean; write(text: string): unknown; columns?: number };
-}
-
-function intOption(name: string, min: number) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
-    return n;
-  };
 }
 
 export function registerWatchCommands(program: Command, cli: WatchCommandContext, deps: WatchDeps = {}): void {
@@ -45,7 +38,7 @@ export function registerWatchCommands(program: Command, cli: WatchCommandContext
       const [{ watchLoop }, { runWatchCycle }, { pickSink }] = await Promise.all([
         import("../runner/watch.ts"),
         import("../runner/watch-cycle.ts"),
-        import("./pick-sink.ts"),
+        import("../ui/pick-sink.ts"),
       ]);
       const root = cli.root();
       const stdout = deps.stdout ?? cli.stdout ?? { isTTY: false, write: (t: string) => cli.out(t) };

@@ -1,22 +1,23 @@
 // The `cache export|import|push|pull|key` and `gc` commands: CLI glue between the workspace
 // (pipeline, hasher, store, lock) and src/store/cache-transfer*.ts. Registered by src/cli.ts;
 // prints through the context it is given, never reads process.* itself.
-import type { CliContext } from "../cli-context.ts";
+import type { CliContext } from "./context.ts";
 import { mkdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { dirname, join, relative, resolve } from "node:path";
 import type { Command } from "commander";
 import { EXIT, SedPipeError } from "../errors.ts";
 import type { LockEntry, LockFile } from "../pipeline/types.ts";
-import { tempPathFor } from "./atomic.ts";
-import type { PullOutcome, PushReport, Remote } from "./cache-transfer.ts";
+import { tempPathFor } from "../io/atomic.ts";
+import { EXAMPLES, openFor, withRunLock } from "./common.ts";
+import type { PullOutcome, PushReport, Remote } from "../store/cache-transfer.ts";
 
 /** The transfer code, loaded when a cache command runs (registering commands must stay cheap). */
 async function lib() {
   const [transfer, gc, key, lockFile] = await Promise.all([
-    import("./cache-transfer.ts"),
-    import("./cache-transfer-gc.ts"),
-    import("./cache-transfer-key.ts"),
-    import("./lock-file.ts"),
+    import("../store/cache-transfer.ts"),
+    import("../store/cache-transfer-gc.ts"),
+    import("../store/cache-transfer-key.ts"),
+    import("../store/lock-file.ts"),
   ]);
   return { ...transfer, ...gc, ...key, ...lockFile };
 }
@@ -24,7 +25,6 @@ async function lib() {
 /** The part of the CLI context these commands use. */
 export type CommandContext = Pick<CliContext, "cwd" | "env" | "out" | "err" | "root" | "setExit">;
 
-const EXAMPLES = (lines: string[]) => `\nExamples:\n${lines.map((l) => `  $ ${l}`).join("\n")}\n`;
 
 function human(bytes: number): string {
   if (bytes < 1000) return `${bytes} B`;
@@ -36,34 +36,6 @@ function human(bytes: number): string {
     i++;
   }
   return `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
-}
-
-async function openWs(cli: CommandContext, opts: { profile?: string; backend?: string }) {
-  const { openWorkspace } = await import("../runner/workspace.ts");
-  const o: { profile?: string; backend?: string; onWarn: (m: string) => void } = { onWarn: (m) => cli.err(`warning: ${m}\n`) };
-  if (opts.profile !== undefined) o.profile = opts.profile;
-  if (opts.backend !== undefined) o.backend = opts.backend;
-  return openWorkspace(cli.root(), o);
-}
-
-async function withRunLock<T>(cli: CommandContext, cacheDir: string, command: string, wait: boolean, fn: () => Promise<T>): Promise<T> {
-  const { acquireRunLock, describeOwner } = await import("./run-lock.ts");
-  let lock;
-  try {
-    lock = await acquireRunLock(cacheDir, {
-      wait,
-      command,
-      onWait: (owner) => cli.err(`waiting for ${describeOwner(owner)} ...\n`),
-    });
-  } catch (err) {
-    if (err instanceof SedPipeError && !wait) throw new SedPipeError(err.message, { hint: "wait for that run to finish, or drop --no-wait", exitCode: EXIT.usage });
-    throw err;
-  }
-  try {
-    return await fn();
-  } finally {
-    await lock.release();
-  }
 }
 
 const isTar = (p: string) => /\.(tar|tar\.gz|tgz)$/i.test(p);
@@ -125,7 +97,7 @@ interface SyncOpts {
 
 /** Pulls every instance of `targets` (default all) whose current fingerprint has a run in `remote`. */
 async function pullFrom(cli: CommandContext, remote: Remote, targets: string[], opts: SyncOpts): Promise<void> {
-  const ws = await openWs(cli, opts);
+  const ws = await openFor(cli, opts);
   const { resolveTargets } = await import("../pipeline/select.ts");
   const { currentFingerprint } = await import("../runner/assess.ts");
   const { LockStore, pullInstances } = await lib();
@@ -166,7 +138,7 @@ async function pullFrom(cli: CommandContext, remote: Remote, targets: string[], 
 }
 
 async function pushTo(cli: CommandContext, remote: Remote, targets: string[], opts: SyncOpts): Promise<PushReport> {
-  const ws = await openWs(cli, opts);
+  const ws = await openFor(cli, opts);
   const { resolveTargets } = await import("../pipeline/select.ts");
   const { readLock, pushEntries, LOCK_FILE_NAME } = await lib();
   const order = resolveTargets(ws.pipeline, targets);
@@ -334,7 +306,7 @@ export function registerCacheCommands(program: Command, cli: CommandContext): vo
         cli.out(cacheKeyPrefix(base) + "\n");
         return;
       }
-      const ws = await openWs(cli, opts);
+      const ws = await openFor(cli, opts);
       const [{ codeClosure }, { runtimeParts }] = await Promise.all([import("../hash/code-digest.ts"), import("../hash/runtime.ts")]);
       const files = new Set<string>(["pipeline.yaml", LOCK_FILE_NAME, "package-lock.json", ...ws.pipeline.paramsFiles]);
       for (const decl of ws.pipeline.stages.values()) for (const f of (await codeClosure(ws.root, decl.module)).files) files.add(f);
@@ -351,7 +323,7 @@ export function registerCacheCommands(program: Command, cli: CommandContext): vo
     .addHelpText("after", EXAMPLES(["sed-pipe gc --dry-run", "git show main:pipeline.lock > /tmp/main.lock && sed-pipe gc --keep-lock /tmp/main.lock"]))
     .action(async (opts: { dryRun?: boolean; keepLock?: string[]; verbose?: boolean; wait?: boolean }) => {
       const root = cli.root();
-      const { ContentStore } = await import("./cas.ts");
+      const { ContentStore } = await import("../store/cas.ts");
       const { collectGarbage, readLock } = await lib();
       const store = new ContentStore(join(root, "cache"));
       await withRunLock(cli, store.cacheDir, "gc", opts.wait !== false, async () => {

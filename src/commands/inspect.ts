@@ -2,7 +2,7 @@
 // (src/io/inspect.ts does the reading; this module only wires the command and prints).
 import { resolve } from "node:path";
 import type { Command } from "commander";
-import type { CliContext } from "../cli-context.ts";
+import type { CliContext } from "./context.ts";
 
 export function registerInspectCommands(program: Command, cli: CliContext): void {
   program

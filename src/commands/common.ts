@@ -1,0 +1,68 @@
+// Helpers every command module shares: help examples, integer options, opening the workspace and
+// taking the run lock with the user-facing messages. No command is registered here.
+import { relative } from "node:path";
+import { InvalidArgumentError } from "commander";
+import type { CliContext } from "./context.ts";
+import { EXIT, SedPipeError } from "../errors.ts";
+import type { Workspace } from "../runner/workspace.ts";
+import type { RunLock } from "../store/run-lock.ts";
+
+/** Version of the JSON that `status --json` and `why --json` print. */
+export const JSON_SCHEMA_VERSION = 1;
+
+export const EXAMPLES = (lines: string[]) => `\nExamples:\n${lines.map((l) => `  $ ${l}`).join("\n")}\n`;
+
+export function intOption(name: string, min: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
+    return n;
+  };
+}
+
+export function warnLine(cli: Pick<CliContext, "err">, msg: string): void {
+  cli.err(`warning: ${msg}\n`);
+}
+
+export async function openFor(cli: Pick<CliContext, "root" | "err">, opts: { profile?: string; backend?: string }): Promise<Workspace> {
+  const o: { profile?: string; backend?: string; onWarn: (m: string) => void } = { onWarn: (m) => warnLine(cli, m) };
+  if (opts.profile !== undefined) o.profile = opts.profile;
+  if (opts.backend !== undefined) o.backend = opts.backend;
+  const { openWorkspace } = await import("../runner/workspace.ts");
+  return openWorkspace(cli.root(), o);
+}
+
+/** Takes the workspace run lock (cacheDir/run.lock), telling the user whom it waits for. */
+export async function takeRunLock(
+  cli: Pick<CliContext, "err" | "cwd">,
+  cacheDir: string,
+  wait: boolean,
+  command: string,
+  signal?: AbortSignal,
+): Promise<RunLock> {
+  const { acquireRunLock, describeOwner } = await import("../store/run-lock.ts");
+  const opts: Parameters<typeof acquireRunLock>[1] = {
+    wait,
+    command,
+    onWait: (owner) => cli.err(`waiting for ${describeOwner(owner)} (${relative(cli.cwd, cacheDir) || "."}/run.lock) ...\n`),
+  };
+  if (signal) opts.signal = signal;
+  try {
+    return await acquireRunLock(cacheDir, opts);
+  } catch (err) {
+    if (err instanceof SedPipeError && !wait) {
+      throw new SedPipeError(err.message, { hint: "wait for that run to finish, or drop --no-wait to queue behind it", exitCode: EXIT.usage });
+    }
+    throw err;
+  }
+}
+
+/** Runs fn while holding the run lock. */
+export async function withRunLock<T>(cli: Pick<CliContext, "err" | "cwd">, cacheDir: string, command: string, wait: boolean, fn: () => Promise<T>): Promise<T> {
+  const lock = await takeRunLock(cli, cacheDir, wait, command);
+  try {
+    return await fn();
+  } finally {
+    await lock.release();
+  }
+}

@@ -1,0 +1,109 @@
+// `sed-pipe run`: plan the targets' upstream closure and execute it (src/runner/execute.ts) with the
+// picked event sink. Maps the run's outcome to an exit code through the context.
+import { availableParallelism } from "node:os";
+import { Option, type Command } from "commander";
+import type { CliContext } from "./context.ts";
+import { EXIT, SedPipeError } from "../errors.ts";
+import type { EventSink } from "../runner/events.ts";
+import type { LockStore } from "../store/lock-file.ts";
+import type { RunLock } from "../store/run-lock.ts";
+import { EXAMPLES, intOption, openFor, takeRunLock } from "./common.ts";
+
+export function registerRunCommand(program: Command, cli: CliContext): void {
+  program
+    .command("run")
+    .description("bring targets (default: everything) up to date: run stale instances, restore cached ones")
+    .argument("[targets...]", "stages or instances (unique prefixes work); their upstream closure is included")
+    .option("-n, --dry-run", "print the plan with a reason per instance; run nothing")
+    .option("-f, --force [stage]", "run even if fresh: every target, or only this stage/instance")
+    .addOption(new Option("-j, --jobs <n>", "instances run in parallel").argParser(intOption("--jobs", 1)))
+    .option("-k, --keep-going", "after a failure, keep running instances that do not depend on it")
+    .option("-p, --profile <name>", "params profile from pipeline.yaml (default: default_profile)")
+    .option("-b, --backend <name>", "compute backend for stages: auto, tfjs-node-gpu, tfjs-node, wasm (best matMul path), wasm+blas, wasm-fixed, cpu", "auto")
+    .option("--json", "print runner events as NDJSON on stdout")
+    .option("--no-wait", "fail at once (exit 2) if another run holds the workspace, instead of waiting")
+    .option("-v, --verbose", "plain output: also print stage log lines and fresh instances")
+    .option("--ui <kind>", "auto (live view on a terminal, plain lines otherwise), ink or plain", "auto")
+    .addHelpText(
+      "after",
+      EXAMPLES(["sed-pipe run tables", "sed-pipe run --dry-run", "sed-pipe run eval -j 2 --keep-going", "sed-pipe run train --force train-heads@ood_gen"]),
+    )
+    .action(async (targets: string[], opts) => {
+      if (!["auto", "ink", "plain"].includes(opts.ui)) throw new SedPipeError(`--ui must be auto, ink or plain (got "${opts.ui}")`);
+      const [{ matchTarget, resolveTargets }, { executeRun }, { planner }, { LockStore: LockStoreClass }, { pickSink }] = await Promise.all([
+        import("../pipeline/select.ts"),
+        import("../runner/execute.ts"),
+        import("../runner/workspace.ts"),
+        import("../store/lock-file.ts"),
+        import("../ui/pick-sink.ts"),
+      ]);
+      const ws = await openFor(cli, opts);
+      const p = ws.pipeline;
+      let order = resolveTargets(p, targets);
+      let force: string[] = [];
+      if (opts.force === true) force = order;
+      else if (typeof opts.force === "string") {
+        force = matchTarget(p, opts.force);
+        if (targets.length > 0) order = resolveTargets(p, [...targets, opts.force]);
+      }
+      // Ink live view on an interactive terminal, plain lines in pipes and CI, NDJSON with --json.
+      const picked = await pickSink({
+        stdout: cli.stdout ?? { isTTY: false, write: (t: string) => cli.out(t) },
+        env: cli.env,
+        json: !!opts.json,
+        ui: opts.ui,
+        verbose: !!opts.verbose,
+        write: cli.out,
+      });
+      const sink: EventSink = picked.sink;
+      const jobs: number = opts.jobs ?? defaultJobs();
+      const ac = new AbortController();
+      const killNow = new AbortController();
+      let signals = 0;
+      const off = cli.onSignal((sig) => {
+        signals++;
+        if (signals === 1) {
+          cli.err(`\n${sig}: stopping; running stages get a few seconds to stop (press Ctrl-C again to kill them now)\n`);
+          ac.abort();
+        } else {
+          cli.err(`${sig}: killing running stages\n`);
+          killNow.abort();
+        }
+      });
+      let lock: RunLock | null = null;
+      let lockStore: LockStore;
+      try {
+        if (!opts.dryRun) lock = await takeRunLock(cli, ws.cacheDir, opts.wait !== false, "run", ac.signal);
+        lockStore = await LockStoreClass.open(ws.root);
+        const result = await executeRun({
+          pipeline: p,
+          order,
+          planner,
+          fingerprinter: ws.hasher,
+          store: ws.store,
+          digester: ws.digester,
+          lock: lockStore,
+          cacheDir: ws.cacheDir,
+          jobs,
+          keepGoing: !!opts.keepGoing,
+          force,
+          dryRun: !!opts.dryRun,
+          backend: opts.backend ?? "auto",
+          signal: ac.signal,
+          emit: sink,
+          graceMs: 3000,
+          killSignal: killNow.signal,
+        });
+        cli.setExit(result.outcome === "ok" ? EXIT.ok : result.outcome === "interrupted" ? EXIT.interrupted : EXIT.stageFailed);
+      } finally {
+        off();
+        await picked.close().catch(() => {});
+        await lock?.release();
+      }
+    });
+}
+
+function defaultJobs(): number {
+  return Math.max(1, availableParallelism());
+}
+
