@@ -23,6 +23,7 @@ import {
   type Planner,
 } from "./assess.ts";
 import { runInWorker } from "./spawn-worker.ts";
+import type { StageSettings } from "./stage-api.ts";
 import { availableParallelism } from "node:os";
 
 /** The caller holds the workspace run lock (src/store/run-lock.ts) for the whole call, unless dryRun. */
@@ -42,6 +43,8 @@ export interface ExecuteOptions {
   force: string[];
   dryRun: boolean;
   backend: string;
+  /** What the user set of the per-instance settings; the rest follows from cores and jobs. */
+  settings?: Partial<StageSettings>;
   /** Aborted on Ctrl-C: stop scheduling, abort workers, clean temp outputs. */
   signal: AbortSignal;
   emit: EventSink;
@@ -121,6 +124,7 @@ export async function executeRun(o: ExecuteOptions): Promise<RunResult> {
   if (o.dryRun) return finish("ok");
 
   const tmpRoot = join(o.cacheDir, "tmp", runId);
+  const settings = instanceSettings(o.settings ?? {}, availableParallelism(), o.jobs);
   const forced = new Set(o.force);
   const state = new Map<string, State>(o.order.map((id) => [id, "waiting"]));
   /** Instances whose outputs this run rewrote: their downstream must be re-decided. */
@@ -190,13 +194,14 @@ export async function executeRun(o: ExecuteOptions): Promise<RunResult> {
           outs: tmpOuts,
           scratch,
           backend: o.backend,
+          settings,
         },
         {
           logPath,
           signal: o.signal,
           graceMs,
           // Two workers on two cores each get one BLAS thread instead of fighting over both.
-          blasThreads: Math.max(1, Math.floor(availableParallelism() / o.jobs)),
+          blasThreads: settings.blasThreads,
           ...(o.killSignal ? { killSignal: o.killSignal } : {}),
           onProgress: (event) => o.emit({ type: "progress", id: inst.id, elapsedMs: Date.now() - t0, progress: event }),
           onLog: (stream, line) => o.emit({ type: "log", id: inst.id, stream, line }),
@@ -403,4 +408,10 @@ export function criticalFirst(order: string[], upstream: Record<string, string[]
   }
   const rank = new Map(order.map((id, i) => [id, i]));
   return [...order].sort((x, y) => downstream.get(y)!.size - downstream.get(x)!.size || rank.get(x)! - rank.get(y)!);
+}
+
+/** Each instance's share of the machine: cores / parallel jobs, unless the user set a value. */
+export function instanceSettings(user: Partial<StageSettings>, machineCores: number, jobs: number): StageSettings {
+  const cores = user.cores ?? Math.max(1, Math.floor(machineCores / jobs));
+  return { cores, blasThreads: user.blasThreads ?? cores, headThreads: user.headThreads ?? null, blas: user.blas ?? true };
 }

@@ -17,6 +17,22 @@ export interface ProgressEvent {
   metrics?: Record<string, number>;
 }
 
+/**
+ * What the engine grants one instance. Stages pass these on to src/ml; nothing below src/cli.ts reads
+ * the environment (src/cli.ts maps SED_PIPE_CORES, SED_PIPE_BLAS_THREADS, SED_PIPE_HEAD_THREADS and
+ * SED_PIPE_NO_BLAS onto them).
+ */
+export interface StageSettings {
+  /** Cores this instance may use (the machine's cores / parallel jobs, unless the user set it). */
+  readonly cores: number;
+  /** OpenBLAS threads for this instance's process (default: cores). */
+  readonly blasThreads: number;
+  /** Head threads: null = decide by head size, backend and cores; 1 = never; n = force n. */
+  readonly headThreads: number | null;
+  /** false: the OpenBLAS kernels are disabled (the pure-wasm path), whether or not the addon loads. */
+  readonly blas: boolean;
+}
+
 export interface StageContext {
   /** Readable instance id, e.g. "eval@ood_gen/Brightness_1". */
   readonly instanceId: string;
@@ -44,6 +60,8 @@ export interface StageContext {
   readonly scratch: string;
   /** Requested compute backend: "auto" or a backend name (see src/ml/backend.ts). */
   readonly backend: string;
+  /** Cores, threads and kernel switches for this instance. */
+  readonly settings: StageSettings;
   /** Aborted on Ctrl-C or engine shutdown: check it once per batch and throw signal.reason. */
   readonly signal: AbortSignal;
   progress(event: ProgressEvent): void;

@@ -1,5 +1,5 @@
 // The IPC messages between the runner and a worker process (src/runner/worker.ts). Types only.
-import type { ProgressEvent } from "./stage-api.ts";
+import type { ProgressEvent, StageSettings } from "./stage-api.ts";
 
 /** Everything a worker needs to build a StageContext; all paths absolute. */
 export interface WorkerSpec {
@@ -17,6 +17,7 @@ export interface WorkerSpec {
   outs: Record<string, string>;
   scratch: string;
   backend: string;
+  settings: StageSettings;
 }
 
 export type ToWorker = { type: "start"; spec: WorkerSpec } | { type: "abort" };

@@ -51,6 +51,7 @@ async function start(msg: Extract<ToWorker, { type: "start" }>): Promise<void> {
     outs: Object.freeze(spec.outs),
     scratch: spec.scratch,
     backend: spec.backend,
+    settings: Object.freeze({ ...spec.settings }),
     signal: controller.signal,
     progress(event: ProgressEvent) {
       void send({ type: "progress", event });

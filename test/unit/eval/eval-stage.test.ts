@@ -12,6 +12,7 @@ import { directedAuroc } from "../../../src/ml/auroc.ts";
 import { SCORE_NAMES } from "../../../src/ml/scores.ts";
 import { InputError } from "../../../src/errors.ts";
 import { Rng } from "../../../src/rng.ts";
+import { TEST_SETTINGS } from "../../helpers/stage-context.ts";
 
 const shape: HeadShape = { dim: 8, hidden: 16, classes: 4 };
 
@@ -37,6 +38,7 @@ function ctx(dir: string, name: string, params: Record<string, unknown>, deps: R
     outs: { result: join(dir, "out", `${name}.json`), scores: join(dir, "out", `${name}.scores.hdf5`) },
     scratch: join(dir, "scratch"),
     backend: "cpu",
+    settings: TEST_SETTINGS,
     signal: new AbortController().signal,
     progress: () => {},
     log: (l: string) => logs.push(l),

@@ -11,6 +11,7 @@ import { OOD_DET_COLUMNS, OOD_GEN_COLUMNS, PUBLISHED_OOD_DET, PUBLISHED_OOD_GEN 
 import { run } from "../../../stages/tables.ts";
 import type { StageContext } from "../../../src/runner/stage-api.ts";
 import { InputError } from "../../../src/errors.ts";
+import { TEST_SETTINGS } from "../../helpers/stage-context.ts";
 
 const fixture = (p: string) => readFileSync(fileURLToPath(new URL(`../../fixtures/tables/${p}`, import.meta.url)), "utf8");
 const ms = (v: number | null) => ({ mean: v, std: 0 });
@@ -119,7 +120,7 @@ function ctx(dir: string, params: Record<string, unknown>): StageContext {
   return {
     instanceId: "tables", stage: "tables", root: dir, profile: "test", item: null, params,
     deps: { eval: join(dir, "eval") }, outs: { tables: join(dir, "out", "tables") }, scratch: join(dir, "scratch"),
-    backend: "cpu", signal: new AbortController().signal, progress: () => {}, log: () => {},
+    backend: "cpu", settings: TEST_SETTINGS, signal: new AbortController().signal, progress: () => {}, log: () => {},
   };
 }
 

@@ -15,6 +15,7 @@ import { referenceFeatureFileName } from "../../../src/hash/reference-name.ts";
 import { ConfigError, InputError } from "../../../src/errors.ts";
 import { initBackend } from "../../../src/ml/backend.ts";
 import { loadH5 } from "../../../src/io/hdf5.ts";
+import { TEST_SETTINGS } from "../../helpers/stage-context.ts";
 
 const ARCH: VitArch = { image_size: 8, patch_size: 4, in_chans: 3, embed_dim: 16, depth: 2, num_heads: 2, mlp_ratio: 2, layerscale_init: 1 };
 const NORM = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
@@ -72,6 +73,7 @@ function ctx(dataset: Record<string, unknown>, featurizer: Record<string, unknow
     outs: { features: join(root, ".tmp", `out-${String(dataset.key)}`), classes: join(root, ".tmp", `classes-${String(dataset.key)}.json`) },
     scratch: join(root, ".scratch"),
     backend: "auto",
+    settings: TEST_SETTINGS,
     signal: signal ?? new AbortController().signal,
     progress: (e) => events.push(e),
     log: (l) => logs.push(l),

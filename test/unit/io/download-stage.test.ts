@@ -11,6 +11,7 @@ import { pathToFileURL } from "node:url";
 import { run } from "../../../stages/download.ts";
 import type { ProgressEvent, StageContext } from "../../../src/runner/stage-api.ts";
 import { ConfigError, InputError } from "../../../src/errors.ts";
+import { TEST_SETTINGS } from "../../helpers/stage-context.ts";
 
 let dir = "";
 test.before(async () => {
@@ -38,6 +39,7 @@ function ctxFor(source: unknown): { ctx: StageContext; logs: string[]; events: P
     outs: { data: out },
     scratch,
     backend: "auto",
+    settings: TEST_SETTINGS,
     signal: new AbortController().signal,
     progress: (e) => events.push(e),
     log: (l) => logs.push(l),

@@ -9,6 +9,7 @@ import { createFeatureFile } from "../../../src/io/features.ts";
 import { loadEnsemble } from "../../../src/ml/heads.ts";
 import type { ProgressEvent, StageContext } from "../../../src/runner/stage-api.ts";
 import { clusters } from "./synthetic.ts";
+import { TEST_SETTINGS } from "../../helpers/stage-context.ts";
 
 const DIM = 8;
 
@@ -26,7 +27,7 @@ function ctxFor(dir: string, config: unknown, events: ProgressEvent[], logs: str
   return {
     instanceId: "train-heads@t", stage: "train-heads", root: dir, profile: "demo", item: config,
     params: { config }, deps: { train: join(dir, "train.hdf5"), val: join(dir, "val.hdf5") },
-    outs: { model: join(dir, "out", "model") }, scratch: join(dir, "scratch"), backend: "cpu",
+    outs: { model: join(dir, "out", "model") }, scratch: join(dir, "scratch"), backend: "cpu", settings: TEST_SETTINGS,
     signal: new AbortController().signal, progress: (e) => events.push(e), log: (l) => logs.push(l),
   };
 }
