@@ -77,7 +77,7 @@ stages:
   let t = performance.now();
   let steps = await planOnly(ws, [...ws.pipeline.instances.keys()]);
   let s = (performance.now() - t) / 1000;
-  const hashed = ws.hasher.stats.bytesHashed;
+  const hashed = ws.digests.stats.bytesHashed;
   console.log(`cold status (in-process): ${s.toFixed(2)} s, ${mb(hashed)} hashed -> ${(hashed / 1e9 / s).toFixed(2)} GB/s; ${steps.filter((x) => x.action === "run").length} to run`);
 
   // Record every instance as done (outputs written, stored, lock entries) without forking 200 workers.
@@ -94,7 +94,7 @@ stages:
     await lock.set(id, { fingerprint: fp.digest, parts: fp.parts, outs, finishedAt: new Date().toISOString(), durationMs: 1 });
   }
   await ws.hasher.save();
-  await ws.digester.save();
+  await ws.digests.save();
   // Outputs written a moment ago are "racy" for the stat caches (mtime too close to hashing): wait them out.
   await new Promise((r) => setTimeout(r, 2500));
   ws = await openWorkspace(root);
@@ -110,7 +110,7 @@ stages:
   }
   const fresh = steps.filter((x) => stateOf(x) === "fresh").length;
   runs.sort((a, b) => a - b);
-  console.log(`warm status (in-process: load pipeline, stat-cached digests, plan): median ${runs[2]!.toFixed(0)} ms, min ${runs[0]!.toFixed(0)} ms; ${fresh}/${steps.length} fresh; files hashed ${ws.hasher.stats.filesHashed}`);
+  console.log(`warm status (in-process: load pipeline, stat-cached digests, plan): median ${runs[2]!.toFixed(0)} ms, min ${runs[0]!.toFixed(0)} ms; ${fresh}/${steps.length} fresh; files hashed ${ws.digests.stats.filesHashed}`);
 
   // Warm status as the user runs it: a fresh Node process with the tsx loader.
   const wall = (args: string[]) => {

@@ -7,6 +7,7 @@ import { mkdtemp, mkdir, open, rm, utimes, writeFile } from "node:fs/promises";
 import { tmpdir, cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { Hasher } from "../src/hash/fingerprint.ts";
+import { DigestService } from "../src/hash/digest.ts";
 import type { StageInstance } from "../src/pipeline/types.ts";
 
 const GB = Number(process.env.SED_BENCH_GB ?? 1);
@@ -59,26 +60,26 @@ try {
   }));
 
   // Cold, one thread: no stat cache; every byte read and hashed on the main thread, one file at a time.
-  const inline = new Hasher(root, { onWarn: () => {}, parallel: 1 });
+  const inline = new Hasher(root, await DigestService.open(root, { pool: null, statePath: null }));
   t = performance.now();
   for (const inst of instances) await inline.fingerprint(inst);
   const inlineMs = performance.now() - t;
-  console.log(`cold fingerprint, 1 thread: ${(inlineMs / 1000).toFixed(2)} s = ${gbps(inline.stats.bytesHashed, inlineMs)} GB/s`);
+  console.log(`cold fingerprint, 1 thread: ${(inlineMs / 1000).toFixed(2)} s = ${gbps(inline.digests.stats.bytesHashed, inlineMs)} GB/s`);
 
   // Cold, worker pool (the default): files hashed on up to 4 worker threads, instances concurrently.
-  const cold = new Hasher(root, { onWarn: () => {} });
+  const cold = new Hasher(root, await DigestService.open(root));
   t = performance.now();
   await cold.fingerprintAll(instances);
   const coldMs = performance.now() - t;
-  console.log(`cold fingerprint, worker pool: ${(coldMs / 1000).toFixed(2)} s = ${gbps(cold.stats.bytesHashed, coldMs)} GB/s (${cold.stats.filesHashed} files), RSS ${rssMb()} MB`);
+  console.log(`cold fingerprint, worker pool: ${(coldMs / 1000).toFixed(2)} s = ${gbps(cold.digests.stats.bytesHashed, coldMs)} GB/s (${cold.digests.stats.filesHashed} files), RSS ${rssMb()} MB`);
   await cold.save();
 
   // Warm: a new Hasher (a new process in real use) reading the persisted stat cache.
-  const warm = new Hasher(root, { onWarn: () => {} });
+  const warm = new Hasher(root, await DigestService.open(root));
   t = performance.now();
   for (const inst of instances) await warm.fingerprint(inst);
   const warmMs = performance.now() - t;
-  console.log(`warm fingerprint of ${FILES} instances (stat cache): ${warmMs.toFixed(0)} ms (${(warmMs / FILES).toFixed(2)} ms/instance), files re-read: ${warm.stats.filesHashed}, cache hits: ${warm.stats.cacheHits}`);
+  console.log(`warm fingerprint of ${FILES} instances (stat cache): ${warmMs.toFixed(0)} ms (${(warmMs / FILES).toFixed(2)} ms/instance), files re-read: ${warm.digests.stats.filesHashed}, cache hits: ${warm.digests.stats.cacheHits}`);
   console.log(`load average while measuring: ${loadavg().map((x) => x.toFixed(1)).join(" ")} (a shared machine: figures vary run to run)`);
 } finally {
   await rm(root, { recursive: true, force: true });

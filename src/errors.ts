@@ -7,6 +7,8 @@ export const EXIT = {
   stageFailed: 1,
   usage: 2,
   interrupted: 130,
+  /** Stopped by SIGTERM (CI cancel, `timeout`, `docker stop`): 128 + 15. */
+  terminated: 143,
 } as const;
 
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];

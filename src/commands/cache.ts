@@ -1,5 +1,5 @@
 // The `cache export|import|push|pull|key` and `gc` commands: CLI glue between the workspace
-// (pipeline, hasher, store, lock) and src/store/cache-transfer*.ts. Registered by src/cli.ts;
+// (pipeline, hasher, store, lock) and src/store/{remote,transfer,gc,cache-key}.ts. Registered in src/commands/index.ts;
 // prints through the context it is given, never reads process.* itself.
 import type { CliContext } from "./context.ts";
 import { mkdir, readFile, rename, rm, stat } from "node:fs/promises";
@@ -9,17 +9,19 @@ import { EXIT, SedPipeError } from "../errors.ts";
 import type { LockEntry, LockFile } from "../pipeline/types.ts";
 import { tempPathFor } from "../io/atomic.ts";
 import { EXAMPLES, openFor, withRunLock } from "./common.ts";
-import type { PullOutcome, PushReport, Remote } from "../store/cache-transfer.ts";
+import type { Remote } from "../store/remote.ts";
+import type { PullOutcome, PushReport } from "../store/transfer.ts";
 
 /** The transfer code, loaded when a cache command runs (registering commands must stay cheap). */
 async function lib() {
-  const [transfer, gc, key, lockFile] = await Promise.all([
-    import("../store/cache-transfer.ts"),
-    import("../store/cache-transfer-gc.ts"),
-    import("../store/cache-transfer-key.ts"),
+  const [remote, transfer, gc, key, lockFile] = await Promise.all([
+    import("../store/remote.ts"),
+    import("../store/transfer.ts"),
+    import("../store/gc.ts"),
+    import("../store/cache-key.ts"),
     import("../store/lock-file.ts"),
   ]);
-  return { ...transfer, ...gc, ...key, ...lockFile };
+  return { ...remote, ...transfer, ...gc, ...key, ...lockFile };
 }
 
 /** The part of the CLI context these commands use. */
@@ -118,7 +120,7 @@ async function pullFrom(cli: CommandContext, remote: Remote, targets: string[], 
         checkout: async (_id, entry) => {
           for (const rec of Object.values(entry.outs)) {
             const target = resolve(ws.root, rec.path);
-            const cur = await ws.digester.digestPath(target);
+            const cur = await ws.digests.digestPath(target);
             if (cur && cur.digest === rec.digest) continue;
             const r = await ws.store.restore(rec, target);
             if (!r.ok) return r.detail;
@@ -128,7 +130,7 @@ async function pullFrom(cli: CommandContext, remote: Remote, targets: string[], 
       },
       order.map((id) => ({ id, outs: ws.pipeline.instances.get(id)!.outs })),
     );
-    await Promise.all([ws.hasher.save().catch(() => {}), ws.digester.save().catch(() => {})]);
+    await ws.digests.save().catch(() => {});
     const refused = printPull(cli, outcomes, remote.where, !!opts.verbose);
     if (refused > 0) {
       cli.err(`hint: refused runs were not recorded; \`sed-pipe run\` recomputes them (a corrupt object at the source should be deleted there)\n`);
@@ -154,7 +156,7 @@ async function pushTo(cli: CommandContext, remote: Remote, targets: string[], op
   for (const { entry } of entries) {
     for (const rec of Object.values(entry.outs)) {
       if (await ws.store.has(rec)) continue;
-      const cur = await ws.digester.digestPath(resolve(ws.root, rec.path)).catch(() => null);
+      const cur = await ws.digests.digestPath(resolve(ws.root, rec.path)).catch(() => null);
       if (cur && cur.digest === rec.digest && cur.kind === rec.kind) await ws.store.put(resolve(ws.root, rec.path), rec.path);
     }
   }
@@ -310,7 +312,7 @@ export function registerCacheCommands(program: Command, cli: CommandContext): vo
       const [{ codeClosure }, { runtimeParts }] = await Promise.all([import("../hash/code-digest.ts"), import("../hash/runtime.ts")]);
       const files = new Set<string>(["pipeline.yaml", LOCK_FILE_NAME, "package-lock.json", ...ws.pipeline.paramsFiles]);
       for (const decl of ws.pipeline.stages.values()) for (const f of (await codeClosure(ws.root, decl.module)).files) files.add(f);
-      cli.out((await cacheKey({ ...base, root: ws.root, files: [...files], runtime: await runtimeParts(ws.root, opts.backend ?? "auto") })) + "\n");
+      cli.out((await cacheKey({ ...base, root: ws.root, files: [...files], runtime: await runtimeParts(ws.root, { backend: opts.backend ?? "auto", blas: cli.env.SED_PIPE_NO_BLAS !== "1" }) })) + "\n");
     });
 
   program
@@ -318,10 +320,11 @@ export function registerCacheCommands(program: Command, cli: CommandContext): vo
     .description("delete cache objects that no pipeline.lock entry references (and quarantined corrupt ones)")
     .option("-n, --dry-run", "only print what would be freed")
     .option("--keep-lock <files...>", "also keep what these lock files reference (e.g. other branches' pipeline.lock)")
+    .option("--keep-runs", "keep every run in the run cache (and its objects), not only the runs a lock names")
     .option("-v, --verbose", "list every object")
     .option("--no-wait", "fail at once if a run holds the workspace")
     .addHelpText("after", EXAMPLES(["sed-pipe gc --dry-run", "git show main:pipeline.lock > /tmp/main.lock && sed-pipe gc --keep-lock /tmp/main.lock"]))
-    .action(async (opts: { dryRun?: boolean; keepLock?: string[]; verbose?: boolean; wait?: boolean }) => {
+    .action(async (opts: { dryRun?: boolean; keepLock?: string[]; keepRuns?: boolean; verbose?: boolean; wait?: boolean }) => {
       const root = cli.root();
       const { ContentStore } = await import("../store/cas.ts");
       const { collectGarbage, readLock } = await lib();
@@ -329,13 +332,14 @@ export function registerCacheCommands(program: Command, cli: CommandContext): vo
       await withRunLock(cli, store.cacheDir, "gc", opts.wait !== false, async () => {
         const locks: LockFile[] = [await readLock(root)];
         for (const f of opts.keepLock ?? []) locks.push(await readExtraLock(resolve(cli.cwd, f)));
-        const r = await collectGarbage(store, locks, { dryRun: !!opts.dryRun });
-        for (const m of r.unreadableManifests) cli.err(`warning: folder manifest ${m.slice(0, 12)} is missing; its files cannot be pinned\n`);
+        const r = await collectGarbage(store, locks, { dryRun: !!opts.dryRun, keepRuns: !!opts.keepRuns });
+        for (const m of r.unreadableManifests) cli.err(`warning: folder manifest ${m.replace("sha256:", "").slice(0, 12)} is missing; its files cannot be pinned\n`);
         if (opts.verbose) for (const o of r.removed) cli.out(`${opts.dryRun ? "would remove" : "removed"} ${o.digest} (${human(o.size)})\n`);
         const verb = opts.dryRun ? "would free" : "freed";
         cli.out(
           `${verb} ${human(r.bytes)}: ${r.removed.length} unreferenced object${r.removed.length === 1 ? "" : "s"}` +
-            `${r.corrupt ? ` and ${r.corrupt} quarantined` : ""}; ${r.kept} kept\n`,
+            `${r.corrupt ? ` and ${r.corrupt} quarantined` : ""}; ${r.kept} kept; ` +
+            `run cache: ${r.runsRemoved} run${r.runsRemoved === 1 ? "" : "s"} ${opts.dryRun ? "to drop" : "dropped"}, ${r.runsKept} kept\n`,
         );
       });
     });
@@ -351,7 +355,10 @@ async function readExtraLock(path: string): Promise<LockFile> {
   try {
     const l = JSON.parse(text) as LockFile;
     if (l.version !== 1 || !l.instances || typeof l.instances !== "object") throw new Error("not a version 1 lock");
-    return l;
+    const { normaliseEntry } = await lib();
+    const instances: LockFile["instances"] = {};
+    for (const [id, e] of Object.entries(l.instances)) instances[id] = normaliseEntry(e, `entry "${id}"`);
+    return { version: 1, instances };
   } catch (err) {
     throw new SedPipeError(`--keep-lock ${path}: ${(err as Error).message}`, { hint: "give a pipeline.lock file written by sed-pipe" });
   }

@@ -4,6 +4,7 @@ import { relative } from "node:path";
 import { InvalidArgumentError } from "commander";
 import type { CliContext } from "./context.ts";
 import { EXIT, SedPipeError } from "../errors.ts";
+import type { StageSettings } from "../runner/stage-api.ts";
 import type { Workspace } from "../runner/workspace.ts";
 import type { RunLock } from "../store/run-lock.ts";
 
@@ -24,8 +25,35 @@ export function warnLine(cli: Pick<CliContext, "err">, msg: string): void {
   cli.err(`warning: ${msg}\n`);
 }
 
-export async function openFor(cli: Pick<CliContext, "root" | "err">, opts: { profile?: string; backend?: string }): Promise<Workspace> {
-  const o: { profile?: string; backend?: string; onWarn: (m: string) => void } = { onWarn: (m) => warnLine(cli, m) };
+/**
+ * The per-instance settings the user set through the environment: SED_PIPE_CORES,
+ * SED_PIPE_BLAS_THREADS, SED_PIPE_HEAD_THREADS (positive integers) and SED_PIPE_NO_BLAS=1. A bad
+ * value is a usage error (exit 2), before anything runs.
+ */
+export function settingsFromEnv(env: NodeJS.ProcessEnv): Partial<StageSettings> {
+  const int = (name: string): number | undefined => {
+    const v = env[name];
+    if (v === undefined || v === "") return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new SedPipeError(`${name} must be a positive integer, got "${v}"`, { hint: `unset it, or set e.g. ${name}=2`, exitCode: EXIT.usage });
+    return n;
+  };
+  const out: { -readonly [K in keyof StageSettings]?: StageSettings[K] } = {};
+  const cores = int("SED_PIPE_CORES");
+  const blasThreads = int("SED_PIPE_BLAS_THREADS");
+  const headThreads = int("SED_PIPE_HEAD_THREADS");
+  if (cores !== undefined) out.cores = cores;
+  if (blasThreads !== undefined) out.blasThreads = blasThreads;
+  if (headThreads !== undefined) out.headThreads = headThreads;
+  if (env.SED_PIPE_NO_BLAS === "1") out.blas = false;
+  return out;
+}
+
+export async function openFor(cli: Pick<CliContext, "root" | "err" | "env">, opts: { profile?: string; backend?: string }): Promise<Workspace> {
+  const o: { profile?: string; backend?: string; blas: boolean; onWarn: (m: string) => void } = {
+    blas: cli.env.SED_PIPE_NO_BLAS !== "1",
+    onWarn: (m) => warnLine(cli, m),
+  };
   if (opts.profile !== undefined) o.profile = opts.profile;
   if (opts.backend !== undefined) o.backend = opts.backend;
   const { openWorkspace } = await import("../runner/workspace.ts");

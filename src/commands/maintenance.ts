@@ -21,7 +21,7 @@ function stageEdges(p: Pipeline): Map<string, Set<string>> {
 export function registerMaintenanceCommands(program: Command, cli: CliContext): void {
   program
     .command("invalidate")
-    .description("remove lock entries so these instances rerun; cache objects are never deleted")
+    .description("forget lock entries and cached runs so these instances rerun; cache objects are never deleted")
     .argument("<stage>", "a stage or instance (unique prefixes work)")
     .option("-d, --downstream", "also invalidate everything downstream of it")
     .option("-p, --profile <name>", "params profile")
@@ -37,12 +37,18 @@ export function registerMaintenanceCommands(program: Command, cli: CliContext): 
         const ls = await LockStoreClass.open(ws.root);
         let removed = 0;
         for (const id of ids) {
-          if (!ls.entry(id)) continue;
+          const entry = ls.entry(id);
+          if (!entry) continue;
+          // The run cache would hand the same outputs back: forget that run too (its objects stay for gc).
+          await ws.store.removeRun(entry.fingerprint);
           await ls.set(id, undefined);
           removed++;
           cli.out(`invalidated ${id}\n`);
         }
-        cli.out(`${removed} lock entr${removed === 1 ? "y" : "ies"} removed (${ids.length - removed} had none); cached outputs are kept\n`);
+        cli.out(
+          `${removed} lock entr${removed === 1 ? "y" : "ies"} removed (${ids.length - removed} had none); ` +
+            "their runs are dropped from the run cache, so they rerun; cache objects are kept (`sed-pipe gc` frees them)\n",
+        );
       } finally {
         await lock.release();
       }

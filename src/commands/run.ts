@@ -7,7 +7,8 @@ import { EXIT, SedPipeError } from "../errors.ts";
 import type { EventSink } from "../runner/events.ts";
 import type { LockStore } from "../store/lock-file.ts";
 import type { RunLock } from "../store/run-lock.ts";
-import { EXAMPLES, intOption, openFor, takeRunLock } from "./common.ts";
+import type { RunResult } from "../runner/execute.ts";
+import { EXAMPLES, intOption, openFor, settingsFromEnv, takeRunLock } from "./common.ts";
 
 export function registerRunCommand(program: Command, cli: CliContext): void {
   program
@@ -57,12 +58,15 @@ export function registerRunCommand(program: Command, cli: CliContext): void {
       });
       const sink: EventSink = picked.sink;
       const jobs: number = opts.jobs ?? defaultJobs();
+      const settings = settingsFromEnv(cli.env);
       const ac = new AbortController();
       const killNow = new AbortController();
       let signals = 0;
+      let firstSignal: NodeJS.Signals | null = null;
       const off = cli.onSignal((sig) => {
         signals++;
         if (signals === 1) {
+          firstSignal = sig;
           cli.err(`\n${sig}: stopping; running stages get a few seconds to stop (press Ctrl-C again to kill them now)\n`);
           ac.abort();
         } else {
@@ -80,8 +84,8 @@ export function registerRunCommand(program: Command, cli: CliContext): void {
           order,
           planner,
           fingerprinter: ws.hasher,
+          digests: ws.digests,
           store: ws.store,
-          digester: ws.digester,
           lock: lockStore,
           cacheDir: ws.cacheDir,
           jobs,
@@ -89,18 +93,32 @@ export function registerRunCommand(program: Command, cli: CliContext): void {
           force,
           dryRun: !!opts.dryRun,
           backend: opts.backend ?? "auto",
+          settings,
+          fromSource: cli.env.SED_PIPE_NO_BUNDLE === "1",
           signal: ac.signal,
           emit: sink,
           graceMs: 3000,
           killSignal: killNow.signal,
         });
-        cli.setExit(result.outcome === "ok" ? EXIT.ok : result.outcome === "interrupted" ? EXIT.interrupted : EXIT.stageFailed);
+        if (result.interruptedWhilePlanning) cli.err("interrupted while planning: nothing was decided, nothing ran\n");
+        cli.setExit(runExitCode(result, firstSignal));
       } finally {
         off();
         await picked.close().catch(() => {});
         await lock?.release();
       }
     });
+}
+
+/**
+ * 0 ok; 130 / 143 interrupted by SIGINT / SIGTERM; 2 when every failure was a config or usage error
+ * of the stage's own (its params or inputs were wrong, not its computation); else 1.
+ */
+export function runExitCode(r: Pick<RunResult, "outcome" | "failures">, signal: NodeJS.Signals | null): number {
+  if (r.outcome === "ok") return EXIT.ok;
+  if (r.outcome === "interrupted") return signal === "SIGTERM" ? EXIT.terminated : EXIT.interrupted;
+  const codes = [...r.failures.values()].map((f) => f.info.exitCode ?? EXIT.stageFailed);
+  return codes.length > 0 && codes.every((c) => c === EXIT.usage) ? EXIT.usage : EXIT.stageFailed;
 }
 
 function defaultJobs(): number {

@@ -5,7 +5,7 @@ import type { CliContext } from "./context.ts";
 import { availableParallelism } from "node:os";
 import { Option, type Command } from "commander";
 import { EXIT, SedPipeError } from "../errors.ts";
-import { intOption } from "./common.ts";
+import { intOption, settingsFromEnv } from "./common.ts";
 
 /** The part of the CLI context this command uses. */
 export type WatchCommandContext = Pick<CliContext, "cwd" | "env" | "out" | "err" | "root" | "setExit" | "onSignal" | "stdout">;
@@ -40,6 +40,7 @@ export function registerWatchCommands(program: Command, cli: WatchCommandContext
         import("../runner/watch-cycle.ts"),
         import("../ui/pick-sink.ts"),
       ]);
+      const settings = settingsFromEnv(cli.env);
       const root = cli.root();
       const stdout = deps.stdout ?? cli.stdout ?? { isTTY: false, write: (t: string) => cli.out(t) };
       const stop = new AbortController();
@@ -75,6 +76,8 @@ export function registerWatchCommands(program: Command, cli: WatchCommandContext
               root,
               targets,
               backend: opts.backend ?? "auto",
+              settings,
+              fromSource: cli.env.SED_PIPE_NO_BUNDLE === "1",
               jobs: opts.jobs ?? Math.max(1, availableParallelism()),
               keepGoing: !!opts.keepGoing,
               signal: stop.signal,

@@ -1,14 +1,13 @@
 // Code part of a fingerprint: a stage module plus every project file it imports (transitively; not
 // node_modules), each digested after an esbuild transform that drops comments and whitespace.
 // Owns closure discovery and normalisation; the stat cache makes unchanged files free.
-import { createHash } from "node:crypto";
 import { readFile, stat } from "node:fs/promises";
 import { extname, join } from "node:path";
 import { builtinModules } from "node:module";
 import * as esbuild from "esbuild";
 import { SedPipeError } from "../errors.ts";
 import { nowNs, type StatCache } from "./stat-cache.ts";
-import { DIGEST_PREFIX } from "./file-digest.ts";
+import { digestOf } from "./digest.ts";
 
 export interface CodeClosure {
   /** Project-relative "/"-separated paths, sorted; the module itself included. */
@@ -98,7 +97,7 @@ export async function normalisedSource(absPath: string): Promise<string | Buffer
 
 export async function digestSource(absPath: string): Promise<string> {
   const text = await normalisedSource(absPath);
-  return DIGEST_PREFIX + createHash("sha256").update("sed-pipe code v1\n").update(text).digest("hex");
+  return digestOf(Buffer.concat([Buffer.from("sed-pipe code v1\n"), typeof text === "string" ? Buffer.from(text) : text]));
 }
 
 /** Cache namespace of import closures (esbuild's resolution decides them). */

@@ -65,7 +65,12 @@ function tensorflowPackages(root: string): string[] {
  * only for code that imports them, so switching `--backend` does not rerun `download` or `tables`.
  * With `imports` undefined every key is included.
  */
-export async function runtimeParts(root: string, backend: string = "auto", imports?: Set<string>): Promise<Record<string, string>> {
+export async function runtimeParts(
+  root: string,
+  opts: { backend?: string; blas?: boolean } = {},
+  imports?: Set<string>,
+): Promise<Record<string, string>> {
+  const backend = opts.backend ?? "auto";
   const out: Record<string, string> = {
     node: process.version,
     platform: `${process.platform}-${process.arch}`,
@@ -79,7 +84,7 @@ export async function runtimeParts(root: string, backend: string = "auto", impor
       // Installed is not the same as loadable (a missing libopenblas makes src/ml fall back), but
       // loading native code to find out is what this module must not do.
       const v = packageVersion(root, pkg);
-      out[pkg] = v === undefined ? "absent" : process.env.SED_PIPE_NO_BLAS === "1" ? `${v} (disabled by SED_PIPE_NO_BLAS=1)` : `${v}${nativeBuildTag(root, pkg)}`;
+      out[pkg] = v === undefined ? "absent" : opts.blas === false ? `${v} (disabled by SED_PIPE_NO_BLAS=1)` : `${v}${nativeBuildTag(root, pkg)}`;
     }
   }
   for (const pkg of NUMERIC_PACKAGES) {

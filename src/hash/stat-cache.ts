@@ -1,8 +1,8 @@
-// Persistent (dev, ino, size, mtimeNs, ctimeNs) -> digest cache, one JSON file under cache/state/.
-// Owns staleness rules only; a missing or corrupt cache file is an empty cache, never an error.
+// THE stat cache: (namespace, path) -> (dev, ino, size, mtimeNs, ctimeNs, digest), one JSON file
+// under cache/state/ (src/hash/digest.ts names it). Namespaces keep file digests, code digests and
+// import closures apart. Owns staleness rules only; a missing or corrupt file is an empty cache.
 import { readFile } from "node:fs/promises";
 import type { BigIntStats } from "node:fs";
-import { join } from "node:path";
 import { writeFileAtomic } from "../io/atomic.ts";
 
 interface Entry {
@@ -20,8 +20,6 @@ interface CacheFile {
   version: 1;
   entries: Record<string, Entry>;
 }
-
-export const STAT_CACHE_PATH = "cache/state/stat-cache.json";
 
 const MAX_AGE_NS = 90n * 24n * 3600n * 1_000_000_000n;
 
@@ -47,15 +45,20 @@ export class StatCache {
   misses = 0;
 
   private constructor(
-    readonly file: string,
+    readonly file: string | null,
     entries: Record<string, Entry>,
   ) {
     this.entries = entries;
   }
 
-  static async load(root: string, onWarn: (msg: string) => void = () => {}): Promise<StatCache> {
-    const file = join(root, STAT_CACHE_PATH);
+  /** The cache persisted at `file` (a missing or damaged file is an empty cache, with a warning if damaged). */
+  static async load(file: string, onWarn: (msg: string) => void = () => {}): Promise<StatCache> {
     return new StatCache(file, await readEntries(file, onWarn));
+  }
+
+  /** A cache that is never saved. */
+  static empty(): StatCache {
+    return new StatCache(null, {});
   }
 
   get size(): number {
@@ -95,13 +98,22 @@ export class StatCache {
     this.changed.add(`${ns}:${abs}`);
   }
 
+  /** After a metadata-only change (chmod, link) of an unchanged file: its entry takes the new ctime. */
+  touchCtime(ns: string, abs: string, st: BigIntStats): void {
+    const e = this.entries[`${ns}:${abs}`];
+    if (!e || e.dev !== String(st.dev) || e.ino !== String(st.ino) || e.size !== String(st.size) || e.mtimeNs !== String(st.mtimeNs)) return;
+    if (e.ctimeNs === String(st.ctimeNs)) return;
+    e.ctimeNs = String(st.ctimeNs);
+    this.changed.add(`${ns}:${abs}`);
+  }
+
   /**
    * Writes the cache atomically, merged over what another process may have saved meanwhile. Entries
    * hashed more than MAX_AGE ago are dropped so the file does not grow forever with deleted files;
    * an unchanged file dropped that way costs one re-hash.
    */
   async save(): Promise<void> {
-    if (this.changed.size === 0) return;
+    if (this.changed.size === 0 || this.file === null) return;
     const merged = await readEntries(this.file, () => {});
     for (const k of this.changed) merged[k] = this.entries[k]!;
     const oldest = nowNs() - MAX_AGE_NS;

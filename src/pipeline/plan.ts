@@ -1,6 +1,6 @@
 // The run planner: (order, lock, current fingerprints, output state, cache state) -> run/skip/restore
 // per instance, with the reason. Pure: no I/O, no clock; tested on literal inputs.
-import type { Change, Fingerprint, FingerprintParts, LockEntry, LockFile, PlanStep } from "./types.ts";
+import type { Change, Fingerprint, FingerprintParts, LockEntry, LockFile, PlanCounts, PlanStep } from "./types.ts";
 import { isDeepStrictEqual } from "node:util";
 
 export interface OutputState {
@@ -21,6 +21,8 @@ export interface PlanInput {
   outputs: Record<string, OutputState>;
   /** Whether the cache holds the outputs recorded in the lock entry. */
   cached: Record<string, boolean>;
+  /** Whether the run cache holds a complete run of the current fingerprint. */
+  reusable?: Record<string, boolean>;
   force: string[];
 }
 
@@ -114,35 +116,39 @@ function summary(changes: Change[]): string {
   return changes.length > 1 ? `${first} (+${changes.length - 1} more)` : first;
 }
 
+/** What is known of one instance whose inputs can be hashed. */
+export interface InstanceObservation {
+  /** Its pipeline.lock entry, if any. */
+  entry: LockEntry | undefined;
+  current: Fingerprint;
+  outputs: OutputState;
+  /** The cache holds every output the lock entry records. */
+  cached: boolean;
+  /** The run cache holds a run of exactly `current` (another time, or another lock) with every output. */
+  reusable: boolean;
+  forced: boolean;
+}
+
+const RUN_CACHE_REASON = "inputs match an earlier run: restoring its outputs from the run cache";
+
 /** The decision for one instance whose inputs are known. */
-export function decideInstance(
-  id: string,
-  lockEntry: LockEntry | undefined,
-  current: Fingerprint,
-  outputs: OutputState,
-  cached: boolean,
-  forced: boolean,
-): PlanStep {
-  if (forced) return { id, action: "run", reason: "forced", changes: [{ kind: "forced" }] };
-  if (!lockEntry) return { id, action: "run", reason: formatChange({ kind: "new" }), changes: [{ kind: "new" }] };
-  if (lockEntry.fingerprint !== current.digest) {
-    const changes = diffParts(lockEntry.parts, current.parts);
-    if (changes.length === 0) {
-      return { id, action: "run", reason: "fingerprint changed (format of the lock entry differs)", changes: [] };
-    }
+export function decideInstance(id: string, o: InstanceObservation): PlanStep {
+  if (o.forced) return { id, action: "run", reason: "forced", changes: [{ kind: "forced" }] };
+  if (!o.entry || o.entry.fingerprint !== o.current.digest) {
+    const changes: Change[] = o.entry ? diffParts(o.entry.parts, o.current.parts) : [{ kind: "new" }];
+    if (o.reusable) return { id, action: "restore", reason: RUN_CACHE_REASON, changes, restoreFrom: "run-cache" };
+    if (changes.length === 0) return { id, action: "run", reason: "fingerprint changed (format of the lock entry differs)", changes };
     return { id, action: "run", reason: summary(changes), changes };
   }
-  if (outputs.modified.length) {
-    const changes: Change[] = [{ kind: "outputs-modified", paths: outputs.modified }];
-    if (outputs.missing.length) changes.push({ kind: "outputs-missing", paths: outputs.missing });
-    return { id, action: "run", reason: `${formatChange(changes[0]!)}: rerunning overwrites them`, changes };
-  }
-  if (outputs.missing.length) {
-    const changes: Change[] = [{ kind: "outputs-missing", paths: outputs.missing }];
-    if (cached) return { id, action: "restore", reason: `${formatChange(changes[0]!)}: restoring from cache`, changes };
-    return { id, action: "run", reason: `${formatChange(changes[0]!)}, not in cache`, changes };
-  }
-  return { id, action: "skip", reason: "fresh", changes: [] };
+  const changes: Change[] = [];
+  if (o.outputs.modified.length) changes.push({ kind: "outputs-modified", paths: o.outputs.modified });
+  if (o.outputs.missing.length) changes.push({ kind: "outputs-missing", paths: o.outputs.missing });
+  if (changes.length === 0) return { id, action: "skip", reason: "fresh", changes };
+  const what = formatChange(changes[0]!);
+  // Restoring gives the recorded bytes back, as rerunning would, without the compute.
+  if (o.cached) return { id, action: "restore", reason: `${what}: restoring from cache`, changes, restoreFrom: "lock" };
+  if (o.reusable) return { id, action: "restore", reason: `${what}: ${RUN_CACHE_REASON}`, changes, restoreFrom: "run-cache" };
+  return { id, action: "run", reason: o.outputs.modified.length ? `${what}: rerunning overwrites them` : `${what}, not in cache`, changes };
 }
 
 export function planRun(input: PlanInput): PlanStep[] {
@@ -166,18 +172,27 @@ export function planRun(input: PlanInput): PlanStep[] {
             : "inputs not hashable yet (a dep is not on disk)";
       step = { id, action: "run", reason, changes: by === undefined ? [] : [{ kind: "upstream", id: by }], pending: true };
     } else {
-      step = decideInstance(
-        id,
-        input.lock?.instances[id],
-        cur,
-        input.outputs[id] ?? { missing: [], modified: [] },
-        input.cached[id] ?? false,
-        false,
-      );
+      step = decideInstance(id, {
+        entry: input.lock?.instances[id],
+        current: cur,
+        outputs: input.outputs[id] ?? { missing: [], modified: [] },
+        cached: input.cached[id] ?? false,
+        reusable: input.reusable?.[id] ?? false,
+        forced: false,
+      });
     }
     steps.set(id, step);
   }
   return input.order.map((id) => steps.get(id)!);
+}
+
+export function planCounts(steps: readonly PlanStep[]): PlanCounts {
+  const n: PlanCounts = { run: 0, restore: 0, skip: 0, pending: 0 };
+  for (const s of steps) {
+    if (s.pending) n.pending++;
+    else n[s.action]++;
+  }
+  return n;
 }
 
 /** Lines for `sed-pipe why <instance>`: the decision, then every change. */

@@ -115,6 +115,15 @@ export type Change =
 
 export type PlanAction = "run" | "skip" | "restore";
 
+/** What a plan promises: pending steps are counted apart (they may still turn out fresh). */
+export interface PlanCounts {
+  run: number;
+  restore: number;
+  skip: number;
+  /** Decided when their upstream is done: fresh if its outputs come out identical, else run. */
+  pending: number;
+}
+
 export interface PlanStep {
   id: string;
   action: PlanAction;
@@ -127,4 +136,6 @@ export interface PlanStep {
    * decideInstance (early cutoff: identical upstream outputs -> skip).
    */
   pending?: boolean;
+  /** restore only: from the lock entry's outputs, or from the run cache's record of this fingerprint. */
+  restoreFrom?: "lock" | "run-cache";
 }

@@ -1,17 +1,19 @@
 // Observes the workspace for planning: current fingerprints (or "pending" when a dep does not exist
-// yet), which recorded outputs are missing or modified, and which are in the cache. Reads only.
+// yet), which recorded outputs are missing or modified, what the cache can restore (from the lock
+// entry, or from the run cache's record of the current fingerprint). Reads only.
 import { access } from "node:fs/promises";
 import { isAbsolute, join } from "node:path";
-import type { Fingerprint, LockEntry, LockFile, Pipeline, PlanStep, StageInstance, Change } from "../pipeline/types.ts";
+import type { Change, Fingerprint, LockEntry, LockFile, Pipeline, PlanStep, StageInstance } from "../pipeline/types.ts";
+import type { InstanceObservation } from "../pipeline/plan.ts";
+import type { DigestService } from "../hash/digest.ts";
 import type { ContentStore } from "../store/cas.ts";
-import type { OutputDigester } from "../store/digest.ts";
 
 export interface OutputsState {
   missing: string[];
   modified: string[];
 }
 
-/** The planning functions of src/pipeline/plan.ts, injected so the runner can be tested on fakes. */
+/** The planning functions of src/pipeline/plan.ts (injected so the runner has no compile-time tie to them). */
 export interface Planner {
   planRun(input: {
     order: string[];
@@ -20,16 +22,10 @@ export interface Planner {
     current: Record<string, Fingerprint | "pending">;
     outputs: Record<string, OutputsState>;
     cached: Record<string, boolean>;
+    reusable?: Record<string, boolean>;
     force: string[];
   }): PlanStep[];
-  decideInstance(
-    id: string,
-    entry: LockEntry | undefined,
-    current: Fingerprint,
-    outputs: OutputsState,
-    cached: boolean,
-    forced: boolean,
-  ): PlanStep;
+  decideInstance(id: string, o: InstanceObservation): PlanStep;
   diffParts?(old: LockEntry["parts"], cur: Fingerprint["parts"]): Change[];
   explain?(step: PlanStep): string[];
 }
@@ -37,6 +33,14 @@ export interface Planner {
 export interface Fingerprinter {
   fingerprint(inst: StageInstance): Promise<Fingerprint>;
   save?(): Promise<void>;
+}
+
+/** What the runner reads of the workspace: digests of outputs, and the cache store. */
+export interface Observer {
+  root: string;
+  fingerprinter: Fingerprinter;
+  digests: DigestService;
+  store: ContentStore;
 }
 
 export function absPath(root: string, p: string): string {
@@ -63,27 +67,17 @@ export async function missingDeps(root: string, inst: StageInstance): Promise<st
   return missing;
 }
 
-export async function currentFingerprint(
-  root: string,
-  inst: StageInstance,
-  fp: Fingerprinter,
-): Promise<Fingerprint | "pending"> {
-  // A dep that does not exist yet is produced upstream (or is an error the run will report): no
-  // digest can be taken, so the decision waits for the upstream instance.
+/** The fingerprint now, or "pending" when a dep does not exist yet (an upstream will produce it, or the run reports it). */
+export async function currentFingerprint(root: string, inst: StageInstance, fp: Fingerprinter): Promise<Fingerprint | "pending"> {
   if ((await missingDeps(root, inst)).length > 0) return "pending";
   return fp.fingerprint(inst);
 }
 
-export async function outputsState(
-  root: string,
-  inst: StageInstance,
-  entry: LockEntry | undefined,
-  digester: OutputDigester,
-): Promise<OutputsState> {
+export async function outputsState(o: Observer, inst: StageInstance, entry: LockEntry | undefined): Promise<OutputsState> {
   const missing: string[] = [];
   const modified: string[] = [];
   for (const [name, path] of Object.entries(inst.outs)) {
-    const cur = await digester.digestPath(absPath(root, path));
+    const cur = await o.digests.digestPath(absPath(o.root, path));
     if (!cur) {
       missing.push(path);
       continue;
@@ -94,7 +88,8 @@ export async function outputsState(
   return { missing, modified };
 }
 
-export async function isCached(entry: LockEntry | undefined, inst: StageInstance, store: ContentStore): Promise<boolean> {
+/** True when the store holds every output an entry records, at the paths the instance declares now. */
+export async function entryInStore(entry: LockEntry | undefined, inst: StageInstance, store: ContentStore): Promise<boolean> {
   if (!entry) return false;
   for (const name of Object.keys(inst.outs)) {
     const rec = entry.outs[name];
@@ -103,28 +98,53 @@ export async function isCached(entry: LockEntry | undefined, inst: StageInstance
   return true;
 }
 
+/** The run cache's entry for `fp` when every output it records is in the store. */
+export async function reusableRun(o: Observer, inst: StageInstance, fp: Fingerprint): Promise<LockEntry | undefined> {
+  const rec = await o.store.readRun(fp.digest);
+  return rec && (await entryInStore(rec.entry, inst, o.store)) ? rec.entry : undefined;
+}
+
+/** Everything decideInstance needs for one instance whose fingerprint is known. */
+export async function observe(o: Observer, inst: StageInstance, entry: LockEntry | undefined, current: Fingerprint, forced: boolean): Promise<InstanceObservation> {
+  const outputs = await outputsState(o, inst, entry);
+  const cached = entry?.fingerprint === current.digest && (await entryInStore(entry, inst, o.store));
+  // The run cache is asked only when the lock cannot serve: it costs a file read per instance.
+  const needRun = !cached && (entry?.fingerprint !== current.digest || outputs.missing.length > 0 || outputs.modified.length > 0);
+  const reusable = needRun && !forced && (await reusableRun(o, inst, current)) !== undefined;
+  return { entry, current, outputs, cached, reusable, forced };
+}
+
 export interface Assessment {
   current: Record<string, Fingerprint | "pending">;
   outputs: Record<string, OutputsState>;
   cached: Record<string, boolean>;
+  reusable: Record<string, boolean>;
   upstream: Record<string, string[]>;
 }
 
-export async function assess(
-  p: Pipeline,
-  order: string[],
-  lock: LockFile,
-  fp: Fingerprinter,
-  digester: OutputDigester,
-  store: ContentStore,
-): Promise<Assessment> {
-  const a: Assessment = { current: {}, outputs: {}, cached: {}, upstream: upstreamOf(p, order) };
+/**
+ * Observes every instance of `order`. Checks `signal` between instances: an interrupted assessment
+ * throws the signal's reason (nothing has run, nothing was decided).
+ */
+export async function assess(o: Observer, p: Pipeline, order: string[], lock: LockFile, force: readonly string[] = [], signal?: AbortSignal): Promise<Assessment> {
+  const a: Assessment = { current: {}, outputs: {}, cached: {}, reusable: {}, upstream: upstreamOf(p, order) };
+  const forced = new Set(force);
   for (const id of order) {
+    signal?.throwIfAborted();
     const inst = p.instances.get(id)!;
     const entry = lock.instances[id];
-    a.current[id] = await currentFingerprint(p.root, inst, fp);
-    a.outputs[id] = await outputsState(p.root, inst, entry, digester);
-    a.cached[id] = await isCached(entry, inst, store);
+    const cur = await currentFingerprint(o.root, inst, o.fingerprinter);
+    a.current[id] = cur;
+    if (cur === "pending") {
+      a.outputs[id] = await outputsState(o, inst, entry);
+      a.cached[id] = false;
+      a.reusable[id] = false;
+      continue;
+    }
+    const ob = await observe(o, inst, entry, cur, forced.has(id));
+    a.outputs[id] = ob.outputs;
+    a.cached[id] = ob.cached;
+    a.reusable[id] = ob.reusable;
   }
   return a;
 }

@@ -1,6 +1,6 @@
 // The runner's event stream: typed, UI-agnostic, serialisable as JSON. Every UI sink (plain lines,
 // NDJSON, the Ink TUI) consumes exactly this union and nothing else. No rendering here.
-import type { PlanStep } from "../pipeline/types.ts";
+import type { PlanCounts, PlanStep } from "../pipeline/types.ts";
 import type { ProgressEvent } from "./stage-api.ts";
 
 /** Bumped when an event's shape changes incompatibly (consumers of `--json` read it from "plan"). */
@@ -16,6 +16,8 @@ export interface PlanEvent {
   runId: string;
   dryRun: boolean;
   jobs: number;
+  /** Steps by action; `pending` ones are decided when their upstream is done. */
+  counts: PlanCounts;
   steps: PlanStep[];
 }
 
@@ -67,6 +69,10 @@ export interface InstanceFailedEvent {
   durationMs: number;
   /** True when the run was interrupted (Ctrl-C) and stopped this instance: not the stage's fault. */
   interrupted?: boolean;
+  /** The stage error's hint, when it had one. */
+  hint?: string;
+  /** The stage error's exit code (2: a config or usage error), when it had one. */
+  exitCode?: number;
 }
 
 /** An instance was not started because an upstream instance failed or the run was interrupted. */

@@ -13,12 +13,17 @@ import type { EventSink } from "./events.ts";
 import { executeRun, type RunResult } from "./execute.ts";
 import { IGNORED_DIRS } from "./watch.ts";
 import { openWorkspace, planner, planOnly, PIPELINE_FILE } from "./workspace.ts";
+import type { StageSettings } from "./stage-api.ts";
 
 export interface WatchCycleOptions {
   root: string;
   targets: string[];
   profile?: string;
   backend: string;
+  /** What the user set of the per-instance settings (src/commands/common.ts settingsFromEnv). */
+  settings?: Partial<StageSettings>;
+  /** Run stages through tsx instead of bundles. */
+  fromSource?: boolean;
   jobs: number;
   keepGoing: boolean;
   signal: AbortSignal;
@@ -89,6 +94,7 @@ export async function watchedInputs(p: Pipeline, order: string[]): Promise<{ pat
 export async function runWatchCycle(o: WatchCycleOptions): Promise<WatchCycleResult> {
   const ws = await openWorkspace(o.root, {
     backend: o.backend,
+    blas: o.settings?.blas ?? true,
     ...(o.profile !== undefined ? { profile: o.profile } : {}),
     ...(o.onWarn ? { onWarn: o.onWarn } : {}),
   });
@@ -111,8 +117,8 @@ export async function runWatchCycle(o: WatchCycleOptions): Promise<WatchCycleRes
       order,
       planner,
       fingerprinter: ws.hasher,
+      digests: ws.digests,
       store: ws.store,
-      digester: ws.digester,
       lock: await LockStore.open(ws.root),
       cacheDir: ws.cacheDir,
       jobs: o.jobs,
@@ -120,6 +126,8 @@ export async function runWatchCycle(o: WatchCycleOptions): Promise<WatchCycleRes
       force: [],
       dryRun: false,
       backend: o.backend,
+      ...(o.settings ? { settings: o.settings } : {}),
+      ...(o.fromSource ? { fromSource: true } : {}),
       signal: o.signal,
       emit: sink,
       graceMs: o.graceMs ?? 3000,

@@ -1,4 +1,5 @@
-// The IPC messages between the runner and a worker process (src/runner/worker.ts). Types only.
+// The IPC messages between the runner and a worker process (src/runner/worker.ts). A worker runs one
+// instance at a time and may run many in its life (persistent workers). Types only.
 import type { ProgressEvent, StageSettings } from "./stage-api.ts";
 
 /** Everything a worker needs to build a StageContext; all paths absolute. */
@@ -20,11 +21,25 @@ export interface WorkerSpec {
   settings: StageSettings;
 }
 
-export type ToWorker = { type: "start"; spec: WorkerSpec } | { type: "abort" };
+/** A stage's error as it crosses the process boundary: its class name, hint and exit code survive. */
+export interface ErrorInfo {
+  name: string;
+  message: string;
+  hint?: string;
+  exitCode?: number;
+  stack?: string;
+}
+
+export type ToWorker =
+  | { type: "start"; job: number; spec: WorkerSpec }
+  | { type: "abort"; job: number }
+  /** No more work: exit when idle. */
+  | { type: "exit" };
 
 export type FromWorker =
   | { type: "ready" }
-  | { type: "progress"; event: ProgressEvent }
-  | { type: "log"; line: string }
-  | { type: "done" }
-  | { type: "failed"; message: string; stack?: string; aborted: boolean };
+  | { type: "progress"; job: number; event: ProgressEvent }
+  | { type: "log"; job: number; line: string }
+  /** `rss`: the process's resident memory after the instance (the runner recycles big workers). */
+  | { type: "done"; job: number; rss: number }
+  | { type: "failed"; job: number; error: ErrorInfo; aborted: boolean };

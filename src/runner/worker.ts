@@ -1,11 +1,12 @@
-// The worker process of one stage instance: forked by the runner as a bundle built by
+// The worker process: forked by the runner (src/runner/worker-pool.ts) as a bundle built by
 // stage-bundle.ts (plain node; the stage module is handed over through a global), or, as a fallback,
-// with `node --import tsx` importing the stage module itself. It builds the StageContext and calls run(ctx). Talks to the runner only over IPC; never
-// touches artifacts/, the cache or pipeline.lock (the runner moves outputs into place).
+// with `node --import tsx` importing the stage module itself. It runs one instance at a time, as many
+// as the runner sends (a persistent worker: the stage module and its libraries load once). Talks to
+// the runner only over IPC; never touches artifacts/, the cache or pipeline.lock.
 import { pathToFileURL } from "node:url";
 import { isMainThread } from "node:worker_threads";
 import type { ProgressEvent, StageContext, StageModule } from "./stage-api.ts";
-import type { ToWorker, FromWorker } from "./worker-protocol.ts";
+import type { ErrorInfo, FromWorker, ToWorker, WorkerSpec } from "./worker-protocol.ts";
 
 // Same value as stage-bundle.ts's BUNDLED_STAGE_GLOBAL (not imported: that module loads esbuild).
 const BUNDLED_STAGE_GLOBAL = "__sedPipeBundledStage";
@@ -17,30 +18,34 @@ function send(msg: FromWorker): Promise<void> {
   });
 }
 
-const controller = new AbortController();
-let started = false;
-
-function errorText(err: unknown): { message: string; stack?: string } {
-  if (err instanceof Error) return { message: err.message || err.name, stack: err.stack };
-  return { message: String(err) };
+/** A thrown value as it crosses to the runner: class name, message, and a SedPipeError's hint and exit code. */
+export function errorInfo(err: unknown): ErrorInfo {
+  if (!(err instanceof Error)) return { name: "Error", message: String(err) };
+  const e = err as Error & { hint?: unknown; exitCode?: unknown };
+  const info: ErrorInfo = { name: e.name || "Error", message: e.message || e.name || "Error" };
+  if (typeof e.hint === "string") info.hint = e.hint;
+  if (typeof e.exitCode === "number") info.exitCode = e.exitCode;
+  if (e.stack) info.stack = e.stack;
+  return info;
 }
 
-async function start(msg: Extract<ToWorker, { type: "start" }>): Promise<void> {
-  const spec = msg.spec;
-  let mod: Partial<StageModule>;
-  try {
-    const bundled = (globalThis as Record<string, unknown>)[BUNDLED_STAGE_GLOBAL];
-    mod = (bundled ?? (await import(pathToFileURL(spec.modulePath).href))) as Partial<StageModule>;
-  } catch (err) {
-    const e = errorText(err);
-    await send({ type: "failed", message: `cannot load stage module ${spec.module}: ${e.message}`, stack: e.stack, aborted: false });
-    process.exit(1);
+let current: { job: number; controller: AbortController } | null = null;
+let exiting = false;
+const modules = new Map<string, Promise<Partial<StageModule>>>();
+
+function loadModule(spec: WorkerSpec): Promise<Partial<StageModule>> {
+  const bundled = (globalThis as Record<string, unknown>)[BUNDLED_STAGE_GLOBAL];
+  if (bundled) return Promise.resolve(bundled as Partial<StageModule>);
+  let m = modules.get(spec.modulePath);
+  if (!m) {
+    m = import(pathToFileURL(spec.modulePath).href) as Promise<Partial<StageModule>>;
+    modules.set(spec.modulePath, m);
   }
-  if (typeof mod.run !== "function") {
-    await send({ type: "failed", message: `stage module ${spec.module} does not export run(ctx)`, aborted: false });
-    process.exit(1);
-  }
-  const ctx: StageContext = {
+  return m;
+}
+
+function contextFor(spec: WorkerSpec, job: number, signal: AbortSignal): StageContext {
+  return {
     instanceId: spec.instanceId,
     stage: spec.stage,
     root: spec.root,
@@ -52,47 +57,75 @@ async function start(msg: Extract<ToWorker, { type: "start" }>): Promise<void> {
     scratch: spec.scratch,
     backend: spec.backend,
     settings: Object.freeze({ ...spec.settings }),
-    signal: controller.signal,
+    signal,
     progress(event: ProgressEvent) {
-      void send({ type: "progress", event });
+      void send({ type: "progress", job, event });
     },
     log(line: string) {
-      void send({ type: "log", line: String(line) });
+      void send({ type: "log", job, line: String(line) });
     },
   };
+}
+
+async function runJob(job: number, spec: WorkerSpec): Promise<void> {
+  const controller = new AbortController();
+  current = { job, controller };
   try {
-    await mod.run(ctx);
-    await send({ type: "done" });
-    process.exit(0);
-  } catch (err) {
-    const e = errorText(err);
-    await send({ type: "failed", message: e.message, stack: e.stack, aborted: controller.signal.aborted });
-    process.exit(1);
+    let mod: Partial<StageModule>;
+    try {
+      mod = await loadModule(spec);
+    } catch (err) {
+      const e = errorInfo(err);
+      await send({ type: "failed", job, error: { ...e, message: `cannot load stage module ${spec.module}: ${e.message}` }, aborted: false });
+      return;
+    }
+    if (typeof mod.run !== "function") {
+      await send({ type: "failed", job, error: { name: "Error", message: `stage module ${spec.module} does not export run(ctx)` }, aborted: false });
+      return;
+    }
+    try {
+      await mod.run(contextFor(spec, job, controller.signal));
+      await send({ type: "done", job, rss: process.memoryUsage.rss() });
+    } catch (err) {
+      await send({ type: "failed", job, error: errorInfo(err), aborted: controller.signal.aborted });
+    }
+  } finally {
+    current = null;
+    if (exiting) process.exit(0);
   }
 }
 
 // A head thread (src/ml/head-thread.ts) loads the stage bundle too: the runtime only runs on the
 // process's main thread.
-if (isMainThread) {
+if (isMainThread && process.send) {
   process.on("message", (raw: unknown) => {
     const msg = raw as ToWorker;
-    if (msg.type === "start" && !started) {
-      started = true;
-      void start(msg);
+    if (msg.type === "start") {
+      if (current) {
+        void send({ type: "failed", job: msg.job, error: { name: "Error", message: `worker busy with job ${current.job}` }, aborted: false });
+        return;
+      }
+      void runJob(msg.job, msg.spec);
     } else if (msg.type === "abort") {
-      controller.abort(new Error("interrupted"));
+      if (current?.job === msg.job) current.controller.abort(new Error("interrupted"));
+    } else if (msg.type === "exit") {
+      exiting = true;
+      if (!current) process.exit(0);
     }
   });
 
   // If the runner dies, nobody will move our outputs into place: stop rather than compute for nothing.
   process.on("disconnect", () => {
-    controller.abort(new Error("runner went away"));
+    exiting = true;
+    current?.controller.abort(new Error("runner went away"));
+    if (!current) process.exit(0);
     setTimeout(() => process.exit(1), 2000).unref();
   });
 
+  // An error nobody awaited leaves the process in an unknown state: fail the instance and go.
   process.on("unhandledRejection", async (err) => {
-    const e = errorText(err);
-    await send({ type: "failed", message: `unhandled rejection: ${e.message}`, stack: e.stack, aborted: controller.signal.aborted });
+    const e = errorInfo(err);
+    if (current) await send({ type: "failed", job: current.job, error: { ...e, message: `unhandled rejection: ${e.message}` }, aborted: current.controller.signal.aborted });
     process.exit(1);
   });
 

@@ -1,15 +1,15 @@
-// A workspace opened for one command: the loaded pipeline, the hasher, the output digester, the cache
-// store, and the read-only planning (`status`, `why`, dry runs). Wires src/pipeline + src/hash +
-// src/store together; no argv, no printing.
+// A workspace opened for one command: the loaded pipeline, the digest service (one stat cache), the
+// hasher, the cache store, and the read-only planning (`status`, `why`, dry runs). Wires
+// src/pipeline + src/hash + src/store together; no argv, no printing.
 import { join } from "node:path";
 import { loadPipeline } from "../pipeline/load.ts";
 import { decideInstance, diffParts, explain, planRun } from "../pipeline/plan.ts";
 import type { LockFile, Pipeline, PlanStep } from "../pipeline/types.ts";
+import { DigestService } from "../hash/digest.ts";
 import { Hasher } from "../hash/fingerprint.ts";
-import { ContentStore } from "../store/cas.ts";
-import { OutputDigester } from "../store/digest.ts";
+import { ContentStore, type LinkMode } from "../store/cas.ts";
 import { readLock } from "../store/lock-file.ts";
-import { assess, type Planner } from "./assess.ts";
+import { assess, type Observer, type Planner } from "./assess.ts";
 
 export { findRoot, PIPELINE_FILE } from "./find-root.ts";
 
@@ -19,37 +19,47 @@ export interface Workspace {
   root: string;
   cacheDir: string;
   pipeline: Pipeline;
+  digests: DigestService;
   hasher: Hasher;
-  digester: OutputDigester;
   store: ContentStore;
   warnings: string[];
 }
 
-export async function openWorkspace(
-  root: string,
-  opts: { profile?: string; backend?: string; onWarn?: (msg: string) => void } = {},
-): Promise<Workspace> {
+export interface OpenOptions {
+  profile?: string;
+  backend?: string;
+  /** false: fingerprints assume the OpenBLAS kernels are switched off. */
+  blas?: boolean;
+  /** How outputs and cache objects share bytes (default: copies, reflinked where possible). */
+  link?: LinkMode;
+  onWarn?: (msg: string) => void;
+}
+
+export async function openWorkspace(root: string, opts: OpenOptions = {}): Promise<Workspace> {
   const pipeline = await loadPipeline(root, opts.profile === undefined ? {} : { profile: opts.profile });
   const cacheDir = join(pipeline.root, "cache");
   const warnings: string[] = [];
-  const hasher = new Hasher(pipeline.root, {
-    backend: opts.backend ?? "auto",
-    onWarn: (m) => {
-      warnings.push(m);
-      opts.onWarn?.(m);
-    },
-  });
-  const digester = new OutputDigester(join(cacheDir, "state", "outputs.json"));
-  return { root: pipeline.root, cacheDir, pipeline, hasher, digester, store: new ContentStore(cacheDir, digester), warnings };
+  const onWarn = (m: string) => {
+    warnings.push(m);
+    opts.onWarn?.(m);
+  };
+  const digests = await DigestService.open(pipeline.root, { onWarn });
+  const hasher = new Hasher(pipeline.root, digests, { backend: opts.backend ?? "auto", blas: opts.blas ?? true });
+  const store = new ContentStore(cacheDir, digests, opts.link ? { link: opts.link } : {});
+  return { root: pipeline.root, cacheDir, pipeline, digests, hasher, store, warnings };
+}
+
+export function observerOf(ws: Workspace): Observer {
+  return { root: ws.root, fingerprinter: ws.hasher, digests: ws.digests, store: ws.store };
 }
 
 /** The plan for `order` without executing anything (what `status`, `why` and `--dry-run` show). */
 export async function planOnly(ws: Workspace, order: string[], force: string[] = [], lock?: LockFile): Promise<PlanStep[]> {
   const l = lock ?? (await readLock(ws.root));
-  const a = await assess(ws.pipeline, order, l, ws.hasher, ws.digester, ws.store);
-  const steps = planRun({ order, upstream: a.upstream, lock: l, current: a.current, outputs: a.outputs, cached: a.cached, force });
+  const a = await assess(observerOf(ws), ws.pipeline, order, l, force);
+  const steps = planRun({ order, upstream: a.upstream, lock: l, current: a.current, outputs: a.outputs, cached: a.cached, reusable: a.reusable, force });
   // Digests computed here make the next status fast; losing them only costs time.
-  await Promise.all([ws.hasher.save().catch(() => {}), ws.digester.save().catch(() => {})]);
+  await ws.digests.save().catch(() => {});
   return steps;
 }
 

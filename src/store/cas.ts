@@ -1,91 +1,129 @@
-// The content-addressed store of outputs under cache/objects/sha256/<2>/<rest>: folders are kept as
-// a manifest object plus their files (like DVC's .dir). Owns put/has/restore/verify; never decides
-// what to run. Objects are read-only; a restore verifies digests and treats a bad object as a miss.
-import { chmod, link, mkdir, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+// The content-addressed store under cache/: objects/sha256/<2>/<62> (files, and folders kept as a
+// manifest object plus their files, like DVC's .dir), and runs/<fingerprint>.json (run records: the
+// outputs a fingerprint produced, so identical inputs restore instead of rerun, even without a lock
+// entry). Owns put/has/restore/verify; never decides what to run. A restore verifies every digest and
+// treats a bad object as a miss.
+//
+// Artifacts never share bytes with objects by default ("copy": a reflink where the file system has
+// them, else a copy): an in-place write to a file under artifacts/ then cannot reach the cache.
+// "hardlink" saves the disk and the time of a copy for very large outputs, at that risk.
+import { constants } from "node:fs";
+import { chmod, copyFile, link, mkdir, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import type { OutRecord } from "../pipeline/types.ts";
+import type { LockEntry, OutRecord } from "../pipeline/types.ts";
 import { tempPathFor, writeFileAtomic } from "../io/atomic.ts";
-import { OutputDigester, manifestBytes, sha256File, sha256Hex, type TreeManifest } from "./digest.ts";
-import { linkOrCopy, pathExists, replacePath } from "./place.ts";
 import { mapLimit } from "../io/map-limit.ts";
+import { sha256File } from "../io/sha256.ts";
+import { canonicalJson } from "../hash/canonical-json.ts";
+import { DigestService, hexOf, manifestBytes, parseManifest, type Digest, type TreeEntry } from "../hash/digest.ts";
+import { normaliseEntry } from "./lock-file.ts";
+import { pathExists, replacePath } from "./place.ts";
 
 const CONCURRENCY = 16;
+
+export type LinkMode = "copy" | "hardlink";
 
 export type RestoreResult =
   | { ok: true; files: number; bytes: number }
   | { ok: false; reason: "missing" | "corrupt"; detail: string };
 
+/** Where a run record came from, so a CI result can be traced to the machine and commit. */
+export interface Provenance {
+  pushedAt: string;
+  host: string;
+  /** The commit being built when known (GITHUB_SHA / CI_COMMIT_SHA), else null. */
+  commit: string | null;
+}
+
+/** A run record: what one fingerprint produced (the lock entry it committed). The remote layout uses it too. */
+export interface RunRecord {
+  version: 1;
+  /** The instance id that produced it (for messages; another instance with equal inputs may reuse it). */
+  id: string;
+  entry: LockEntry;
+  provenance?: Provenance;
+}
+
 export class ContentStore {
   readonly objectsDir: string;
   readonly corruptDir: string;
+  readonly runsDir: string;
+  readonly link: LinkMode;
 
-  constructor(readonly cacheDir: string, private readonly digester: OutputDigester = new OutputDigester(null)) {
+  constructor(
+    readonly cacheDir: string,
+    private readonly digests: DigestService = DigestService.inMemory({ pool: null }),
+    opts: { link?: LinkMode } = {},
+  ) {
     this.objectsDir = join(cacheDir, "objects", "sha256");
     this.corruptDir = join(cacheDir, "objects", "corrupt");
+    this.runsDir = join(cacheDir, "runs");
+    this.link = opts.link ?? "copy";
   }
 
-  objectPath(digest: string): string {
-    if (!/^[0-9a-f]{64}$/.test(digest)) throw new Error(`not a sha256 digest: ${digest}`);
-    return join(this.objectsDir, digest.slice(0, 2), digest.slice(2));
+  objectPath(digest: Digest): string {
+    const hex = hexOf(digest);
+    return join(this.objectsDir, hex.slice(0, 2), hex.slice(2));
   }
 
   /** True when the object (and, for a folder, every file it lists) is present. Does not verify bytes. */
   async has(rec: Pick<OutRecord, "kind" | "digest">): Promise<boolean> {
     if (!(await pathExists(this.objectPath(rec.digest)))) return false;
     if (rec.kind === "file") return true;
-    const m = await this.readManifest(rec.digest).catch(() => null);
-    if (!m) return false;
-    if (m.files.length > 512) {
+    const files = await this.readManifest(rec.digest).catch(() => null);
+    if (!files) return false;
+    if (files.length > 512) {
       const names = await this.listObjects();
-      return m.files.every((f) => names.has(f.digest));
+      return files.every((f) => names.has(hexOf(f.digest)));
     }
-    const present = await mapLimit(m.files, CONCURRENCY, (f) => pathExists(this.objectPath(f.digest)));
+    const present = await mapLimit(files, CONCURRENCY, (f) => pathExists(this.objectPath(f.digest)));
     return present.every(Boolean);
   }
 
-  /**
-   * Stores the file or folder at `abs` (already in its final place) and returns its record.
-   * Files are hard-linked into the store (copied across file systems), then made read-only.
-   */
+  /** Stores the file or folder at `abs` (already in its final place) and returns its record. */
   async put(abs: string, relPath: string): Promise<OutRecord> {
-    const d = await this.digester.digestPath(abs);
+    const d = await this.digests.digestPath(abs);
     if (!d) throw new Error(`cannot store ${relPath}: it does not exist`);
     if (d.kind === "file") {
       await this.putFileObject(abs, d.digest);
-      await this.digester.noteMetadataChange(abs);
     } else {
-      await mapLimit(d.manifest!.files, CONCURRENCY, async (f) => {
-        const p = join(abs, ...f.path.split("/"));
-        await this.putFileObject(p, f.digest);
-        await this.digester.noteMetadataChange(p);
-      });
+      await mapLimit(d.files!, CONCURRENCY, (f) => this.putFileObject(join(abs, ...f.path.split("/")), f.digest));
       const target = this.objectPath(d.digest);
       if (!(await pathExists(target))) {
-        await writeFileAtomic(target, manifestBytes(d.manifest!));
+        await writeFileAtomic(target, manifestBytes(d.files!));
         await chmod(target, 0o444);
       }
     }
     return { path: relPath, kind: d.kind, digest: d.digest, size: d.size };
   }
 
-  private async putFileObject(abs: string, digest: string): Promise<void> {
+  private async putFileObject(abs: string, digest: Digest): Promise<void> {
     const target = this.objectPath(digest);
+    // An existing object has the same content by construction (and is verified when restored).
+    if (await pathExists(target)) return;
     await this.ensureShard(target);
-    // link() creates the name atomically over bytes that are already complete, so no temp name is
-    // needed; an existing object (EEXIST) has the same content by construction.
-    await chmod(abs, 0o444);
-    try {
-      await link(abs, target);
-      return;
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === "EEXIST") return;
-      if (code !== "EXDEV" && code !== "EPERM" && code !== "EMLINK" && code !== "ENOTSUP") throw err;
+    if (this.link === "hardlink") {
+      // The artifact becomes the object: read-only, and link() names it atomically.
+      await chmod(abs, 0o444);
+      try {
+        await link(abs, target);
+        this.digests.noteMetadataChange(abs);
+        return;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === "EEXIST") return;
+        if (code !== "EXDEV" && code !== "EPERM" && code !== "EMLINK" && code !== "ENOTSUP") throw err;
+      }
     }
     const tmp = tempPathFor(target);
-    await linkOrCopy(abs, tmp);
-    await chmod(tmp, 0o444);
-    await rename(tmp, target);
+    try {
+      await copyFile(abs, tmp, constants.COPYFILE_FICLONE);
+      await chmod(tmp, 0o444);
+      await rename(tmp, target);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
   }
 
   private shards = new Set<string>();
@@ -96,7 +134,7 @@ export class ContentStore {
     this.shards.add(dir);
   }
 
-  /** Names present in the store, listed shard by shard (cheaper than one stat per file for big folders). */
+  /** Hex names present in the store, listed shard by shard (cheaper than a stat per file for big folders). */
   private async listObjects(): Promise<Set<string>> {
     const names = new Set<string>();
     const shards = await readdir(this.objectsDir).catch(() => [] as string[]);
@@ -106,33 +144,51 @@ export class ContentStore {
     return names;
   }
 
-  private async readManifest(digest: string): Promise<TreeManifest> {
-    const bytes = await readFile(this.objectPath(digest), "utf8");
-    const m = JSON.parse(bytes) as TreeManifest;
-    if (m.version !== 1 || !Array.isArray(m.files)) throw new Error("not a folder manifest");
-    return m;
+  /** The files a stored folder manifest lists (its bytes verified against its name). */
+  async readManifest(digest: Digest): Promise<TreeEntry[]> {
+    return parseManifest(await readFile(this.objectPath(digest), "utf8"), digest);
   }
 
   /** Moves a damaged object aside so that it can never be served again and a later put can replace it. */
-  private async quarantine(digest: string): Promise<void> {
+  private async quarantine(digest: Digest): Promise<void> {
     await mkdir(this.corruptDir, { recursive: true });
-    await rename(this.objectPath(digest), join(this.corruptDir, `${digest}-${Date.now()}`)).catch(() => {});
+    await rename(this.objectPath(digest), join(this.corruptDir, `${hexOf(digest)}-${Date.now()}`)).catch(() => {});
   }
 
   /** Re-reads an object and checks that its bytes still hash to its name. */
-  private async verifyObject(digest: string): Promise<Extract<RestoreResult, { ok: false }> | null> {
+  private async verifyObject(digest: Digest): Promise<Extract<RestoreResult, { ok: false }> | null> {
     const p = this.objectPath(digest);
-    if (!(await pathExists(p))) return { ok: false, reason: "missing", detail: `object ${digest.slice(0, 12)} is not in the cache` };
-    const actual = await sha256File(p, (await stat(p)).size);
-    if (actual !== digest) {
+    const short = hexOf(digest).slice(0, 12);
+    const st = await stat(p).catch(() => null);
+    if (!st) return { ok: false, reason: "missing", detail: `object ${short} is not in the cache` };
+    const actual = await sha256File(p, { size: st.size });
+    if (actual !== hexOf(digest)) {
       await this.quarantine(digest);
       return {
         ok: false,
         reason: "corrupt",
-        detail: `cache object ${digest.slice(0, 12)} is corrupt (its content hashes to ${actual.slice(0, 12)}); moved to ${this.corruptDir}`,
+        detail: `cache object ${short} is corrupt (its content hashes to ${actual.slice(0, 12)}); moved to ${this.corruptDir}`,
       };
     }
     return null;
+  }
+
+  /** Materialises one object at `dst` (which must not exist): a copy (reflink where possible), or a link. */
+  private async materialise(digest: Digest, dst: string): Promise<void> {
+    await mkdir(dirname(dst), { recursive: true });
+    const src = this.objectPath(digest);
+    if (this.link === "hardlink") {
+      try {
+        await link(src, dst);
+        return;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== "EXDEV" && code !== "EPERM" && code !== "EMLINK" && code !== "ENOTSUP") throw err;
+      }
+    }
+    await copyFile(src, dst, constants.COPYFILE_FICLONE);
+    // The copy is the user's to read (and to break, without reaching the cache): not read-only.
+    await chmod(dst, 0o644);
   }
 
   /**
@@ -140,51 +196,96 @@ export class ContentStore {
    * Never leaves a partial output: the result is built beside the target and moved in whole.
    */
   async restore(rec: OutRecord, targetAbs: string): Promise<RestoreResult> {
+    const bad = await this.verifyObject(rec.digest);
+    if (bad) return bad;
+    const tmp = tempPathFor(targetAbs);
     if (rec.kind === "file") {
-      const bad = await this.verifyObject(rec.digest);
-      if (bad) return bad;
-      const tmp = tempPathFor(targetAbs);
-      await linkOrCopy(this.objectPath(rec.digest), tmp);
+      await this.materialise(rec.digest, tmp);
       await replacePath(tmp, targetAbs);
       return { ok: true, files: 1, bytes: rec.size };
     }
-    const bad = await this.verifyObject(rec.digest);
-    if (bad) return bad;
-    let m: TreeManifest;
+    let files: TreeEntry[];
     try {
-      m = await this.readManifest(rec.digest);
+      files = await this.readManifest(rec.digest);
     } catch (err) {
       await this.quarantine(rec.digest);
-      return { ok: false, reason: "corrupt", detail: `folder manifest ${rec.digest.slice(0, 12)} is unreadable: ${(err as Error).message}` };
+      return { ok: false, reason: "corrupt", detail: `folder manifest ${hexOf(rec.digest).slice(0, 12)} is unreadable: ${(err as Error).message}` };
     }
-    if (sha256Hex(manifestBytes(m)) !== rec.digest) {
-      await this.quarantine(rec.digest);
-      return { ok: false, reason: "corrupt", detail: `folder manifest ${rec.digest.slice(0, 12)} is not canonical` };
-    }
-    const bads = await mapLimit(m.files, CONCURRENCY, async (f) => {
+    const bads = await mapLimit(files, CONCURRENCY, async (f) => {
       const b = await this.verifyObject(f.digest);
       return b ? { ...b, detail: `${b.detail} (file ${f.path} of ${rec.path})` } : null;
     });
     const firstBad = bads.find((b) => b !== null);
     if (firstBad) return firstBad;
-    const tmp = tempPathFor(targetAbs);
     try {
       await mkdir(tmp, { recursive: true });
-      await mapLimit(m.files, CONCURRENCY, (f) => linkOrCopy(this.objectPath(f.digest), join(tmp, ...f.path.split("/"))));
+      await mapLimit(files, CONCURRENCY, (f) => this.materialise(f.digest, join(tmp, ...f.path.split("/"))));
       await replacePath(tmp, targetAbs);
     } catch (err) {
       await rm(tmp, { recursive: true, force: true });
       throw err;
     }
-    return { ok: true, files: m.files.length, bytes: m.files.reduce((s, f) => s + f.size, 0) };
+    return { ok: true, files: files.length, bytes: files.reduce((s, f) => s + f.size, 0) };
   }
 
   /** Size on disk of one object, or null if absent (for `cache` commands). */
-  async objectSize(digest: string): Promise<number | null> {
+  async objectSize(digest: Digest): Promise<number | null> {
     try {
       return (await stat(this.objectPath(digest))).size;
     } catch {
       return null;
     }
   }
+
+  // ---------------------------------------------------------------------------------------------
+  // Run records
+
+  runPath(fingerprint: Digest): string {
+    return join(this.runsDir, `${hexOf(fingerprint)}.json`);
+  }
+
+  /** Records what `fingerprint` produced. Written after its objects are stored, so a record is never ahead of them. */
+  async recordRun(id: string, entry: LockEntry, provenance?: Provenance): Promise<void> {
+    const rec: RunRecord = { version: 1, id, entry, ...(provenance ? { provenance } : {}) };
+    await writeFileAtomic(this.runPath(entry.fingerprint), canonicalJson(rec) + "\n");
+  }
+
+  /** The run record of a fingerprint, or null (absent, or damaged: a damaged record is only a miss). */
+  async readRun(fingerprint: Digest): Promise<RunRecord | null> {
+    let text: string;
+    try {
+      text = await readFile(this.runPath(fingerprint), "utf8");
+    } catch {
+      return null;
+    }
+    try {
+      return parseRunRecord(JSON.parse(text), fingerprint);
+    } catch {
+      return null;
+    }
+  }
+
+  /** Fingerprints of every run record (for gc and cache transfer). */
+  async listRuns(): Promise<Digest[]> {
+    const names = await readdir(this.runsDir).catch(() => [] as string[]);
+    return names.filter((n) => /^[0-9a-f]{64}\.json$/.test(n)).map((n) => `sha256:${n.slice(0, 64)}`);
+  }
+
+  async removeRun(fingerprint: Digest): Promise<void> {
+    await rm(this.runPath(fingerprint), { force: true });
+  }
+}
+
+/**
+ * Validates a run record read from disk or a remote, normalising digests written by older versions.
+ * Throws with what is wrong.
+ */
+export function parseRunRecord(raw: unknown, fingerprint: Digest): RunRecord {
+  const r = raw as Partial<RunRecord>;
+  if (!r || r.version !== 1 || typeof r.id !== "string" || !r.entry || typeof r.entry !== "object") throw new Error("not a run record");
+  const entry = normaliseEntry(r.entry as LockEntry, `run record ${hexOf(fingerprint).slice(0, 12)}`);
+  if (entry.fingerprint !== fingerprint) throw new Error(`run record ${hexOf(fingerprint).slice(0, 12)} holds another fingerprint`);
+  const p = r.provenance;
+  const provenance = p && typeof p.pushedAt === "string" && typeof p.host === "string" ? { pushedAt: p.pushedAt, host: p.host, commit: typeof p.commit === "string" ? p.commit : null } : undefined;
+  return { version: 1, id: r.id, entry, ...(provenance ? { provenance } : {}) };
 }

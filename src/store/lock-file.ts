@@ -3,7 +3,8 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { SedPipeError } from "../errors.ts";
-import type { LockEntry, LockFile } from "../pipeline/types.ts";
+import type { LockEntry, LockFile, OutRecord } from "../pipeline/types.ts";
+import { normaliseDigest } from "../hash/digest.ts";
 import { writeFileAtomic } from "../io/atomic.ts";
 import { canonicalJson } from "../hash/canonical-json.ts";
 
@@ -45,19 +46,33 @@ export async function readLock(root: string): Promise<LockFile> {
   if (!obj.instances || typeof obj.instances !== "object" || Array.isArray(obj.instances)) {
     throw corrupt(LOCK_FILE_NAME, `"instances" must be an object`);
   }
+  const instances: Record<string, LockEntry> = {};
   for (const [id, e] of Object.entries(obj.instances)) {
-    const entry = e as Partial<LockEntry>;
-    if (!entry || typeof entry.fingerprint !== "string" || !entry.parts || !entry.outs || typeof entry.outs !== "object") {
-      throw corrupt(LOCK_FILE_NAME, `entry "${id}" is incomplete (needs fingerprint, parts, outs)`);
-    }
-    for (const [name, rec] of Object.entries(entry.outs)) {
-      if (!rec || typeof rec.digest !== "string" || typeof rec.path !== "string" || (rec.kind !== "file" && rec.kind !== "dir")) {
-        throw corrupt(LOCK_FILE_NAME, `entry "${id}" out "${name}" is incomplete (needs path, kind, digest)`);
-      }
+    try {
+      instances[id] = normaliseEntry(e as LockEntry, `entry "${id}"`);
+    } catch (err) {
+      throw corrupt(LOCK_FILE_NAME, (err as Error).message);
     }
   }
-  return { version: 1, instances: obj.instances as Record<string, LockEntry> };
+  return { version: 1, instances };
 }
+
+/**
+ * A lock entry with its fingerprint and out digests in the current "sha256:<hex>" form (older
+ * versions wrote bare hex for outs); throws with what is missing when it is incomplete.
+ */
+export function normaliseEntry(e: LockEntry, where: string): LockEntry {
+  const fp = normaliseDigest(e?.fingerprint);
+  if (!e || !fp || !e.parts || !e.outs || typeof e.outs !== "object") throw new Error(`${where} is incomplete (needs fingerprint, parts, outs)`);
+  const outs: Record<string, OutRecord> = {};
+  for (const [name, rec] of Object.entries(e.outs)) {
+    const d = normaliseDigest(rec?.digest);
+    if (!rec || !d || typeof rec.path !== "string" || (rec.kind !== "file" && rec.kind !== "dir")) throw new Error(`${where} out "${name}" is incomplete (needs path, kind, digest)`);
+    outs[name] = { ...rec, digest: d };
+  }
+  return { ...e, fingerprint: fp, outs };
+}
+
 
 export async function writeLock(root: string, lock: LockFile): Promise<void> {
   await writeFileAtomic(join(root, LOCK_FILE_NAME), serializeLock(lock));

@@ -1,6 +1,6 @@
 // Plain-line sink for runner events: one line per meaningful event, no cursor movement, progress
 // throttled per instance. For pipes, CI and logs. Knows only the event types (src/runner/events.ts).
-import type { PlanStep } from "../pipeline/types.ts";
+import type { PlanCounts, PlanStep } from "../pipeline/types.ts";
 import type { EventSink, RunnerEvent } from "../runner/events.ts";
 
 export interface PlainOptions {
@@ -44,15 +44,20 @@ function formatProgress(e: Extract<RunnerEvent, { type: "progress" }>): string {
   return parts.join(" ");
 }
 
+/** "4 to run, 2 to restore, 90 fresh, 2 to decide after their upstream": what the plan promises, no more. */
+export function planSummary(n: PlanCounts): string {
+  const parts = [`${n.run} to run`, `${n.restore} to restore`, `${n.skip} fresh`];
+  if (n.pending) parts.push(`${n.pending} to decide after their upstream (run, restore or fresh)`);
+  return parts.join(", ");
+}
+
 /** Lines describing a plan, as printed before a run and by `run --dry-run`. */
-export function planLines(steps: PlanStep[], all: boolean): string[] {
-  const n = { run: 0, restore: 0, skip: 0 };
-  for (const s of steps) n[s.action]++;
-  const lines = [`plan: ${n.run} to run, ${n.restore} to restore, ${n.skip} fresh (${steps.length} instances)`];
+export function planLines(steps: PlanStep[], counts: PlanCounts, all: boolean): string[] {
+  const lines = [`plan: ${planSummary(counts)} (${steps.length} instances)`];
   const width = Math.min(48, Math.max(0, ...steps.map((s) => s.id.length)));
   for (const s of steps) {
     if (!all && s.action === "skip") continue;
-    lines.push(`  ${s.action.padEnd(7)} ${s.id.padEnd(width)}  ${s.reason}`);
+    lines.push(`  ${(s.pending ? "later" : s.action).padEnd(7)} ${s.id.padEnd(width)}  ${s.reason}`);
   }
   return lines;
 }
@@ -69,7 +74,7 @@ export function createPlainSink(o: PlainOptions): EventSink {
     switch (e.type) {
       case "plan":
         dryRun = e.dryRun;
-        for (const l of planLines(e.steps, e.dryRun || !!o.verbose)) out(l);
+        for (const l of planLines(e.steps, e.counts, e.dryRun || !!o.verbose)) out(l);
         if (e.dryRun) out(c("dim", "dry run: nothing was executed"));
         break;
       case "instance-start":

@@ -119,9 +119,9 @@ test("--dry-run runs nothing and prints the plan with reasons", () =>
       try {
         const r = await cli(root, "run", "sum", "--dry-run");
         assert.is(r.code, 0);
-        assert.match(r.stdout, /plan: 3 to run, 0 to restore, 0 fresh \(3 instances\)/);
+        assert.match(r.stdout, /plan: 2 to run, 0 to restore, 0 fresh, 1 to decide after their upstream \(run, restore or fresh\) \(3 instances\)/);
         assert.match(r.stdout, /run\s+make@a\s+new: never ran \(no lock entry\)/);
-        assert.match(r.stdout, /run\s+sum\s+upstream make@\w will run/);
+        assert.match(r.stdout, /later\s+sum\s+upstream make@\w will run/);
         assert.match(r.stdout, /dry run: nothing was executed/);
         assert.equal(await counts(root), []);
         assert.not.ok(await exists(join(root, "artifacts")));

@@ -8,22 +8,11 @@ import { join } from "node:path";
 import type { AddressInfo } from "node:net";
 import type { LockEntry } from "../../../src/pipeline/types.ts";
 import { ContentStore } from "../../../src/store/cas.ts";
-import { manifestBytes, sha256Hex } from "../../../src/store/digest.ts";
-import {
-  CorruptObjectError,
-  FolderRemote,
-  HttpRemote,
-  fetchObject,
-  objectKey,
-  openRemote,
-  pullInstances,
-  pushEntries,
-  runKey,
-  type PullOutcome,
-  type Remote,
-} from "../../../src/store/cache-transfer.ts";
-import { collectGarbage } from "../../../src/store/cache-transfer-gc.ts";
-import { cacheKey, cacheKeyPrefix } from "../../../src/store/cache-transfer-key.ts";
+import { digestOf, hexOf, manifestBytes } from "../../../src/hash/digest.ts";
+import { FolderRemote, HttpRemote, objectKey, openRemote, runKey, type Remote } from "../../../src/store/remote.ts";
+import { CorruptObjectError, fetchObject, pullInstances, pushEntries, type PullOutcome } from "../../../src/store/transfer.ts";
+import { collectGarbage } from "../../../src/store/gc.ts";
+import { cacheKey, cacheKeyPrefix } from "../../../src/store/cache-key.ts";
 import { removeDir, tempDir, withTimeout } from "../../helpers/tmp.ts";
 
 const FP = (c: string) => "sha256:" + c.repeat(64);
@@ -117,8 +106,8 @@ test("fetchObject verifies bytes: a corrupt object never enters the store; a goo
         const remoteDir = join(dir, "remote");
         const remote = new FolderRemote(remoteDir);
         const good = "hello";
-        const d = sha256Hex(good);
-        await mkdir(join(remoteDir, "objects/sha256", d.slice(0, 2)), { recursive: true });
+        const d = digestOf(good);
+        await mkdir(join(remoteDir, "objects/sha256", hexOf(d).slice(0, 2)), { recursive: true });
         await writeFile(join(remoteDir, objectKey(d)), "hellO");
         const store = new ContentStore(join(dir, "cache"));
         try {
@@ -126,14 +115,14 @@ test("fetchObject verifies bytes: a corrupt object never enters the store; a goo
           assert.unreachable("corrupt object accepted");
         } catch (err) {
           assert.ok(err instanceof CorruptObjectError);
-          assert.match((err as Error).message, new RegExp(`object ${d.slice(0, 12)} .* is corrupt`));
+          assert.match((err as Error).message, new RegExp(`object ${hexOf(d).slice(0, 12)} .* is corrupt`));
         }
-        assert.equal(await readdir(join(dir, "cache/objects/sha256", d.slice(0, 2))), [], "no temp file left");
+        assert.equal(await readdir(join(dir, "cache/objects/sha256", hexOf(d).slice(0, 2))), [], "no temp file left");
         await writeFile(join(remoteDir, objectKey(d)), good);
         assert.equal(await fetchObject(store, remote, d), { bytes: 5 });
         assert.is(await readFile(store.objectPath(d), "utf8"), good);
         assert.equal(await fetchObject(store, remote, d), { bytes: 0 }, "present: not fetched again");
-        assert.is(await fetchObject(store, remote, sha256Hex("other")), "absent");
+        assert.is(await fetchObject(store, remote, digestOf("other")), "absent");
       } finally {
         await removeDir(dir);
       }
@@ -231,10 +220,10 @@ test("pull refuses a folder manifest whose paths would escape the output folder"
       try {
         const remote = new FolderRemote(join(dir, "remote"));
         const evil = "owned";
-        const evilDigest = sha256Hex(evil);
+        const evilDigest = digestOf(evil);
         await remote.putText(objectKey(evilDigest), evil);
-        const manifest = manifestBytes({ version: 1, files: [{ path: "../../escape.txt", digest: evilDigest, size: evil.length }] });
-        const mDigest = sha256Hex(manifest);
+        const manifest = manifestBytes([{ path: "../../escape.txt", digest: evilDigest, size: evil.length }]);
+        const mDigest = digestOf(manifest);
         await remote.putText(objectKey(mDigest), manifest);
         const entry: LockEntry = {
           fingerprint: FP("e"),

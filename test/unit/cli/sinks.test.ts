@@ -47,8 +47,8 @@ test("plain: plan lines list non-fresh steps with reasons (all steps on a dry ru
     { id: "a", action: "skip" as const, reason: "fresh", changes: [] },
     { id: "bb", action: "run" as const, reason: "param x: 1 -> 2", changes: [] },
   ];
-  assert.equal(planLines(steps, false), ["plan: 1 to run, 0 to restore, 1 fresh (2 instances)", "  run     bb  param x: 1 -> 2"]);
-  assert.is(planLines(steps, true).length, 3);
+  assert.equal(planLines(steps, { run: 1, restore: 0, skip: 1, pending: 0 }, false), ["plan: 1 to run, 0 to restore, 1 fresh (2 instances)", "  run     bb  param x: 1 -> 2"]);
+  assert.is(planLines(steps, { run: 1, restore: 0, skip: 1, pending: 0 }, true).length, 3);
 });
 
 test("json: one parseable event per line, unchanged", () => {

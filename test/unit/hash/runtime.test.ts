@@ -20,13 +20,13 @@ test("the native addon's build is part of the runtime: a rebuilt kernel changes 
   const none = await fakeProject(null);
   try {
     const tf = new Set(["@tensorflow/tfjs-core"]);
-    const ra = (await runtimeParts(a, "auto", tf))["@sed-pipe/blas"];
-    const rb = (await runtimeParts(b, "auto", tf))["@sed-pipe/blas"];
+    const ra = (await runtimeParts(a, {}, tf))["@sed-pipe/blas"];
+    const rb = (await runtimeParts(b, {}, tf))["@sed-pipe/blas"];
     assert.match(ra, /^0\.1\.0\+[0-9a-f]{12}$/);
     assert.is.not(ra, rb);
-    assert.is((await runtimeParts(none, "auto", tf))["@sed-pipe/blas"], "0.1.0");
+    assert.is((await runtimeParts(none, {}, tf))["@sed-pipe/blas"], "0.1.0");
     // Code that does not import tfjs does not depend on the kernels at all.
-    assert.is((await runtimeParts(a, "auto", new Set(["yaml"])))["@sed-pipe/blas"], undefined);
+    assert.is((await runtimeParts(a, {}, new Set(["yaml"])))["@sed-pipe/blas"], undefined);
   } finally {
     await Promise.all([a, b, none].map(removeDir));
   }

@@ -83,7 +83,7 @@ test("'pending' current: run, decided again later", () => {
 
 test("early cutoff: after the upstream ran with identical outputs, the downstream skips", () => {
   const lock = lockFor(order);
-  const again = decideInstance("eval", lock.instances.eval, fp("fp-eval"), { missing: [], modified: [] }, true, false);
+  const again = decideInstance("eval", { entry: lock.instances.eval, current: fp("fp-eval"), outputs: { missing: [], modified: [] }, cached: true, reusable: false, forced: false });
   assert.is(again.action, "skip");
   assert.is(again.reason, "fresh");
 });
@@ -91,7 +91,7 @@ test("early cutoff: after the upstream ran with identical outputs, the downstrea
 test("code change names the file; several changes are counted", () => {
   const lock = lockFor(order);
   const cur = fp("x", parts({ code: { "stages/train-heads.ts": "sha256:c1", "src/ml/heads.ts": "sha256:c9", "src/ml/new.ts": "sha256:n" } }));
-  const step = decideInstance("train", lock.instances.train, cur, { missing: [], modified: [] }, true, false);
+  const step = decideInstance("train", { entry: lock.instances.train, current: cur, outputs: { missing: [], modified: [] }, cached: true, reusable: false, forced: false });
   assert.is(step.action, "run");
   assert.is(step.reason, "code src/ml/heads.ts changed (+1 more)");
   assert.equal(step.changes, [
@@ -108,9 +108,9 @@ test("code change names the file; several changes are counted", () => {
 
 test("dep and runtime changes", () => {
   const lock = lockFor(order);
-  const dep = decideInstance("train", lock.instances.train, fp("x", parts({ deps: { "artifacts/features/in_val_deit3b_-1.hdf5": "sha256:bbb" } })), { missing: [], modified: [] }, true, false);
+  const dep = decideInstance("train", { entry: lock.instances.train, current: fp("x", parts({ deps: { "artifacts/features/in_val_deit3b_-1.hdf5": "sha256:bbb" } })), outputs: { missing: [], modified: [] }, cached: true, reusable: false, forced: false });
   assert.is(dep.reason, "dep artifacts/features/in_val_deit3b_-1.hdf5 changed");
-  const rt = decideInstance("train", lock.instances.train, fp("x", parts({ runtime: { node: "v20.20.2", backend: "tfjs-node" } })), { missing: [], modified: [] }, true, false);
+  const rt = decideInstance("train", { entry: lock.instances.train, current: fp("x", parts({ runtime: { node: "v20.20.2", backend: "tfjs-node" } })), outputs: { missing: [], modified: [] }, cached: true, reusable: false, forced: false });
   assert.is(rt.reason, "runtime backend: wasm -> tfjs-node");
 });
 
@@ -139,12 +139,40 @@ test("a pending instance below a restore says so", () => {
   assert.is(train.pending, true);
 });
 
-test("outputs modified by hand: run and say so", () => {
+test("outputs modified by hand: restored from the cache when it has them, else rerun; says so", () => {
   const inp = input();
   inp.outputs.tables = { missing: [], modified: ["artifacts/tables"] };
-  const step = planRun(inp).find((s) => s.id === "tables")!;
+  let step = planRun(inp).find((s) => s.id === "tables")!;
+  assert.is(step.action, "restore");
+  assert.is(step.restoreFrom, "lock");
+  assert.is(step.reason, "outputs modified by hand: artifacts/tables: restoring from cache");
+  inp.cached.tables = false;
+  step = planRun(inp).find((s) => s.id === "tables")!;
   assert.is(step.action, "run");
   assert.is(step.reason, "outputs modified by hand: artifacts/tables: rerunning overwrites them");
+});
+
+test("run cache: inputs that match a recorded run restore it, with or without a lock entry; --force runs", () => {
+  const outputs = { missing: ["artifacts/models/a"], modified: [] };
+  const noEntry = decideInstance("train", { entry: undefined, current: fp("fp-x"), outputs, cached: false, reusable: true, forced: false });
+  assert.equal(noEntry, {
+    id: "train",
+    action: "restore",
+    reason: "inputs match an earlier run: restoring its outputs from the run cache",
+    changes: [{ kind: "new" }],
+    restoreFrom: "run-cache",
+  });
+  // A param switched back to a value of an earlier run: the change is listed, the outputs restored.
+  const lock = lockFor(order);
+  const back = decideInstance("train", { entry: lock.instances.train, current: fp("fp-old", parts({ params: { config: { n_models: 3, lr: 0.001 } } })), outputs: { missing: [], modified: [] }, cached: false, reusable: true, forced: false });
+  assert.is(back.action, "restore");
+  assert.is(back.restoreFrom, "run-cache");
+  assert.equal(back.changes, [{ kind: "param", key: "config.n_models", old: 5, new: 3 }]);
+  assert.is(decideInstance("train", { entry: undefined, current: fp("fp-x"), outputs, cached: false, reusable: true, forced: true }).action, "run");
+  // planRun passes `reusable` through.
+  const inp = input({ lock: null });
+  inp.reusable = Object.fromEntries(order.map((id) => [id, true]));
+  assert.equal(actions(planRun(inp)), { download: "restore", features: "restore", train: "restore", eval: "restore", tables: "restore" });
 });
 
 test("forced: runs even when fresh; its downstream is pending", () => {
@@ -165,7 +193,7 @@ test("diffParts: nested params, lists, added and removed keys, declarations", ()
     { kind: "param", key: "added", old: undefined, new: true },
     { kind: "param", key: "@deps.train", old: "a.h5", new: "b.h5" },
   ]);
-  const step = decideInstance("x", { fingerprint: "o", parts: old, outs: {}, finishedAt: "", durationMs: 0 }, fp("n", cur), { missing: [], modified: [] }, false, false);
+  const step = decideInstance("x", { entry: { fingerprint: "o", parts: old, outs: {}, finishedAt: "", durationMs: 0 }, current: fp("n", cur), outputs: { missing: [], modified: [] }, cached: false, reusable: false, forced: false });
   assert.equal(explain(step).slice(1), [
     "  - param a.b[1]: 2 -> 5",
     "  - param gone: 1 -> (absent)",

@@ -5,10 +5,12 @@ import { join } from "node:path";
 import { executeRun, type ExecuteOptions } from "../../../src/runner/execute.ts";
 import type { RunnerEvent } from "../../../src/runner/events.ts";
 import { ContentStore } from "../../../src/store/cas.ts";
-import { OutputDigester } from "../../../src/store/digest.ts";
 import { LockStore } from "../../../src/store/lock-file.ts";
+import { DigestService } from "../../../src/hash/digest.ts";
+import { Hasher } from "../../../src/hash/fingerprint.ts";
+import { planner } from "../../../src/runner/workspace.ts";
 import type { Pipeline } from "../../../src/pipeline/types.ts";
-import { fakeFingerprinter, fakePlanner, makePipeline } from "../../helpers/fake-engine.ts";
+import { makePipeline } from "../../helpers/literal-pipeline.ts";
 import { tempDir, removeDir, withTimeout } from "../../helpers/tmp.ts";
 
 const STAGES: Record<string, string> = {
@@ -38,6 +40,25 @@ export async function run(ctx) {
   writeFileSync(ctx.outs.out, "x");
 }`,
   "lazy.ts": `export async function run(ctx) { ctx.log("writing nothing"); }`,
+  "maybe.ts": `import { appendFileSync, writeFileSync } from "node:fs";
+let runs = 0;
+export async function run(ctx) {
+  runs++;
+  appendFileSync(ctx.root + "/counts.txt", ctx.instanceId + "\\n");
+  if (ctx.params.fail) throw new Error("asked to fail");
+  writeFileSync(ctx.outs.out, JSON.stringify({ pid: process.pid, runs }));
+}`,
+  "listdir.ts": `import { readdirSync, writeFileSync } from "node:fs";
+export async function run(ctx) {
+  writeFileSync(ctx.outs.out, readdirSync(ctx.deps.in).join(","));
+}`,
+  "config-error.ts": `export async function run(ctx) {
+  const e = new Error("params.lr must be positive (got -1)");
+  e.name = "ConfigError";
+  e.hint = "fix lr in params/demo.yaml";
+  e.exitCode = 2;
+  throw e;
+}`,
   "wait.ts": `import { appendFileSync, writeFileSync } from "node:fs";
 export async function run(ctx) {
   appendFileSync(ctx.root + "/counts.txt", ctx.instanceId + "\\n");
@@ -70,14 +91,15 @@ async function counts(root: string): Promise<string[]> {
 async function run(p: Pipeline, extra: Partial<ExecuteOptions> = {}) {
   const cacheDir = join(p.root, "cache");
   const events: RunnerEvent[] = [];
-  const digester = new OutputDigester(join(cacheDir, "state", "outputs.json"));
+  // The real planner and hasher: the runner is tested against what it runs with.
+  const digests = await DigestService.open(p.root);
   const result = await executeRun({
     pipeline: p,
     order: [...p.instances.keys()],
-    planner: fakePlanner,
-    fingerprinter: fakeFingerprinter(p.root),
-    store: new ContentStore(cacheDir, digester),
-    digester,
+    planner,
+    fingerprinter: new Hasher(p.root, digests, { backend: "cpu" }),
+    store: new ContentStore(cacheDir, digests),
+    digests,
     lock: await LockStore.open(p.root),
     cacheDir,
     jobs: 2,
@@ -298,9 +320,159 @@ test("an input edited while the stage ran is not recorded: the instance fails an
         const p = makePipeline(root, [{ id: "ed", module: "stages/editor.ts", params: {}, deps: { src: "input.txt" }, outs: { out: "artifacts/ed.txt" } }]);
         const r = await run(p);
         const f = r.events.find((e) => e.type === "instance-failed");
-        assert.match(f?.type === "instance-failed" ? f.error : "", /inputs changed while the stage ran \(dep input.txt\)/);
+        assert.match(f?.type === "instance-failed" ? f.error : "", /inputs changed while the stage ran \(dep input.txt changed\); run again/);
         assert.not.ok(await readFile(join(root, "pipeline.lock")).catch(() => null));
         assert.not.ok(await readFile(join(root, "artifacts/ed.txt")).catch(() => null));
+      } finally {
+        await removeDir(root);
+      }
+    })(),
+    60_000,
+  ));
+
+test("consecutive instances of a stage share one warm worker; a failure retires it", () =>
+  withTimeout(
+    (async () => {
+      const root = await project();
+      try {
+        const p = makePipeline(root, [
+          { id: "m@1", stage: "m", module: "stages/maybe.ts", params: { fail: false, k: 1 }, deps: {}, outs: { out: "artifacts/m1.json" } },
+          { id: "m@2", stage: "m", module: "stages/maybe.ts", params: { fail: false, k: 2 }, deps: {}, outs: { out: "artifacts/m2.json" } },
+          { id: "m@3", stage: "m", module: "stages/maybe.ts", params: { fail: true, k: 3 }, deps: {}, outs: { out: "artifacts/m3.json" } },
+          { id: "m@4", stage: "m", module: "stages/maybe.ts", params: { fail: false, k: 4 }, deps: {}, outs: { out: "artifacts/m4.json" } },
+        ]);
+        const pids: Record<string, number> = {};
+        const r = await run(p, { jobs: 1, keepGoing: true, onWorkerSpawn: (id, pid) => (pids[id] = pid) });
+        assert.equal(r.result.counts, { ran: 3, skipped: 0, restored: 0, failed: 1, blocked: 0 });
+        const out = async (n: number) => JSON.parse(await readFile(join(root, `artifacts/m${n}.json`), "utf8"));
+        // The module loaded once for m@1..m@3: its module-level counter kept counting.
+        assert.equal([(await out(1)).runs, (await out(2)).runs], [1, 2]);
+        assert.is(pids["m@1"], pids["m@2"]);
+        assert.is(pids["m@3"], pids["m@1"]);
+        assert.is.not(pids["m@4"], pids["m@3"], "the worker that ran a failed instance is not reused");
+        assert.is((await out(4)).runs, 1);
+      } finally {
+        await removeDir(root);
+      }
+    })(),
+    60_000,
+  ));
+
+test("a stage's config error keeps its class, hint and exit code across the worker boundary", () =>
+  withTimeout(
+    (async () => {
+      const root = await project();
+      try {
+        const p = makePipeline(root, [{ id: "c", module: "stages/config-error.ts", params: {}, deps: {}, outs: { out: "artifacts/c.json" } }]);
+        const r = await run(p);
+        const f = r.events.find((e) => e.type === "instance-failed");
+        assert.ok(f && f.type === "instance-failed");
+        if (f?.type === "instance-failed") {
+          assert.is(f.error, "params.lr must be positive (got -1)");
+          assert.is(f.hint, "fix lr in params/demo.yaml");
+          assert.is(f.exitCode, 2);
+          assert.ok(f.tail.includes("hint: fix lr in params/demo.yaml"));
+        }
+        assert.equal(r.result.failures.get("c")?.info, { name: "ConfigError", hint: "fix lr in params/demo.yaml", exitCode: 2 });
+      } finally {
+        await removeDir(root);
+      }
+    })(),
+    60_000,
+  ));
+
+test("one digest per path: a producer's recorded output digest is its consumer's recorded dep digest (file and folder)", () =>
+  withTimeout(
+    (async () => {
+      const root = await project();
+      try {
+        const p = makePipeline(root, [
+          { id: "gen", module: "stages/gen.ts", params: { n: 3 }, deps: {}, outs: { out: "artifacts/gen.json" } },
+          { id: "double", module: "stages/double.ts", params: {}, deps: { in: "artifacts/gen.json" }, outs: { out: "artifacts/double" } },
+          { id: "ls", module: "stages/listdir.ts", params: {}, deps: { in: "artifacts/double" }, outs: { out: "artifacts/ls.txt" } },
+        ]);
+        await run(p);
+        const lock = JSON.parse(await readFile(join(root, "pipeline.lock"), "utf8"));
+        assert.match(lock.instances.gen.outs.out.digest, /^sha256:[0-9a-f]{64}$/);
+        assert.is(lock.instances.double.parts.deps["artifacts/gen.json"], lock.instances.gen.outs.out.digest);
+        assert.is(lock.instances.ls.parts.deps["artifacts/double"], lock.instances.double.outs.out.digest);
+        // The file digest is sha256 of the bytes ({"n":3}); computed independently.
+        assert.is(lock.instances.gen.outs.out.digest, "sha256:215ddd5567ca2590efd4ea109b4e56cbe591e2676fbf54a9262692c539166da6");
+      } finally {
+        await removeDir(root);
+      }
+    })(),
+    60_000,
+  ));
+
+test("run cache: without its lock entry, or with a param switched back, an instance is restored, not rerun", () =>
+  withTimeout(
+    (async () => {
+      const root = await project();
+      try {
+        await run(chain(root, 3));
+        assert.equal(await counts(root), ["gen", "double"]);
+        // The lock is gone (deleted, or a fresh clone with the cache): both restore from the run cache.
+        await rm(join(root, "pipeline.lock"));
+        await rm(join(root, "artifacts"), { recursive: true });
+        const r = await run(chain(root, 3));
+        assert.equal(r.result.counts, { ran: 0, skipped: 0, restored: 2, failed: 0, blocked: 0 });
+        assert.is(r.result.steps[0]!.restoreFrom, "run-cache");
+        assert.is(await readFile(join(root, "artifacts/double/value.txt"), "utf8"), "6");
+        const lock = JSON.parse(await readFile(join(root, "pipeline.lock"), "utf8"));
+        assert.equal(Object.keys(lock.instances).sort(), ["double", "gen"]);
+        // n: 3 -> 4 runs both; 4 -> 3 restores the first run's outputs instead of computing them again.
+        await run(chain(root, 4));
+        assert.is(await readFile(join(root, "artifacts/double/value.txt"), "utf8"), "8");
+        const back = await run(chain(root, 3));
+        assert.equal(back.result.counts, { ran: 0, skipped: 0, restored: 2, failed: 0, blocked: 0 });
+        assert.is(await readFile(join(root, "artifacts/double/value.txt"), "utf8"), "6");
+        assert.equal(await counts(root), ["gen", "double", "gen", "double"]);
+      } finally {
+        await removeDir(root);
+      }
+    })(),
+    60_000,
+  ));
+
+test("an artifact written in place never reaches the cache: the stored object stays intact", () =>
+  withTimeout(
+    (async () => {
+      const root = await project();
+      try {
+        await run(chain(root, 3));
+        const lock = JSON.parse(await readFile(join(root, "pipeline.lock"), "utf8"));
+        const obj = new ContentStore(join(root, "cache")).objectPath(lock.instances.gen.outs.out.digest);
+        // What a careless script does (as root, read-only modes would not stop it).
+        await chmod(join(root, "artifacts/gen.json"), 0o644);
+        await writeFile(join(root, "artifacts/gen.json"), '{"n":"edited"}');
+        assert.is(await readFile(obj, "utf8"), '{"n":3}');
+        // The edit is seen and undone from the intact cache, without running the stage.
+        const r = await run(chain(root, 3));
+        assert.equal(r.result.counts, { ran: 0, skipped: 1, restored: 1, failed: 0, blocked: 0 });
+        assert.is(await readFile(join(root, "artifacts/gen.json"), "utf8"), '{"n":3}');
+      } finally {
+        await removeDir(root);
+      }
+    })(),
+    60_000,
+  ));
+
+test("`cache: false` outputs are recorded by digest but never stored", () =>
+  withTimeout(
+    (async () => {
+      const root = await project();
+      try {
+        const p = chain(root, 3);
+        p.instances.get("gen")!.cache = false;
+        await run(p);
+        const lock = JSON.parse(await readFile(join(root, "pipeline.lock"), "utf8"));
+        const store = new ContentStore(join(root, "cache"));
+        assert.not.ok(await readFile(store.objectPath(lock.instances.gen.outs.out.digest)).catch(() => null));
+        assert.ok(await readFile(store.objectPath(lock.instances.double.outs.out.digest)).catch(() => null));
+        await rm(join(root, "artifacts/gen.json"));
+        const r = await run(p);
+        assert.equal(r.result.counts.ran, 1, "gen reruns: nothing to restore it from");
       } finally {
         await removeDir(root);
       }

@@ -33,7 +33,7 @@ test("colour: NO_COLOR always wins; FORCE_COLOR forces; else TTY and not dumb", 
 });
 
 const events: RunnerEvent[] = [
-  { type: "plan", schemaVersion: 1, runId: "r", dryRun: false, jobs: 1, steps: [{ id: "a", action: "run", reason: "new", changes: [] }] },
+  { type: "plan", schemaVersion: 1, runId: "r", dryRun: false, jobs: 1, counts: { run: 1, restore: 0, skip: 0, pending: 0 }, steps: [{ id: "a", action: "run", reason: "new", changes: [] }] },
   { type: "instance-start", id: "a", action: "run", reason: "new", logPath: "cache/logs/a.log" },
   { type: "instance-done", id: "a", action: "ran", reason: "new", durationMs: 12 },
   { type: "run-done", outcome: "ok", counts: { ran: 1, restored: 0, skipped: 0, failed: 0, blocked: 0 }, durationMs: 20 },

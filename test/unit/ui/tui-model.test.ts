@@ -10,6 +10,7 @@ const plan = (ids: Array<[string, "run" | "skip" | "restore"]>): RunnerEvent => 
   runId: "r1",
   dryRun: false,
   jobs: 2,
+  counts: { run: ids.filter(([, a]) => a === "run").length, restore: ids.filter(([, a]) => a === "restore").length, skip: ids.filter(([, a]) => a === "skip").length, pending: 0 },
   steps: ids.map(([id, action]) => ({ id, action, reason: action === "skip" ? "fresh" : "new", changes: [] })),
 });
 

@@ -29,6 +29,7 @@ const PLAN: RunnerEvent = {
   runId: "r",
   dryRun: false,
   jobs: 2,
+  counts: { run: 0, restore: 0, skip: 0, pending: 0 },
   steps: [
     { id: "download@mnist", action: "skip", reason: "fresh", changes: [] },
     { id: "cache-features@in_val", action: "run", reason: "new", changes: [] },
@@ -97,7 +98,7 @@ test("failed: the error, the last log lines and where the full log is; downstrea
 test("a 30-instance fan-out stays one group with counts; only running and failed rows are listed", () => {
   const ids = Array.from({ length: 30 }, (_, i) => `eval@deit3/ds_${String(i).padStart(2, "0")}`);
   const events: Array<[RunnerEvent, number?]> = [
-    [{ type: "plan", schemaVersion: 1, runId: "r", dryRun: false, jobs: 2, steps: ids.map((id) => ({ id, action: "run" as const, reason: "new", changes: [] })) }],
+    [{ type: "plan", schemaVersion: 1, runId: "r", dryRun: false, jobs: 2, counts: { run: ids.length, restore: 0, skip: 0, pending: 0 }, steps: ids.map((id) => ({ id, action: "run" as const, reason: "new", changes: [] })) }],
   ];
   for (const id of ids.slice(0, 20)) events.push([{ type: "instance-done", id, action: "ran", reason: "new", durationMs: 10 }]);
   events.push([{ type: "instance-failed", id: ids[20]!, error: "features file truncated", logPath: "cache/logs/x.log", tail: ["boom"], durationMs: 5 }]);
@@ -115,7 +116,7 @@ test("a 30-instance fan-out stays one group with counts; only running and failed
 test("a frame taller than the terminal is condensed: active rows only, shorter failure tails", () => {
   const stages = ["a", "b", "c", "d", "e"];
   const steps = stages.flatMap((st) => Array.from({ length: 6 }, (_, i) => ({ id: `${st}@${i}`, action: "run" as const, reason: "new", changes: [] })));
-  const events: Array<[RunnerEvent, number?]> = [[{ type: "plan", schemaVersion: 1, runId: "r", dryRun: false, jobs: 2, steps }]];
+  const events: Array<[RunnerEvent, number?]> = [[{ type: "plan", schemaVersion: 1, runId: "r", dryRun: false, jobs: 2, counts: { run: steps.length, restore: 0, skip: 0, pending: 0 }, steps }]];
   events.push([{ type: "instance-start", id: "c@2", action: "run", reason: "new", logPath: "l" }]);
   const tail = Array.from({ length: 8 }, (_, i) => `log line ${i}`);
   events.push([{ type: "instance-failed", id: "d@4", error: "boom", logPath: "cache/logs/d@4.log", tail, durationMs: 1 }]);

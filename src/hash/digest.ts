@@ -1,0 +1,259 @@
+// THE content digests of sed-pipe: a file's is sha256 of its bytes, a folder's is sha256 of the
+// canonical manifest of its files. One digest format ("sha256:<hex>"), one manifest format, one
+// symlink rule and one stat cache, for deps and outputs alike: a path has one digest whoever asks.
+// Knows nothing of pipelines, plans or the cache store.
+import { readdirSync, realpathSync, statSync, lstatSync, type BigIntStats } from "node:fs";
+import { rm } from "node:fs/promises";
+import { isAbsolute, join } from "node:path";
+import { mapLimit } from "../io/map-limit.ts";
+import { sha256File, sha256Hex, sharedHashPool, type HashPool } from "../io/sha256.ts";
+import { canonicalJson } from "./canonical-json.ts";
+import { nowNs, StatCache } from "./stat-cache.ts";
+
+/** "sha256:<64 lowercase hex>". */
+export type Digest = string;
+
+export const DIGEST_PREFIX = "sha256:";
+const DIGEST_RE = /^sha256:[0-9a-f]{64}$/;
+
+export function isDigest(s: unknown): s is Digest {
+  return typeof s === "string" && DIGEST_RE.test(s);
+}
+
+/** Digest of bytes or a string (utf-8). */
+export function digestOf(data: string | Uint8Array): Digest {
+  return DIGEST_PREFIX + sha256Hex(data);
+}
+
+/** The 64 hex digits of a digest (cache object names). */
+export function hexOf(d: Digest): string {
+  if (!isDigest(d)) throw new Error(`not a sha256 digest: ${d}`);
+  return d.slice(DIGEST_PREFIX.length);
+}
+
+/** A digest from a record written by any sed-pipe version (older ones stored bare hex), else null. */
+export function normaliseDigest(s: unknown): Digest | null {
+  if (isDigest(s)) return s;
+  if (typeof s === "string" && /^[0-9a-f]{64}$/.test(s)) return DIGEST_PREFIX + s;
+  return null;
+}
+
+/** One file of a folder: "/"-separated path relative to the folder. */
+export interface TreeEntry {
+  path: string;
+  size: number;
+  digest: Digest;
+}
+
+export const MANIFEST_VERSION = 2;
+
+function byPath(a: { path: string }, b: { path: string }): number {
+  return a.path < b.path ? -1 : a.path > b.path ? 1 : 0;
+}
+
+/** The canonical bytes of a folder manifest: a folder's digest is the digest of exactly these. */
+export function manifestBytes(files: readonly TreeEntry[]): string {
+  const sorted = [...files].sort(byPath).map((f) => ({ path: f.path, size: f.size, digest: f.digest }));
+  return canonicalJson({ version: MANIFEST_VERSION, files: sorted });
+}
+
+export function treeDigest(files: readonly TreeEntry[]): Digest {
+  return digestOf(manifestBytes(files));
+}
+
+/** A manifest path that stays inside its folder: relative, "/"-separated, no "." or ".." segments. */
+function safeRelPath(p: unknown): p is string {
+  return typeof p === "string" && p !== "" && !isAbsolute(p) && !p.includes("\\") && p.split("/").every((s) => s !== "" && s !== "." && s !== "..");
+}
+
+/**
+ * Reads a stored manifest: its bytes must hash to `digest`, its paths must stay inside the folder.
+ * Manifests written by older versions (version 1, bare hex digests) read the same way.
+ */
+export function parseManifest(text: string, digest: Digest): TreeEntry[] {
+  const short = hexOf(digest).slice(0, 12);
+  if (digestOf(text) !== digest) throw new Error(`folder manifest ${short} is corrupt (its bytes do not hash to its name)`);
+  const m = JSON.parse(text) as { version?: number; files?: Array<{ path?: unknown; size?: unknown; digest?: unknown }> };
+  if ((m.version !== 1 && m.version !== MANIFEST_VERSION) || !Array.isArray(m.files)) throw new Error(`object ${short} is not a folder manifest`);
+  return m.files.map((f) => {
+    const d = normaliseDigest(f.digest);
+    if (!d || typeof f.size !== "number") throw new Error(`folder manifest ${short} lists a bad entry`);
+    if (!safeRelPath(f.path)) throw new Error(`folder manifest ${short} lists an unsafe path ${JSON.stringify(f.path)}`);
+    return { path: f.path, size: f.size, digest: d };
+  });
+}
+
+/** A symlink that cannot be followed (dangling, or a cycle): the path's content is undefined. */
+export class SymlinkError extends Error {}
+
+interface Listed {
+  rel: string;
+  abs: string;
+  st: BigIntStats;
+}
+
+/**
+ * The regular files under a folder, sorted by relative path (code-unit order). THE symlink rule:
+ * links are FOLLOWED (stages read through them, so what they point at is what a digest must cover);
+ * a dangling link or a link cycle is a SymlinkError. Empty folders and special files hold no data and
+ * are not listed.
+ */
+export function listTree(dir: string): Listed[] {
+  const out: Listed[] = [];
+  const onPath = new Set<string>();
+  const walk = (abs: string, rel: string): void => {
+    const real = realpathSync(abs);
+    if (onPath.has(real)) throw new SymlinkError(`symlink cycle at ${abs}`);
+    onPath.add(real);
+    for (const e of readdirSync(abs, { withFileTypes: true })) {
+      const childAbs = join(abs, e.name);
+      const childRel = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory()) {
+        walk(childAbs, childRel);
+        continue;
+      }
+      if (!e.isFile() && !e.isSymbolicLink()) continue;
+      const st = statSync(childAbs, { bigint: true, throwIfNoEntry: false });
+      if (!st) throw new SymlinkError(`dangling symlink ${childAbs}`);
+      if (st.isDirectory()) walk(childAbs, childRel);
+      else if (st.isFile()) out.push({ rel: childRel, abs: childAbs, st });
+    }
+    onPath.delete(real);
+  };
+  walk(dir, "");
+  return out.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
+}
+
+export interface PathDigest {
+  kind: "file" | "dir";
+  digest: Digest;
+  /** Bytes of the file, or of all files of the folder. */
+  size: number;
+  /** Folders only: the manifest entries whose canonical bytes `digest` names. */
+  files?: TreeEntry[];
+}
+
+export interface DigestStats {
+  /** Files whose bytes were read and hashed (stat-cache misses). */
+  filesHashed: number;
+  bytesHashed: number;
+  /** Files answered by the stat cache. */
+  cacheHits: number;
+}
+
+/** The stat cache's file; `cache/state/outputs.json` was the second one of older versions. */
+export const STATE_FILE = "cache/state/stat-cache.json";
+const OLD_STATE_FILES = ["cache/state/outputs.json"];
+const FILE_NS = "file";
+/** Files of one folder hashed at once (only misses cost: hits are a synchronous stat). */
+const LANES = 16;
+
+export interface DigestServiceOptions {
+  /** The stat cache's file; null keeps it in memory only. Default: <root>/cache/state/stat-cache.json. */
+  statePath?: string | null;
+  /** Worker threads for big files: the shared pool by default, null = this thread only. */
+  pool?: HashPool | null;
+  onWarn?: (msg: string) => void;
+}
+
+/**
+ * Digests files and folders, trusting a cached digest only while (device, inode, size, mtime, ctime)
+ * match and the file was not modified within the timestamp granularity of its hashing.
+ */
+export class DigestService {
+  readonly stats: DigestStats = { filesHashed: 0, bytesHashed: 0, cacheHits: 0 };
+  private inflight = new Map<string, Promise<PathDigest | null>>();
+  private readonly pool: HashPool | null;
+
+  private constructor(
+    /** The stat cache, shared with the code digester (other namespaces). */
+    readonly statCache: StatCache,
+    opts: DigestServiceOptions,
+    private readonly stateRoot: string | null,
+  ) {
+    this.pool = opts.pool === undefined ? sharedHashPool() : opts.pool;
+  }
+
+  /** A service over the workspace at `root`, its stat cache loaded from disk. */
+  static async open(root: string, opts: DigestServiceOptions = {}): Promise<DigestService> {
+    const statePath = opts.statePath === undefined ? join(root, STATE_FILE) : opts.statePath;
+    const cache = statePath === null ? StatCache.empty() : await StatCache.load(statePath, opts.onWarn);
+    return new DigestService(cache, opts, statePath === null ? null : root);
+  }
+
+  /** A service with a cache that lives as long as it does (tests, one-off tools). */
+  static inMemory(opts: Omit<DigestServiceOptions, "statePath"> = {}): DigestService {
+    return new DigestService(StatCache.empty(), opts, null);
+  }
+
+  /**
+   * Digest of a file or folder at an absolute path; null when nothing is there. Concurrent calls for
+   * one path share the work; later calls look again (outputs are re-hashed after a run).
+   */
+  digestPath(abs: string): Promise<PathDigest | null> {
+    let p = this.inflight.get(abs);
+    if (!p) {
+      p = this.digestPathNow(abs);
+      this.inflight.set(abs, p);
+      const drop = () => this.inflight.delete(abs);
+      p.then(drop, drop);
+    }
+    return p;
+  }
+
+  private async digestPathNow(abs: string): Promise<PathDigest | null> {
+    // Synchronous stats on purpose: a warm status stats every file of every folder (22k demo images)
+    // and a promise per stat cost more than the stat.
+    const st = statSync(abs, { bigint: true, throwIfNoEntry: false });
+    if (!st) {
+      if (lstatSync(abs, { throwIfNoEntry: false })) throw new SymlinkError(`dangling symlink ${abs}`);
+      return null;
+    }
+    if (!st.isDirectory()) {
+      const f = await this.digestFile(abs, st);
+      return { kind: "file", digest: f.digest, size: f.size };
+    }
+    const listed = listTree(abs);
+    const files = await mapLimit(listed, LANES, async (e) => {
+      const f = await this.digestFile(e.abs, e.st);
+      return { path: e.rel, size: f.size, digest: f.digest };
+    });
+    return { kind: "dir", digest: treeDigest(files), size: files.reduce((s, f) => s + f.size, 0), files };
+  }
+
+  /** Digest of one regular file; `st` (followed, bigint) when the caller has it. */
+  async digestFile(abs: string, st: BigIntStats = statSync(abs, { bigint: true })): Promise<{ digest: Digest; size: number }> {
+    const size = Number(st.size);
+    const hit = this.statCache.lookup(FILE_NS, abs, st);
+    if (hit) {
+      this.stats.cacheHits++;
+      return { digest: hit, size };
+    }
+    const started = nowNs();
+    const digest = DIGEST_PREFIX + (await sha256File(abs, { size, pool: this.pool }));
+    this.stats.filesHashed++;
+    this.stats.bytesHashed += size;
+    // A file that changed while it was read no longer matches its stat: never cache a torn digest.
+    const after = statSync(abs, { bigint: true, throwIfNoEntry: false });
+    if (after && after.mtimeNs === st.mtimeNs && after.size === st.size && after.ino === st.ino) this.statCache.store(FILE_NS, abs, st, digest, started);
+    return { digest, size };
+  }
+
+  /**
+   * After a metadata-only change made by sed-pipe itself (chmod, a hard link: both move ctime), keeps
+   * the cached digest valid; only ctime may differ, never device, inode, size or mtime.
+   */
+  noteMetadataChange(abs: string): void {
+    const st = statSync(abs, { bigint: true, throwIfNoEntry: false });
+    if (st) this.statCache.touchCtime(FILE_NS, abs, st);
+  }
+
+  /** Persists the stat cache (atomic, merged with what other processes saved meanwhile). */
+  async save(): Promise<void> {
+    await this.statCache.save();
+    if (this.stateRoot) {
+      const root = this.stateRoot;
+      await Promise.all(OLD_STATE_FILES.map((f) => rm(join(root, f), { force: true }).catch(() => {})));
+    }
+  }
+}
