@@ -47,9 +47,11 @@ export function registerWatchCommands(program: Command, cli: WatchCommandContext
       const killNow = new AbortController();
       let signals = 0;
       let interrupted = false;
+      let firstSignal: NodeJS.Signals | null = null;
       const off = cli.onSignal((sig) => {
         signals++;
         if (signals === 1) {
+          firstSignal = sig;
           cli.err(`\n${sig}: stopping watch (a running stage gets a few seconds to stop; Ctrl-C again kills it)\n`);
           stop.abort();
         } else killNow.abort();
@@ -107,7 +109,7 @@ export function registerWatchCommands(program: Command, cli: WatchCommandContext
       } finally {
         off();
       }
-      // Ctrl-C is how watch ends: that is success, unless it had to interrupt a run.
-      cli.setExit(interrupted ? EXIT.interrupted : EXIT.ok);
+      // Ctrl-C is how watch ends: that is success, unless it had to interrupt a run (SIGTERM: 143).
+      cli.setExit(!interrupted ? EXIT.ok : firstSignal === "SIGTERM" ? EXIT.terminated : EXIT.interrupted);
     });
 }

@@ -115,15 +115,17 @@ export class ContentStore {
         if (code !== "EXDEV" && code !== "EPERM" && code !== "EMLINK" && code !== "ENOTSUP") throw err;
       }
     }
-    const tmp = tempPathFor(target);
+    // Straight to the final name (a temp name and a rename would double the syscalls of folders of
+    // small files). A copy cut short by a crash leaves a damaged object under its name: every path
+    // out of the store (restore, push) re-hashes objects, so it is found and quarantined, never served.
     try {
-      await copyFile(abs, tmp, constants.COPYFILE_FICLONE);
-      await chmod(tmp, 0o444);
-      await rename(tmp, target);
+      await copyFile(abs, target, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
     } catch (err) {
-      await rm(tmp, { force: true });
+      if ((err as NodeJS.ErrnoException).code === "EEXIST") return;
+      await rm(target, { force: true });
       throw err;
     }
+    await chmod(target, 0o444);
   }
 
   private shards = new Set<string>();

@@ -66,6 +66,30 @@ test("Ctrl-C: exit 130, no partial output or temp files, lock released, status t
     T,
   ));
 
+test("SIGTERM (CI cancel, timeout, docker stop) stops like Ctrl-C: exit 143, summary, nothing partial", () =>
+  withTimeout(
+    (async () => {
+      const root = await makeProject();
+      try {
+        await writeFile(join(root, "hold"), "");
+        const run = startCli(root, ["run", "slow"]);
+        await waitFor(() => exists(join(root, "started-slow")), 60_000, "slow to start");
+        run.child.kill("SIGTERM");
+        const r = await run.done;
+        assert.is(r.code, 143, r.stdout + r.stderr);
+        assert.match(r.stderr, /SIGTERM: stopping/);
+        assert.match(r.stdout, /interrupted:/);
+        assert.not.ok(await exists(join(root, "artifacts/slow.txt")));
+        assert.equal(await readdir(join(root, "cache/tmp")), []);
+        assert.match((await cli(root, "status", "slow")).stdout, /stale\s+slow/);
+      } finally {
+        await rm(join(root, "hold"), { force: true });
+        await removeDir(root);
+      }
+    })(),
+    T,
+  ));
+
 test("two runs at once: the second waits (or fails with --no-wait) and nothing is corrupted", () =>
   withTimeout(
     (async () => {
