@@ -49,9 +49,21 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv): Partial<StageSettings> 
   return out;
 }
 
+/** SED_PIPE_CACHE_LINK: how artifacts and cache objects share bytes ("copy", the default, or "hardlink"). */
+export function linkModeFromEnv(env: NodeJS.ProcessEnv): "copy" | "hardlink" {
+  const v = env.SED_PIPE_CACHE_LINK;
+  if (v === undefined || v === "" || v === "copy") return "copy";
+  if (v === "hardlink") return "hardlink";
+  throw new SedPipeError(`SED_PIPE_CACHE_LINK must be "copy" or "hardlink", got "${v}"`, {
+    hint: "unset it (copies: safe to edit artifacts) or set hardlink (no second copy of big outputs; never write to artifacts in place)",
+    exitCode: EXIT.usage,
+  });
+}
+
 export async function openFor(cli: Pick<CliContext, "root" | "err" | "env">, opts: { profile?: string; backend?: string }): Promise<Workspace> {
-  const o: { profile?: string; backend?: string; blas: boolean; onWarn: (m: string) => void } = {
+  const o: { profile?: string; backend?: string; blas: boolean; link: "copy" | "hardlink"; onWarn: (m: string) => void } = {
     blas: cli.env.SED_PIPE_NO_BLAS !== "1",
+    link: linkModeFromEnv(cli.env),
     onWarn: (m) => warnLine(cli, m),
   };
   if (opts.profile !== undefined) o.profile = opts.profile;

@@ -5,7 +5,7 @@ import type { CliContext } from "./context.ts";
 import { availableParallelism } from "node:os";
 import { Option, type Command } from "commander";
 import { EXIT, SedPipeError } from "../errors.ts";
-import { intOption, settingsFromEnv } from "./common.ts";
+import { intOption, linkModeFromEnv, settingsFromEnv } from "./common.ts";
 
 /** The part of the CLI context this command uses. */
 export type WatchCommandContext = Pick<CliContext, "cwd" | "env" | "out" | "err" | "root" | "setExit" | "onSignal" | "stdout">;
@@ -80,6 +80,7 @@ export function registerWatchCommands(program: Command, cli: WatchCommandContext
               backend: opts.backend ?? "auto",
               settings,
               fromSource: cli.env.SED_PIPE_NO_BUNDLE === "1",
+              link: linkModeFromEnv(cli.env),
               jobs: opts.jobs ?? Math.max(1, availableParallelism()),
               keepGoing: !!opts.keepGoing,
               signal: stop.signal,

@@ -24,6 +24,8 @@ export interface WatchCycleOptions {
   settings?: Partial<StageSettings>;
   /** Run stages through tsx instead of bundles. */
   fromSource?: boolean;
+  /** How artifacts and cache objects share bytes. */
+  link?: "copy" | "hardlink";
   jobs: number;
   keepGoing: boolean;
   signal: AbortSignal;
@@ -95,6 +97,7 @@ export async function runWatchCycle(o: WatchCycleOptions): Promise<WatchCycleRes
   const ws = await openWorkspace(o.root, {
     backend: o.backend,
     blas: o.settings?.blas ?? true,
+    ...(o.link ? { link: o.link } : {}),
     ...(o.profile !== undefined ? { profile: o.profile } : {}),
     ...(o.onWarn ? { onWarn: o.onWarn } : {}),
   });
