@@ -458,6 +458,26 @@ test("an artifact written in place never reaches the cache: the stored object st
     60_000,
   ));
 
+test("interrupted while planning: nothing is decided, nothing runs, nothing is reported fresh or blocked", () =>
+  withTimeout(
+    (async () => {
+      const root = await project();
+      try {
+        const ac = new AbortController();
+        ac.abort();
+        const r = await run(chain(root, 3), { signal: ac.signal });
+        assert.is(r.result.outcome, "interrupted");
+        assert.is(r.result.interruptedWhilePlanning, true);
+        assert.equal(r.result.counts, { ran: 0, skipped: 0, restored: 0, failed: 0, blocked: 0 });
+        assert.equal(r.events.map((e) => e.type), ["run-done"]);
+        assert.equal(await counts(root), []);
+      } finally {
+        await removeDir(root);
+      }
+    })(),
+    60_000,
+  ));
+
 test("`cache: false` outputs are recorded by digest but never stored", () =>
   withTimeout(
     (async () => {
