@@ -8,7 +8,7 @@ import type { Command } from "commander";
 import { EXIT, SedPipeError } from "../errors.ts";
 import type { LockEntry, LockFile } from "../pipeline/types.ts";
 import { tempPathFor } from "../io/atomic.ts";
-import { EXAMPLES, openFor, withRunLock } from "./common.ts";
+import { EXAMPLES, fingerprintBackend, openFor, withRunLock } from "./common.ts";
 import type { Remote } from "../store/remote.ts";
 import type { PullOutcome, PushReport } from "../store/transfer.ts";
 
@@ -312,7 +312,7 @@ export function registerCacheCommands(program: Command, cli: CommandContext): vo
       const [{ codeClosure }, { runtimeParts }] = await Promise.all([import("../hash/code-digest.ts"), import("../hash/runtime.ts")]);
       const files = new Set<string>(["pipeline.yaml", LOCK_FILE_NAME, "package-lock.json", ...ws.pipeline.paramsFiles]);
       for (const decl of ws.pipeline.stages.values()) for (const f of (await codeClosure(ws.root, decl.module)).files) files.add(f);
-      cli.out((await cacheKey({ ...base, root: ws.root, files: [...files], runtime: await runtimeParts(ws.root, { backend: opts.backend ?? "auto", blas: cli.env.SED_PIPE_NO_BLAS !== "1" }) })) + "\n");
+      cli.out((await cacheKey({ ...base, root: ws.root, files: [...files], runtime: await runtimeParts(ws.root, { backend: await fingerprintBackend(opts.backend), blas: cli.env.SED_PIPE_NO_BLAS !== "1" }) })) + "\n");
     });
 
   program

@@ -60,6 +60,12 @@ export function linkModeFromEnv(env: NodeJS.ProcessEnv): "copy" | "hardlink" {
   });
 }
 
+/** The backend that `--backend <requested>` would run here, as fingerprints record it (never "auto"). */
+export async function fingerprintBackend(requested: string = "auto"): Promise<string> {
+  const { predictBackend } = await import("../ml/backend-choice.ts");
+  return predictBackend(requested).name;
+}
+
 export async function openFor(cli: Pick<CliContext, "root" | "err" | "env">, opts: { profile?: string; backend?: string }): Promise<Workspace> {
   const o: { profile?: string; backend?: string; blas: boolean; link: "copy" | "hardlink"; onWarn: (m: string) => void } = {
     blas: cli.env.SED_PIPE_NO_BLAS !== "1",
@@ -67,7 +73,7 @@ export async function openFor(cli: Pick<CliContext, "root" | "err" | "env">, opt
     onWarn: (m) => warnLine(cli, m),
   };
   if (opts.profile !== undefined) o.profile = opts.profile;
-  if (opts.backend !== undefined) o.backend = opts.backend;
+  o.backend = await fingerprintBackend(opts.backend);
   const { openWorkspace } = await import("../runner/workspace.ts");
   return openWorkspace(cli.root(), o);
 }

@@ -5,7 +5,7 @@ import type { CliContext } from "./context.ts";
 import { availableParallelism } from "node:os";
 import { Option, type Command } from "commander";
 import { EXIT, SedPipeError } from "../errors.ts";
-import { intOption, linkModeFromEnv, settingsFromEnv } from "./common.ts";
+import { fingerprintBackend, intOption, linkModeFromEnv, settingsFromEnv } from "./common.ts";
 
 /** The part of the CLI context this command uses. */
 export type WatchCommandContext = Pick<CliContext, "cwd" | "env" | "out" | "err" | "root" | "setExit" | "onSignal" | "stdout">;
@@ -78,6 +78,7 @@ export function registerWatchCommands(program: Command, cli: WatchCommandContext
               root,
               targets,
               backend: opts.backend ?? "auto",
+              fingerprintBackend: await fingerprintBackend(opts.backend),
               settings,
               fromSource: cli.env.SED_PIPE_NO_BUNDLE === "1",
               link: linkModeFromEnv(cli.env),

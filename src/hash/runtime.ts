@@ -1,6 +1,6 @@
 // The runtime part of a fingerprint: node, platform, compute backend and versions of the packages
-// that change numbers. Reads package.json files only; never loads a backend (src/ml/backend.ts, which
-// pulls in tfjs-core, is imported lazily and only for code that imports tfjs).
+// that change numbers. Reads package.json files only; never loads a backend. Which backend would run
+// is decided above this layer (src/ml/backend-choice.ts, called by src/commands) and passed in.
 import { createHash } from "node:crypto";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
@@ -67,6 +67,7 @@ function tensorflowPackages(root: string): string[] {
  */
 export async function runtimeParts(
   root: string,
+  /** backend: the name of the backend that would run (not "auto": resolve it first); blas: false when switched off. */
   opts: { backend?: string; blas?: boolean } = {},
   imports?: Set<string>,
 ): Promise<Record<string, string>> {
@@ -77,8 +78,7 @@ export async function runtimeParts(
   };
   const uses = (pkg: string) => imports === undefined || [...imports].some((i) => i === pkg || i.startsWith(pkg + "/"));
   if (imports === undefined || [...imports].some((i) => i.startsWith("@tensorflow/"))) {
-    const { predictBackend } = await import("../ml/backend-choice.ts");
-    out.backend = predictBackend(backend).name;
+    out.backend = backend;
     for (const pkg of tensorflowPackages(root)) out[pkg] = packageVersion(root, pkg) ?? "absent";
     for (const pkg of TFJS_NATIVE_PACKAGES) {
       // Installed is not the same as loadable (a missing libopenblas makes src/ml fall back), but

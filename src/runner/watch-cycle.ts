@@ -19,7 +19,10 @@ export interface WatchCycleOptions {
   root: string;
   targets: string[];
   profile?: string;
+  /** The backend stages are asked for ("auto" or a name). */
   backend: string;
+  /** The backend fingerprints record: the one `backend` resolves to here. */
+  fingerprintBackend: string;
   /** What the user set of the per-instance settings (src/commands/common.ts settingsFromEnv). */
   settings?: Partial<StageSettings>;
   /** Run stages through tsx instead of bundles. */
@@ -95,7 +98,7 @@ export async function watchedInputs(p: Pipeline, order: string[]): Promise<{ pat
 
 export async function runWatchCycle(o: WatchCycleOptions): Promise<WatchCycleResult> {
   const ws = await openWorkspace(o.root, {
-    backend: o.backend,
+    backend: o.fingerprintBackend,
     blas: o.settings?.blas ?? true,
     ...(o.link ? { link: o.link } : {}),
     ...(o.profile !== undefined ? { profile: o.profile } : {}),

@@ -27,6 +27,7 @@ export interface Workspace {
 
 export interface OpenOptions {
   profile?: string;
+  /** The backend fingerprints record: the one that would run (src/ml/backend-choice.ts), resolved by the caller. */
   backend?: string;
   /** false: fingerprints assume the OpenBLAS kernels are switched off. */
   blas?: boolean;

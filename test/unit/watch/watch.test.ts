@@ -51,6 +51,7 @@ function startWatch(root: string, targets: string[] = []): Harness {
           root,
           targets,
           backend: "auto",
+          fingerprintBackend: "wasm",
           jobs: 2,
           keepGoing: true,
           signal: ac.signal,
