@@ -66,6 +66,7 @@ async function measure(label: string, recycleAfter: number): Promise<void> {
       dryRun: false,
       backend: "wasm",
       executor,
+      workerEnv: process.env,
       signal: new AbortController().signal,
       emit: () => {},
     });

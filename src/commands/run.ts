@@ -95,6 +95,7 @@ export function registerRunCommand(program: Command, cli: CliContext): void {
           backend: opts.backend ?? "auto",
           settings,
           fromSource: cli.env.SED_PIPE_NO_BUNDLE === "1",
+          workerEnv: cli.env,
           signal: ac.signal,
           emit: sink,
           graceMs: 3000,

@@ -82,6 +82,7 @@ export function registerWatchCommands(program: Command, cli: WatchCommandContext
               settings,
               fromSource: cli.env.SED_PIPE_NO_BUNDLE === "1",
               link: linkModeFromEnv(cli.env),
+              workerEnv: cli.env,
               jobs: opts.jobs ?? Math.max(1, availableParallelism()),
               keepGoing: !!opts.keepGoing,
               signal: stop.signal,

@@ -41,8 +41,8 @@ export interface ExecuteOptions {
   settings?: Partial<StageSettings>;
   /** Where instances run; default: persistent worker processes on this machine. */
   executor?: Executor;
-  /** Environment of local worker processes (default: this process's). */
-  workerEnv?: NodeJS.ProcessEnv;
+  /** Environment of local worker processes (the CLI passes its own; nothing here reads process.env). */
+  workerEnv: NodeJS.ProcessEnv;
   /** Run stages through tsx instead of bundles (SED_PIPE_NO_BUNDLE=1). */
   fromSource?: boolean;
   /** Aborted on Ctrl-C / SIGTERM: stop scheduling, abort workers, clean temp outputs. */
@@ -121,7 +121,7 @@ export async function executeRun(o: ExecuteOptions): Promise<RunResult> {
   }
 
   const tmpRoot = join(o.cacheDir, "tmp", runId);
-  const executor = o.executor ?? new WorkerPool({ cacheDir: o.cacheDir, maxWorkers: o.jobs + 1, env: o.workerEnv ?? process.env, fromSource: !!o.fromSource });
+  const executor = o.executor ?? new WorkerPool({ cacheDir: o.cacheDir, maxWorkers: o.jobs + 1, env: o.workerEnv, fromSource: !!o.fromSource });
   const ctx: RunContext = {
     pipeline: p,
     cacheDir: o.cacheDir,

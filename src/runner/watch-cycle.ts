@@ -27,6 +27,8 @@ export interface WatchCycleOptions {
   settings?: Partial<StageSettings>;
   /** Run stages through tsx instead of bundles. */
   fromSource?: boolean;
+  /** Environment of the worker processes. */
+  workerEnv: NodeJS.ProcessEnv;
   /** How artifacts and cache objects share bytes. */
   link?: "copy" | "hardlink";
   jobs: number;
@@ -134,6 +136,7 @@ export async function runWatchCycle(o: WatchCycleOptions): Promise<WatchCycleRes
       backend: o.backend,
       ...(o.settings ? { settings: o.settings } : {}),
       ...(o.fromSource ? { fromSource: true } : {}),
+      workerEnv: o.workerEnv,
       signal: o.signal,
       emit: sink,
       graceMs: o.graceMs ?? 3000,

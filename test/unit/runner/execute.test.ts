@@ -107,6 +107,7 @@ async function run(p: Pipeline, extra: Partial<ExecuteOptions> = {}) {
     force: [],
     dryRun: false,
     backend: "cpu",
+    workerEnv: process.env,
     signal: new AbortController().signal,
     emit: (e) => events.push(e),
     graceMs: 2000,

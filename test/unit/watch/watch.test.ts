@@ -52,6 +52,7 @@ function startWatch(root: string, targets: string[] = []): Harness {
           targets,
           backend: "auto",
           fingerprintBackend: "wasm",
+          workerEnv: process.env,
           jobs: 2,
           keepGoing: true,
           signal: ac.signal,
