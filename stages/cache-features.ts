@@ -318,7 +318,7 @@ export async function run(ctx: StageContext): Promise<void> {
   }
 
   const transform = transformFor(ds, fz);
-  const backend = await initBackend(ctx.backend);
+  const backend = await initBackend(ctx.backend, ctx.settings);
   ctx.log(`backend ${backend.name} (${backend.reason}); ${N} images x ${E} pass(es) from ${imagesDir}; checkpoint ${checkpoint}`);
   const model = createVit(await readVitWeights(checkpoint, fz.arch), fz.arch);
   let writer: FeatureWriter | undefined;

@@ -25,7 +25,7 @@ export async function run(ctx: StageContext): Promise<void> {
   }
   if (!ctx.outs.model) throw new ConfigError("train-heads: out \"model\" is missing", { hint: "pipeline.yaml must declare outs: model: artifacts/models/${item.name}" });
   const cfg = parseTrainConfig(ctx.params.config, `${ctx.profile} profile train_configs item`);
-  const backend = await initBackend(ctx.backend);
+  const backend = await initBackend(ctx.backend, ctx.settings);
   ctx.log(`backend: ${backend.name} (${backend.reason})`);
 
   const trainReader = await openFeatureFile(ctx.deps.train, { dim: cfg.embed_dim, requireComplete: true });
@@ -45,6 +45,7 @@ export async function run(ctx: StageContext): Promise<void> {
       log: (l) => ctx.log(l),
       progress: (e) => ctx.progress(e),
       checkpointDir: ctx.scratch,
+      settings: ctx.settings,
       dataIdentity: `${await identity(ctx.deps.train)}|${await identity(ctx.deps.val)}`,
     });
     const out = ctx.outs.model;

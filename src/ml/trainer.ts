@@ -18,7 +18,7 @@ import { gradsFinite, slotNames } from "./optim.ts";
 import { deviceTensors, headLayout, packHead, unpackHead, updatedHead, type DeviceHead, type HeadLayout } from "./device-head.ts";
 import { lrAt } from "./lr-schedule.ts";
 import { readInto } from "./kernels/wasm-heap.ts";
-import { headThreadCount } from "./head-pool.ts";
+import { headThreadCount, type HeadThreadSettings } from "./head-pool.ts";
 export { headLayout, packHead, unpackHead, type DeviceHead, type HeadLayout } from "./device-head.ts";
 import { effectiveLoss, epochSeed, headShapeOf, type EffectiveLoss, type TrainConfig } from "./train-config.ts";
 
@@ -86,6 +86,8 @@ export interface TrainHooks {
   onEpochEnd?(epoch: number, row: EpochRow): void;
   /** Extra identity of the data folded into the checkpoint digest (e.g. feature file sizes). */
   dataIdentity?: string;
+  /** Cores and head threads (a stage passes ctx.settings); default: all cores, threads by head size. */
+  settings?: HeadThreadSettings;
 }
 
 export interface TrainResult {
@@ -584,7 +586,7 @@ export async function trainEnsemble(cfg: TrainConfig, train: TrainSource, val: E
   const k = cfg.random_select;
   // The pair on two head threads when the stage has two cores for big heads (src/ml/head-pool.ts):
   // the same bits as this thread with one OpenBLAS thread, about 1.3x faster at paper sizes.
-  const threads = k === 2 ? headThreadCount(shape, cfg.n_models, 2) : 1;
+  const threads = k === 2 ? headThreadCount(shape, cfg.n_models, 2, hooks.settings) : 1;
   let st: EnsembleState | null = null;
   let te: import("./threaded-training.ts").ThreadedEnsemble | null = null;
   if (threads === 2) {
