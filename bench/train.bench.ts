@@ -1,4 +1,4 @@
-// Benchmark of the SED training step (src/ml/trainer.ts sedTrainStep): samples/s and GFLOP/s on the
+// Benchmark of the SED training step (src/ml/single-thread-training.ts sedTrainStep): samples/s and GFLOP/s on the
 // backend in use, and the same step in PyTorch (Debian python3-torch) when it is installed.
 //   node --import tsx bench/train.bench.ts                 step timings (< 60 s)
 //   SED_BENCH_DEMO=1 node --import tsx bench/train.bench.ts  demo proxy: the 4 demo configs of
@@ -15,7 +15,10 @@ import { initBackend } from "../src/ml/backend.ts";
 import { Rng } from "../src/rng.ts";
 import { initHeadArrays, headLogits } from "../src/ml/heads.ts";
 import { parseTrainConfig, effectiveLoss, headShapeOf, type TrainConfigInput } from "../src/ml/train-config.ts";
-import { EnsembleState, StepAccumulators, sedTrainStep, trainEnsemble } from "../src/ml/trainer.ts";
+import { trainEnsemble } from "../src/ml/trainer.ts";
+import { EnsembleState } from "../src/ml/ensemble-state.ts";
+import { sedTrainStep } from "../src/ml/single-thread-training.ts";
+import { StepAccumulators } from "../src/ml/epoch-log.ts";
 import { headThreadCount } from "../src/ml/head-pool.ts";
 import { memoryEvalSource, memoryTrainSource } from "../src/ml/train-sources.ts";
 

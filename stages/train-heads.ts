@@ -8,7 +8,8 @@ import { ConfigError } from "../src/errors.ts";
 import { initBackend } from "../src/ml/backend.ts";
 import { saveEnsemble } from "../src/ml/heads.ts";
 import { effectiveLoss, headShapeOf, parseTrainConfig } from "../src/ml/train-config.ts";
-import { trainEnsemble, trainingCsv } from "../src/ml/trainer.ts";
+import { trainEnsemble } from "../src/ml/trainer.ts";
+import { trainingCsv } from "../src/ml/epoch-log.ts";
 import { checkLabels, featureEvalSource, featureTrainSource } from "../src/ml/train-sources.ts";
 import { openFeatureFile } from "../src/io/features.ts";
 

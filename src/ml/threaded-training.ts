@@ -1,14 +1,17 @@
 // SED training on two head threads (head-pool.ts): each step's active pair runs one head per thread;
 // the threads trade the pair's logits, each evaluates the (identical) loss and back-propagates and
 // updates its own head. Owns where each head lives (which thread, or the host with
-// keep_inactive_on_cpu) and its AdamW step count; the epoch loop stays in trainer.ts.
+// keep_inactive_on_cpu) and its AdamW step count; the epoch loop stays in trainer.ts, the choice of
+// this over the stage's own thread in ensemble-trainer.ts.
 import * as tf from "@tensorflow/tfjs-core";
 import { headLayout, packHead, unpackHead, type HeadLayout } from "./device-head.ts";
 import { HeadPool, sharedF32, type FlatHead } from "./head-pool.ts";
-import type { HeadArrays } from "./heads.ts";
+import type { EnsembleSnapshot, HeadArrays } from "./heads.ts";
 import { slotNames } from "./optim.ts";
 import { effectiveLoss, headShapeOf, type TrainConfig } from "./train-config.ts";
-import { EvalTally, batchCounts, type EvalOptions, type EvalResult, type EvalSource, type StepAccumulators } from "./trainer.ts";
+import type { StepAccumulators } from "./epoch-log.ts";
+import type { EvalSource } from "./train-sources.ts";
+import { EvalTally, batchCounts, type EvalOptions, type EvalResult } from "./validation-tally.ts";
 
 export interface ThreadedStepInput {
   x: Float32Array;
@@ -124,7 +127,7 @@ export class ThreadedEnsemble {
   }
 
   /** Host copies of weights and slots. */
-  async snapshot(): Promise<{ heads: HeadArrays[]; slots: Record<string, HeadArrays>[] }> {
+  async snapshot(): Promise<EnsembleSnapshot> {
     const heads: HeadArrays[] = [];
     const slots: Record<string, HeadArrays>[] = [];
     for (let i = 0; i < this.size; i++) {
