@@ -20,7 +20,8 @@ import {
   type EvalTransform,
   type TrainTransform,
 } from "../src/io/images.ts";
-import { createFeatureFile, openFeatureFile, type FeatureWriter } from "../src/io/features.ts";
+import { createFeatureFile, type FeatureWriter } from "../src/io/feature-writer.ts";
+import { openFeatureFile } from "../src/io/feature-reader.ts";
 import { referenceFeatureFileName } from "../src/hash/reference-name.ts";
 
 export interface DatasetParams {

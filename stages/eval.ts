@@ -13,7 +13,7 @@ import { headThreadCount } from "../src/ml/head-pool.ts";
 import { subsetIndices } from "../src/ml/metrics.ts";
 import { SCORE_NAMES } from "../src/ml/scores.ts";
 import { directedAuroc } from "../src/ml/auroc.ts";
-import { openFeatureFile } from "../src/io/features.ts";
+import { openFeatureFile } from "../src/io/feature-reader.ts";
 import { readScoresFile, writeScoresFile } from "../src/io/scores-file.ts";
 
 export const RESULT_FORMAT = "sed-pipe-eval/1";

@@ -11,7 +11,7 @@ import { effectiveLoss, headShapeOf, parseTrainConfig } from "../src/ml/train-co
 import { trainEnsemble } from "../src/ml/trainer.ts";
 import { trainingCsv } from "../src/ml/epoch-log.ts";
 import { checkLabels, featureEvalSource, featureTrainSource } from "../src/ml/train-sources.ts";
-import { openFeatureFile } from "../src/io/features.ts";
+import { openFeatureFile } from "../src/io/feature-reader.ts";
 
 export const MODEL_FILES = { ensemble: "ensemble.safetensors", csv: "training.csv", config: "config.json" } as const;
 
