@@ -1,6 +1,5 @@
-// Opens and validates cached-feature HDF5 files (layout in feature-layout.ts): completeness by our
-// marker or the reference's rule, passes, sequential and shuffled batches. Never loads a whole pass
-// into memory, never writes; knows nothing about stages, models or tfjs.
+// Opens and validates cached-feature HDF5 files: completeness, passes, sequential and shuffled
+// batches. Never loads a whole pass into memory, never writes; knows no stages, models or tfjs.
 import { InputError, SedPipeError } from "../errors.ts";
 import type { Rng } from "../rng.ts";
 import { closeQuietly, describeType, firstLine, numType, openH5Read, unsupportedFilters, type Dataset, type H5File } from "./hdf5.ts";

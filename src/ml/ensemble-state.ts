@@ -1,6 +1,5 @@
-// Where an ensemble's heads live while it trains on the stage's thread: device tensors, or host
-// buffers with keep_inactive_on_cpu (uploaded per step). Owns uploads, downloads and step counts;
-// computes nothing (single-thread-training.ts does).
+// Where the heads live while training on the stage's thread: device tensors, or host buffers with
+// keep_inactive_on_cpu. Owns uploads, downloads and step counts; computes nothing.
 import * as tf from "@tensorflow/tfjs-core";
 import { HEAD_PARAM_NAMES, headParamShapes, type EnsembleSnapshot, type HeadArrays, type HeadParamName, type HeadShape, type HeadTensors } from "./heads.ts";
 import { slotNames } from "./optim.ts";

@@ -1,6 +1,5 @@
-// Where the heads of an ensemble train: on the stage's thread, or the active pair on two head threads
-// (head-pool.ts). The one module that imports both trainers; it gives the epoch loop one interface to
-// either and decides nothing else (no epochs, no checkpoints).
+// Where an ensemble's heads train: on the stage's thread or the pair on two head threads; the one
+// module that imports both trainers, behind one interface. Knows no epochs and no checkpoints.
 import * as tf from "@tensorflow/tfjs-core";
 import { headThreadCount, type HeadThreadSettings } from "./head-pool.ts";
 import type { EnsembleSnapshot, HeadArrays } from "./heads.ts";

@@ -1,8 +1,5 @@
-// SED training on two head threads (head-pool.ts): each step's active pair runs one head per thread;
-// the threads trade the pair's logits, each evaluates the (identical) loss and back-propagates and
-// updates its own head. Owns where each head lives (which thread, or the host with
-// keep_inactive_on_cpu) and its AdamW step count; the epoch loop stays in trainer.ts, the choice of
-// this over the stage's own thread in ensemble-trainer.ts.
+// SED training with the active pair on two head threads (head-pool.ts): which thread holds each head,
+// the steps and the validation there. No epoch loop (trainer.ts), no choosing (ensemble-trainer.ts).
 import * as tf from "@tensorflow/tfjs-core";
 import { headLayout, packHead, unpackHead, type HeadLayout } from "./device-head.ts";
 import { HeadPool, sharedF32, type FlatHead } from "./head-pool.ts";
@@ -28,6 +25,11 @@ function sharedHead(total: number, slots: string[]): FlatHead {
   return { params: sharedF32(total), slots: Object.fromEntries(slots.map((s) => [s, sharedF32(total)])) };
 }
 
+/**
+ * Each step's active pair runs one head per thread; the threads trade the pair's logits, each
+ * evaluates the (identical) loss and back-propagates and updates its own head. Owns where each head
+ * lives (which thread, or the host with keep_inactive_on_cpu) and its AdamW step count.
+ */
 export class ThreadedEnsemble {
   readonly headSteps: number[];
   readonly layout: HeadLayout;

@@ -1,6 +1,5 @@
-// The training checkpoint: one safetensors file in the instance's scratch folder holding every head's
-// weights and optimiser slots, step counts, the rows so far and a digest of config and data. Owns its
-// format and its validity; never decides when to save or what to train.
+// The per-epoch training checkpoint (heads, optimiser slots, steps, rows, config+data digest): its
+// format and its validity. Never decides when to save or what to train.
 import { createHash } from "node:crypto";
 import { rm, stat } from "node:fs/promises";
 import { join } from "node:path";
@@ -39,6 +38,7 @@ export function checkpointDigest(cfg: TrainConfig, train: TrainSource, extra: st
     .slice(0, 20);
 }
 
+/** Writes checkpoint.safetensors into dir (the instance's scratch folder), atomically. */
 export async function saveCheckpoint(dir: string, digest: string, st: CheckpointSource, c: Omit<Checkpoint, "heads" | "slots" | "headSteps">): Promise<void> {
   const { heads, slots } = await st.snapshot();
   const sh = headParamShapes(headShapeOf(st.cfg));

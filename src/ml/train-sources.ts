@@ -1,6 +1,5 @@
-// Batch sources for the trainer: the interfaces it reads batches through, and sources over a
-// cached-feature file (src/io/feature-reader.ts) or over in-memory arrays (tests, benchmarks). Owns
-// batching and label checks; no tfjs, no training logic.
+// Batch sources for the trainer: the interfaces it reads through, over a feature file or in-memory
+// arrays (tests, benchmarks). Owns batching and label checks; no tfjs, no training logic.
 import type { FeatureReader } from "../io/feature-reader.ts";
 import { InputError } from "../errors.ts";
 import type { Rng } from "../rng.ts";

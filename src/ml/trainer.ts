@@ -1,6 +1,5 @@
-// Trains an SED ensemble (reference §1.3, §2.3-2.5): the epoch loop, with the cosine schedule, the
-// frozen first epoch, per-epoch validation, a checkpoint after every epoch and bit-exact resume.
-// Reads batches only through TrainSource/EvalSource; where the heads live is ensemble-trainer.ts's.
+// The SED training loop (reference §1.3, §2.3-2.5): epochs, cosine LR, frozen first epoch, validation,
+// checkpoint and bit-exact resume. Reads batches only through train-sources.ts; never places heads.
 import { join } from "node:path";
 import { Rng } from "../rng.ts";
 import { InputError } from "../errors.ts";
