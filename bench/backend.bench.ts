@@ -27,9 +27,9 @@ await tf.ready();
 await registerCoreGradients();
 const blas = loadBlasAddon();
 const paths: Path[] = ["stock", "wasm-fixed", ...("blas" in blas ? (["wasm+blas"] as Path[]) : [])];
-// OpenBLAS's and PyTorch's threads (SED_PIPE_BLAS_THREADS=1 gives a one-core comparison, steadier
+// OpenBLAS's and PyTorch's threads (SED_BENCH_BLAS_THREADS=1 gives a one-core comparison, steadier
 // on a loaded machine).
-const threads = Number(process.env.SED_PIPE_BLAS_THREADS ?? 2);
+const threads = Number(process.env.SED_BENCH_BLAS_THREADS ?? 2);
 
 console.log(`cpu: ${cpus()[0]?.model} x${cpus().length}; load average ${loadavg()[0].toFixed(1)}; OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? "(unset)"}`);
 console.log("blas" in blas ? `addon: ${blas.blas.config()}; ${threads} thread(s)` : `addon unavailable: ${blas.error}`);
@@ -37,7 +37,7 @@ console.log(`every figure: the fastest call after a warm-up, best of ${ROUNDS} i
 
 async function use(path: Path): Promise<void> {
   if (path === "stock") uninstallBlasKernels();
-  else await installBlasKernels({ prefer: path === "wasm-fixed" ? "fixed" : "auto", threads });
+  else await installBlasKernels({ prefer: path === "wasm-fixed" ? "fixed" : "auto", blasThreads: threads });
 }
 
 /**

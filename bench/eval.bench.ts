@@ -3,7 +3,8 @@
 // rows, on the backend initBackend picks: on this thread, then on head threads (src/ml/head-pool.ts)
 // when the machine has the cores. Also times the pure-JS score part alone.
 // Env: SED_BENCH_HEADS (50), SED_BENCH_ROWS (2048), SED_BENCH_BATCH (eval batch, 256; heads run on
-// chunks of forwardRows(batch) rows), SED_BACKEND (auto).
+// chunks of forwardRows(batch) rows), SED_BACKEND (auto), SED_BENCH_HEAD_THREADS (1 = never use head
+// threads, n = n of them; default: by head size and cores).
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs-core";
@@ -64,10 +65,12 @@ async function evalRun(threads: number): Promise<number> {
   console.log(`eval on ${where}: ${ROWS} samples in ${evalS.toFixed(2)} s = ${(ROWS / evalS).toFixed(1)} samples/s (${sum.batches} batches; weights upload ${(upload / 1000).toFixed(2)} s; rss ${mb(rss)} MiB; tensors left ${tf.memory().numTensors})`);
   return ROWS / evalS;
 }
-const headThreads = headThreadCount(shape, M + 1, Number.POSITIVE_INFINITY);
+const headThreads = headThreadCount(shape, M + 1, Number.POSITIVE_INFINITY, {
+  headThreads: process.env.SED_BENCH_HEAD_THREADS ? Number(process.env.SED_BENCH_HEAD_THREADS) : null,
+});
 let best = await evalRun(1);
 if (headThreads > 1) best = await evalRun(headThreads);
-else console.log("head threads: not used here (SED_PIPE_HEAD_THREADS=1, one core, or a backend other than wasm)");
+else console.log("head threads: not used here (SED_BENCH_HEAD_THREADS=1, one core, or a backend other than wasm)");
 
 // The pure-JS part alone: scores + diversity of one batch of random logits.
 const stack = { heads: M, rows: BATCH, classes: shape.classes, kind: "logits" as const, data: Float32Array.from({ length: M * BATCH * shape.classes }, () => rng.normal() * 3) };

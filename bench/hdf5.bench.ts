@@ -4,7 +4,8 @@
 import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createFeatureFile, openFeatureFile } from "../src/io/features.ts";
+import { createFeatureFile } from "../src/io/feature-writer.ts";
+import { openFeatureFile } from "../src/io/feature-reader.ts";
 import { Rng } from "../src/rng.ts";
 
 const GB = Number(process.env.SED_BENCH_HDF5_GB ?? 2);

@@ -1,10 +1,11 @@
-// Benchmark of the SED training step (src/ml/trainer.ts sedTrainStep): samples/s and GFLOP/s on the
+// Benchmark of the SED training step (src/ml/single-thread-training.ts sedTrainStep): samples/s and GFLOP/s on the
 // backend in use, and the same step in PyTorch (Debian python3-torch) when it is installed.
 //   node --import tsx bench/train.bench.ts                 step timings (< 60 s)
 //   SED_BENCH_DEMO=1 node --import tsx bench/train.bench.ts  demo proxy: the 4 demo configs of
 //     params/demo.yaml on real MNIST digits through the seeded demo ViT (time, val acc, disagreement)
 //   SED_BENCH_BACKEND=wasm|cpu|auto (default auto), SED_BENCH_TORCH_THREADS (default 2),
-//   SED_BENCH_KEEP_HEADS (heads of the keep_inactive_on_cpu step, default 10)
+//   SED_BENCH_KEEP_HEADS (heads of the keep_inactive_on_cpu step, default 10),
+//   SED_BENCH_HEAD_THREADS (1 = never use head threads, 2 = always; default: by head size and cores)
 import * as tf from "@tensorflow/tfjs-core";
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -14,12 +15,16 @@ import { initBackend } from "../src/ml/backend.ts";
 import { Rng } from "../src/rng.ts";
 import { initHeadArrays, headLogits } from "../src/ml/heads.ts";
 import { parseTrainConfig, effectiveLoss, headShapeOf, type TrainConfigInput } from "../src/ml/train-config.ts";
-import { EnsembleState, StepAccumulators, sedTrainStep, trainEnsemble } from "../src/ml/trainer.ts";
+import { trainEnsemble } from "../src/ml/trainer.ts";
+import { EnsembleState } from "../src/ml/ensemble-state.ts";
+import { sedTrainStep } from "../src/ml/single-thread-training.ts";
+import { StepAccumulators } from "../src/ml/epoch-log.ts";
 import { headThreadCount } from "../src/ml/head-pool.ts";
 import { memoryEvalSource, memoryTrainSource } from "../src/ml/train-sources.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const backend = await initBackend(process.env.SED_BENCH_BACKEND ?? "auto");
+const headSettings = { headThreads: process.env.SED_BENCH_HEAD_THREADS ? Number(process.env.SED_BENCH_HEAD_THREADS) : null };
 console.log(`backend: ${backend.name} (${backend.reason})`);
 const mb = (n: number) => `${(n / 2 ** 20).toFixed(0)} MB`;
 
@@ -72,7 +77,7 @@ async function stepBench(label: string, dim: number, hidden: number, classes: nu
   const gflops = stepFlops(dim, hidden, classes, batch) / s / 1e9;
   console.log(`${label}: ${(s * 1000).toFixed(1)} ms/step, ${(batch / s).toFixed(0)} samples/s, ${gflops.toFixed(1)} GFLOP/s (matmul FLOPs), rss ${mb(process.memoryUsage().rss)}`);
   let best = s;
-  if (headThreadCount(headShapeOf(cfg), heads, 2) === 2) {
+  if (headThreadCount(headShapeOf(cfg), heads, 2, headSettings) === 2) {
     // The same steps with the pair on two head threads (one head each, logits traded per step).
     const { ThreadedEnsemble } = await import("../src/ml/threaded-training.ts");
     const trng = new Rng(1);
@@ -98,7 +103,7 @@ async function stepBench(label: string, dim: number, hidden: number, classes: nu
       tacc.dispose();
       await te.dispose();
     }
-  } else console.log("  head threads: not used here (SED_PIPE_HEAD_THREADS=1, one core, small heads, or a backend other than wasm)");
+  } else console.log("  head threads: not used here (SED_BENCH_HEAD_THREADS=1, one core, small heads, or a backend other than wasm)");
   if (keepInactive) {
     console.log("  pytorch: not measured for host-kept heads (train-step.py keeps its heads in memory)");
     tf.dispose([x, y]);
@@ -176,7 +181,7 @@ async function demoProxy(): Promise<void> {
     if (only && !only.includes(raw.name)) continue;
     const cfg = parseTrainConfig({ ...raw, ...(patch[raw.name] ?? {}) }, "params/demo.yaml train_configs");
     const t0 = performance.now();
-    const r = await trainEnsemble(cfg, memoryTrainSource(tr2E, tr2L, D, 2), memoryEvalSource(vaE, vaL, D), {});
+    const r = await trainEnsemble(cfg, memoryTrainSource(tr2E, tr2L, D, 2), memoryEvalSource(vaE, vaL, D), { settings: headSettings });
     const secs = (performance.now() - t0) / 1000;
     total += secs;
     // disagreement on shifted vs clean val: fraction of samples where heads' argmaxes are not all equal

@@ -20,7 +20,8 @@ import {
   type EvalTransform,
   type TrainTransform,
 } from "../src/io/images.ts";
-import { createFeatureFile, openFeatureFile, type FeatureWriter } from "../src/io/features.ts";
+import { createFeatureFile, type FeatureWriter } from "../src/io/feature-writer.ts";
+import { openFeatureFile } from "../src/io/feature-reader.ts";
 import { referenceFeatureFileName } from "../src/hash/reference-name.ts";
 
 export interface DatasetParams {
@@ -318,7 +319,7 @@ export async function run(ctx: StageContext): Promise<void> {
   }
 
   const transform = transformFor(ds, fz);
-  const backend = await initBackend(ctx.backend);
+  const backend = await initBackend(ctx.backend, ctx.settings);
   ctx.log(`backend ${backend.name} (${backend.reason}); ${N} images x ${E} pass(es) from ${imagesDir}; checkpoint ${checkpoint}`);
   const model = createVit(await readVitWeights(checkpoint, fz.arch), fz.arch);
   let writer: FeatureWriter | undefined;

@@ -13,7 +13,7 @@ import { headThreadCount } from "../src/ml/head-pool.ts";
 import { subsetIndices } from "../src/ml/metrics.ts";
 import { SCORE_NAMES } from "../src/ml/scores.ts";
 import { directedAuroc } from "../src/ml/auroc.ts";
-import { openFeatureFile } from "../src/io/features.ts";
+import { openFeatureFile } from "../src/io/feature-reader.ts";
 import { readScoresFile, writeScoresFile } from "../src/io/scores-file.ts";
 
 export const RESULT_FORMAT = "sed-pipe-eval/1";
@@ -122,7 +122,7 @@ export function metricsOf(s: EvalSummary): Record<string, MeanStd> {
 export async function run(ctx: StageContext): Promise<void> {
   const { model, dataset, eval: ev } = checkParams(ctx.params);
   const notes: string[] = [];
-  const backend = await initBackend(ctx.backend);
+  const backend = await initBackend(ctx.backend, ctx.settings);
   ctx.log(`backend ${backend.name} (${backend.reason})`);
 
   if (dataset.role !== "id" && !ctx.deps.id_scores) {
@@ -158,7 +158,7 @@ export async function run(ctx: StageContext): Promise<void> {
     const cfg = { batchSize: ev.batch_size, quirks: ev.reference_quirks, subset, soup: true };
     const chunk = forwardRows(ev.batch_size);
     // Heads and soup split across head threads when the stage has the cores (same bits either way).
-    const threads = headThreadCount(ensemble.shape, ensemble.heads.length + 1, Number.POSITIVE_INFINITY);
+    const threads = headThreadCount(ensemble.shape, ensemble.heads.length + 1, Number.POSITIVE_INFINITY, ctx.settings);
     evaluator = threads > 1 ? await ThreadedEvaluator.start(ensemble, reader.rows, cfg, threads, chunk) : new EnsembleEvaluator(ensemble, reader.rows, cfg);
     ctx.log(threads > 1 ? `heads on ${threads} threads` : "heads on the stage's thread");
     labels = new Int32Array(reader.rows);

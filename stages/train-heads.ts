@@ -8,9 +8,10 @@ import { ConfigError } from "../src/errors.ts";
 import { initBackend } from "../src/ml/backend.ts";
 import { saveEnsemble } from "../src/ml/heads.ts";
 import { effectiveLoss, headShapeOf, parseTrainConfig } from "../src/ml/train-config.ts";
-import { trainEnsemble, trainingCsv } from "../src/ml/trainer.ts";
+import { trainEnsemble } from "../src/ml/trainer.ts";
+import { trainingCsv } from "../src/ml/epoch-log.ts";
 import { checkLabels, featureEvalSource, featureTrainSource } from "../src/ml/train-sources.ts";
-import { openFeatureFile } from "../src/io/features.ts";
+import { openFeatureFile } from "../src/io/feature-reader.ts";
 
 export const MODEL_FILES = { ensemble: "ensemble.safetensors", csv: "training.csv", config: "config.json" } as const;
 
@@ -25,7 +26,7 @@ export async function run(ctx: StageContext): Promise<void> {
   }
   if (!ctx.outs.model) throw new ConfigError("train-heads: out \"model\" is missing", { hint: "pipeline.yaml must declare outs: model: artifacts/models/${item.name}" });
   const cfg = parseTrainConfig(ctx.params.config, `${ctx.profile} profile train_configs item`);
-  const backend = await initBackend(ctx.backend);
+  const backend = await initBackend(ctx.backend, ctx.settings);
   ctx.log(`backend: ${backend.name} (${backend.reason})`);
 
   const trainReader = await openFeatureFile(ctx.deps.train, { dim: cfg.embed_dim, requireComplete: true });
@@ -45,6 +46,7 @@ export async function run(ctx: StageContext): Promise<void> {
       log: (l) => ctx.log(l),
       progress: (e) => ctx.progress(e),
       checkpointDir: ctx.scratch,
+      settings: ctx.settings,
       dataIdentity: `${await identity(ctx.deps.train)}|${await identity(ctx.deps.val)}`,
     });
     const out = ctx.outs.model;

@@ -119,6 +119,15 @@ export async function openH5Read(path: string): Promise<H5File> {
   }
 }
 
+/** Closes a file that may already be broken (its caller deletes or abandons it next). */
+export function closeQuietly(file: H5File): void {
+  try {
+    file.close();
+  } catch {
+    // Already broken.
+  }
+}
+
 /** HDF5 filter ids we can read correctly: deflate (gzip) and byte shuffle. */
 export const SUPPORTED_FILTERS: ReadonlyMap<number, string> = new Map([
   [1, "deflate"],

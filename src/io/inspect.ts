@@ -1,7 +1,7 @@
 // `sed-pipe inspect FILE`: what a cached-feature HDF5 file holds and whether it is usable
 // (datasets, shapes, dtypes, chunking, filters, passes, completeness, labels). Read-only.
 import { SedPipeError } from "../errors.ts";
-import { openFeatureFile } from "./features.ts";
+import { openFeatureFile } from "./feature-reader.ts";
 import {
   checkHdf5Container,
   loadH5,

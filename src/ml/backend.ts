@@ -3,18 +3,22 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { SedPipeError } from "../errors.ts";
 import { AUTO_ORDER, predictBackend, type BackendChoice, type BackendName } from "./backend-choice.ts";
+import type { BlasSettings } from "./wasm-blas.ts";
 
 export { AUTO_ORDER, BACKEND_NAMES, predictBackend, type BackendChoice, type BackendName } from "./backend-choice.ts";
 
-/** Loads and activates a backend in this process; returns what is actually in use. */
-export async function initBackend(requested: string = "auto"): Promise<BackendChoice> {
+/**
+ * Loads and activates a backend in this process; returns what is actually in use. `blas` applies to
+ * the wasm backends (a stage passes ctx.settings): blas false gives the pure-wasm matMul path.
+ */
+export async function initBackend(requested: string = "auto", blas: BlasSettings = {}): Promise<BackendChoice> {
   const predicted = predictBackend(requested);
   const order: BackendName[] =
     requested === "auto" ? AUTO_ORDER.slice(AUTO_ORDER.indexOf(predicted.name)) : [predicted.name];
   const failures: string[] = [];
   for (const name of order) {
     try {
-      const note = await activate(name);
+      const note = await activate(name, blas);
       const reason = (failures.length ? `${predicted.reason}; ${failures.join("; ")}` : predicted.reason) + (note ? `; ${note}` : "");
       return { name, reason };
     } catch (err) {
@@ -27,7 +31,7 @@ export async function initBackend(requested: string = "auto"): Promise<BackendCh
 }
 
 /** Activates a backend; returns a note on how its matMuls run (wasm), for the log. */
-async function activate(name: BackendName): Promise<string> {
+async function activate(name: BackendName, blas: BlasSettings): Promise<string> {
   let note = "";
   switch (name) {
     case "tfjs-node-gpu":
@@ -43,7 +47,7 @@ async function activate(name: BackendName): Promise<string> {
       // Stock tfjs-wasm runs every matMul with a transposed operand ~15x slower (stack-notes): the
       // kernels of src/ml/wasm-blas.ts replace them (OpenBLAS, else transpose-first).
       const { installBlasKernels } = await import("./wasm-blas.ts");
-      const r = await installBlasKernels({ prefer: name === "wasm-fixed" ? "fixed" : "auto" });
+      const r = await installBlasKernels({ prefer: name === "wasm-fixed" ? "fixed" : "auto", blas: blas.blas, blasThreads: blas.blasThreads });
       if (name === "wasm+blas" && r.path !== "wasm+blas") throw new Error(`the OpenBLAS kernels are not available (${r.reason})`);
       note = `matMul: ${r.path} (${r.reason})`;
       break;

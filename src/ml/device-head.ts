@@ -1,5 +1,6 @@
 // A head's tensors on the compute backend (parameters and optimiser slots) and its optimiser step.
-// Shared by the single-thread trainer (trainer.ts) and the head threads (head-thread.ts).
+// Shared by the single-thread trainer (single-thread-training.ts, ensemble-state.ts) and the head
+// threads (head-thread.ts).
 import * as tf from "@tensorflow/tfjs-core";
 import { HEAD_PARAM_NAMES, headParamShapes, type HeadArrays, type HeadShape, type HeadTensors } from "./heads.ts";
 import { adamwUpdate, sgdUpdate } from "./optim.ts";

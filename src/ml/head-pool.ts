@@ -1,7 +1,7 @@
 // Runs the heads of an ensemble on worker threads (head-thread.ts), one tfjs backend and one OpenBLAS
 // thread each, so a 2-core machine uses both cores on the parts of a head that tfjs-wasm runs on one
 // (GELU, LayerNorm, softmax, the optimiser) as well as on the matMuls. Owns the threads, the RPC to
-// them and how many to use; which head lives where is up to the caller (trainer.ts, eval.ts).
+// them and how many to use; which head lives where is up to the caller (threaded-training.ts, eval.ts).
 import { availableParallelism } from "node:os";
 import { MessageChannel, Worker, type TransferListItem } from "node:worker_threads";
 import * as tf from "@tensorflow/tfjs-core";
@@ -21,21 +21,32 @@ export function sharedF32(n: number): Float32Array {
 export const MIN_POOLED_HEAD = 1 << 20;
 
 /**
- * How many head threads to use: SED_PIPE_HEAD_THREADS when set (1 = none); otherwise the stage's core
- * budget (SED_PIPE_CORES, which the runner sets to cores / parallel jobs; else all cores), but only on
- * the wasm backend (tfjs-node threads itself and cannot load in a worker thread) and for heads of at
- * least MIN_POOLED_HEAD weights. `most` caps it (e.g. 2 for the two active heads of a training step).
+ * The caller's say over head threads (a stage passes ctx.settings, which has these fields). Nothing
+ * here reads the environment: src/cli.ts maps SED_PIPE_CORES and SED_PIPE_HEAD_THREADS.
  */
-export function headThreadCount(shape: HeadShape, heads: number, most: number): number {
-  const forced = process.env.SED_PIPE_HEAD_THREADS;
-  const budget = (name: string, v: string) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new SedPipeError(`${name} must be a positive integer, got "${v}"`, { hint: `unset it, or set e.g. ${name}=2` });
-    return n;
-  };
-  if (forced !== undefined && forced !== "") return Math.min(budget("SED_PIPE_HEAD_THREADS", forced), most, heads);
+export interface HeadThreadSettings {
+  /** Cores the caller may use (the runner gives a stage cores / parallel jobs). Default: all of them. */
+  readonly cores?: number;
+  /** null or absent: decide by head size, backend and cores; 1 = never; n = force n (any head size). */
+  readonly headThreads?: number | null;
+}
+
+function positive(name: string, n: number): number {
+  if (!Number.isInteger(n) || n < 1) throw new SedPipeError(`${name} must be a positive integer, got ${n}`);
+  return n;
+}
+
+/**
+ * How many head threads to use: settings.headThreads when set (1 = none); otherwise the core budget
+ * (settings.cores, else all cores), but only on the wasm backend (tfjs-node threads itself and cannot
+ * load in a worker thread) and for heads of at least MIN_POOLED_HEAD weights. `most` caps it (e.g. 2
+ * for the two active heads of a training step), and so does `heads`.
+ */
+export function headThreadCount(shape: HeadShape, heads: number, most: number, settings: HeadThreadSettings = {}): number {
+  const forced = settings.headThreads ?? null;
+  if (forced !== null) return Math.min(positive("headThreads", forced), most, heads);
   if (tf.getBackend() !== "wasm" || shape.dim * shape.hidden < MIN_POOLED_HEAD) return 1;
-  const cores = process.env.SED_PIPE_CORES ? budget("SED_PIPE_CORES", process.env.SED_PIPE_CORES) : availableParallelism();
+  const cores = settings.cores === undefined ? availableParallelism() : positive("cores", settings.cores);
   return Math.max(1, Math.min(cores, most, heads));
 }
 

@@ -82,10 +82,10 @@ class HeadThread {
 
   async init(r: Extract<ThreadRequest, { op: "init" }>): Promise<string> {
     const { initBackend } = await import("./backend.ts");
-    const choice = await initBackend(r.backend);
-    const { setBlasThreads, loadBlasAddon } = await import("./wasm-blas.ts");
-    // One OpenBLAS thread per head thread: the pool's threads are the parallelism.
-    if (tf.getBackend() === "wasm" && "blas" in loadBlasAddon()) setBlasThreads(1);
+    // The backend the pool names says which matMul path to load (wasm+blas or wasm-fixed), so the
+    // thread needs no settings of its own. One OpenBLAS thread per head thread: the pool's threads
+    // are the parallelism.
+    const choice = await initBackend(r.backend, { blasThreads: 1 });
     this.shape = r.shape;
     this.shapes = headParamShapes(r.shape);
     this.total = 0;

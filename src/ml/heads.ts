@@ -126,6 +126,12 @@ export interface EnsembleArrays {
   meta?: Record<string, string>;
 }
 
+/** Host copies of an ensemble in training: every head's weights and its optimiser slots by slot name. */
+export interface EnsembleSnapshot {
+  heads: HeadArrays[];
+  slots: Record<string, HeadArrays>[];
+}
+
 /** Tensors keyed `submodels.<i>.<param>` (the reference's RedneckEnsemble state-dict keys). */
 export function ensembleTensors(e: EnsembleArrays, prefix = "submodels"): Record<string, SafeTensor> {
   const shapes = headParamShapes(e.shape);

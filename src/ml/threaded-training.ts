@@ -1,14 +1,14 @@
-// SED training on two head threads (head-pool.ts): each step's active pair runs one head per thread;
-// the threads trade the pair's logits, each evaluates the (identical) loss and back-propagates and
-// updates its own head. Owns where each head lives (which thread, or the host with
-// keep_inactive_on_cpu) and its AdamW step count; the epoch loop stays in trainer.ts.
+// SED training with the active pair on two head threads (head-pool.ts): which thread holds each head,
+// the steps and the validation there. No epoch loop (trainer.ts), no choosing (ensemble-trainer.ts).
 import * as tf from "@tensorflow/tfjs-core";
 import { headLayout, packHead, unpackHead, type HeadLayout } from "./device-head.ts";
 import { HeadPool, sharedF32, type FlatHead } from "./head-pool.ts";
-import type { HeadArrays } from "./heads.ts";
+import type { EnsembleSnapshot, HeadArrays } from "./heads.ts";
 import { slotNames } from "./optim.ts";
 import { effectiveLoss, headShapeOf, type TrainConfig } from "./train-config.ts";
-import { EvalTally, batchCounts, type EvalOptions, type EvalResult, type EvalSource, type StepAccumulators } from "./trainer.ts";
+import type { StepAccumulators } from "./epoch-log.ts";
+import type { EvalSource } from "./train-sources.ts";
+import { EvalTally, batchCounts, type EvalOptions, type EvalResult } from "./validation-tally.ts";
 
 export interface ThreadedStepInput {
   x: Float32Array;
@@ -25,6 +25,11 @@ function sharedHead(total: number, slots: string[]): FlatHead {
   return { params: sharedF32(total), slots: Object.fromEntries(slots.map((s) => [s, sharedF32(total)])) };
 }
 
+/**
+ * Each step's active pair runs one head per thread; the threads trade the pair's logits, each
+ * evaluates the (identical) loss and back-propagates and updates its own head. Owns where each head
+ * lives (which thread, or the host with keep_inactive_on_cpu) and its AdamW step count.
+ */
 export class ThreadedEnsemble {
   readonly headSteps: number[];
   readonly layout: HeadLayout;
@@ -124,7 +129,7 @@ export class ThreadedEnsemble {
   }
 
   /** Host copies of weights and slots. */
-  async snapshot(): Promise<{ heads: HeadArrays[]; slots: Record<string, HeadArrays>[] }> {
+  async snapshot(): Promise<EnsembleSnapshot> {
     const heads: HeadArrays[] = [];
     const slots: Record<string, HeadArrays>[] = [];
     for (let i = 0; i < this.size; i++) {

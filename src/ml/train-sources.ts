@@ -1,9 +1,30 @@
-// Batch sources for the trainer: over a cached-feature file (src/io/features.ts) or over in-memory
+// Batch sources for the trainer: the interfaces it reads through, over a feature file or in-memory
 // arrays (tests, benchmarks). Owns batching and label checks; no tfjs, no training logic.
-import type { FeatureReader } from "../io/features.ts";
+import type { FeatureReader } from "../io/feature-reader.ts";
 import { InputError } from "../errors.ts";
 import type { Rng } from "../rng.ts";
-import type { Batch, EvalSource, TrainSource } from "./trainer.ts";
+
+export interface Batch {
+  /** count*dim values, row-major. */
+  embed: Float32Array;
+  label: Int32Array;
+  count: number;
+}
+
+export interface TrainSource {
+  dim: number;
+  /** Rows per augmented pass; an epoch is one pass. */
+  passRows: number;
+  passes: number;
+  /** Shuffled batches of pass `epoch mod passes` (drop_last false). */
+  batches(epoch: number, batchSize: number, rng: Rng): Iterable<Batch>;
+}
+
+export interface EvalSource {
+  dim: number;
+  rows: number;
+  batches(batchSize: number): Iterable<Batch>;
+}
 
 /** Training batches of a multi-pass feature file: epoch e reads pass e mod passes, shuffled. */
 export function featureTrainSource(r: FeatureReader, blockRows?: number): TrainSource {

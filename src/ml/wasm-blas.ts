@@ -15,11 +15,20 @@ import { fixedBatchMatMulConfig, fixedFusedMatMulConfig, type StockMatMulKernels
 export type BlasPath = "wasm+blas" | "wasm-fixed";
 export type { BlasAddon } from "./kernels/blas-addon.ts";
 
-export interface InstallBlasOptions {
+/**
+ * The caller's say over the OpenBLAS kernels (a stage passes ctx.settings, which has these fields).
+ * Nothing here reads the environment: src/cli.ts maps SED_PIPE_NO_BLAS and SED_PIPE_BLAS_THREADS.
+ */
+export interface BlasSettings {
+  /** false: the pure-wasm path, whether or not the addon loads. Default true. */
+  readonly blas?: boolean;
+  /** OpenBLAS threads (process-wide). Default: 1 in a worker thread, else OpenBLAS's own default. */
+  readonly blasThreads?: number;
+}
+
+export interface InstallBlasOptions extends BlasSettings {
   /** "auto" (default): OpenBLAS when the addon loads, else the fallback. "fixed" forces the fallback. */
   prefer?: "auto" | "fixed";
-  /** OpenBLAS threads; default SED_PIPE_BLAS_THREADS, else 1 in a worker thread, else OpenBLAS's own default. */
-  threads?: number;
 }
 
 const require = createRequire(import.meta.url);
@@ -27,9 +36,11 @@ let stock: (StockMatMulKernels & { sum: KernelConfig }) | null = null;
 let active: BlasPath | null = null;
 let addon: BlasAddon | null = null;
 
-/** Loads @sed-pipe/blas, or says why it cannot be used. Honours SED_PIPE_NO_BLAS=1. */
+/**
+ * Loads @sed-pipe/blas, or says why it cannot be used. Whether to use it is not decided here: code
+ * that calls this checks activeBlasPath() (installBlasKernels honours BlasSettings.blas).
+ */
 export function loadBlasAddon(): { blas: BlasAddon } | { error: string } {
-  if (process.env.SED_PIPE_NO_BLAS === "1") return { error: "SED_PIPE_NO_BLAS=1 is set" };
   if (addon) return { blas: addon };
   try {
     addon = require("@sed-pipe/blas") as BlasAddon;
@@ -43,17 +54,8 @@ export function loadBlasAddon(): { blas: BlasAddon } | { error: string } {
   }
 }
 
-function defaultThreads(): number | null {
-  const env = process.env.SED_PIPE_BLAS_THREADS;
-  if (env !== undefined && env !== "") {
-    const n = Number(env);
-    if (!Number.isInteger(n) || n < 1) {
-      throw new SedPipeError(`SED_PIPE_BLAS_THREADS must be a positive integer, got "${env}"`, {
-        hint: "unset it, or set e.g. SED_PIPE_BLAS_THREADS=1",
-      });
-    }
-    return n;
-  }
+function threadsOf(s: BlasSettings): number | null {
+  if (s.blasThreads !== undefined) return s.blasThreads;
   // Two stage workers sharing the cores would oversubscribe them with OpenBLAS's default.
   return isMainThread ? null : 1;
 }
@@ -89,18 +91,26 @@ function register(configs: KernelConfig[]): void {
   }
 }
 
+/** Why the fallback is used without trying the addon, or null to try it. */
+function fallbackWanted(options: InstallBlasOptions): string | null {
+  if (options.prefer === "fixed") return "fallback requested (prefer: fixed)";
+  if (options.blas === false) return "OpenBLAS kernels turned off (blas: false, e.g. SED_PIPE_NO_BLAS=1)";
+  return null;
+}
+
 /**
- * Overrides the wasm matMul kernels. Idempotent; a second call re-decides (e.g. after a change of
- * SED_PIPE_NO_BLAS). Returns the active path and the reason, for logs and stage fingerprints.
+ * Overrides the wasm matMul kernels. Idempotent; a second call re-decides (e.g. with other options).
+ * Returns the active path and the reason, for logs and stage fingerprints.
  */
 export async function installBlasKernels(
   options: InstallBlasOptions = {},
 ): Promise<{ path: BlasPath; reason: string }> {
   requireWasm();
   const s = saveStock();
-  const loaded = options.prefer === "fixed" ? { error: "fallback requested (prefer: fixed)" } : loadBlasAddon();
+  const wanted = fallbackWanted(options);
+  const loaded = wanted !== null ? { error: wanted } : loadBlasAddon();
   if ("blas" in loaded) {
-    const threads = options.threads ?? defaultThreads();
+    const threads = threadsOf(options);
     if (threads !== null) setBlasThreads(threads);
     register([blasBatchMatMulConfig(loaded.blas), blasFusedMatMulConfig(loaded.blas), leadingSumConfig(loaded.blas, s.sum)]);
     active = "wasm+blas";
@@ -129,7 +139,7 @@ export function activeBlasPath(): BlasPath | null {
  * wasm backend is active; null otherwise, so the caller keeps the tensor-op versions.
  */
 export function fusedOptimizer(): FusedOptimizer | null {
-  // `--backend wasm-fixed` asks for no native code at all.
+  // `--backend wasm-fixed` and blas: false (both install the fallback) ask for no native code at all.
   if (tf.getBackend() !== "wasm" || activeBlasPath() === "wasm-fixed") return null;
   const loaded = loadBlasAddon();
   return "blas" in loaded ? makeFusedOptimizer(loaded.blas) : null;

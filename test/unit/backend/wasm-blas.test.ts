@@ -243,19 +243,14 @@ blasTest("wasm+blas reads the weights' current bytes (no packed-weight cache)", 
   tf.dispose([x, w, y1, y2]);
 });
 
-test("SED_PIPE_NO_BLAS=1 forces the fallback and says so", async () => {
+test("blas: false forces the fallback and says so", async () => {
   await tf.setBackend("wasm");
-  process.env.SED_PIPE_NO_BLAS = "1";
-  try {
-    const r = await installBlasKernels();
-    assert.is(r.path, "wasm-fixed");
-    assert.match(r.reason, /SED_PIPE_NO_BLAS=1/);
-    assert.is(activeBlasPath(), "wasm-fixed");
-    const got = await compute("wasm-fixed", () => tf.matMul(tf.tensor2d([[1, 2]]), tf.tensor2d([[3, 4]]), false, true));
-    assert.equal(Array.from(got[0]), [11]);
-  } finally {
-    delete process.env.SED_PIPE_NO_BLAS;
-  }
+  const r = await installBlasKernels({ blas: false });
+  assert.is(r.path, "wasm-fixed");
+  assert.match(r.reason, /OpenBLAS kernels turned off \(blas: false/);
+  assert.is(activeBlasPath(), "wasm-fixed");
+  const got = await compute("wasm-fixed", () => tf.matMul(tf.tensor2d([[1, 2]]), tf.tensor2d([[3, 4]]), false, true));
+  assert.equal(Array.from(got[0]), [11]);
 });
 
 test("installBlasKernels refuses a backend other than wasm", async () => {

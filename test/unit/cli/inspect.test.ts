@@ -3,7 +3,7 @@ import * as assert from "uvu/assert";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { main } from "../../../src/cli.ts";
-import { createFeatureFile } from "../../../src/io/features.ts";
+import { createFeatureFile } from "../../../src/io/feature-writer.ts";
 import { tempDir, removeDir } from "../../helpers/tmp.ts";
 
 async function call(argv: string[], cwd: string) {

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { resolveFeatureFile, run } from "../../../stages/eval.ts";
 import type { StageContext } from "../../../src/runner/stage-api.ts";
 import { initHeadArrays, saveEnsemble, type HeadShape } from "../../../src/ml/heads.ts";
-import { createFeatureFile } from "../../../src/io/features.ts";
+import { createFeatureFile } from "../../../src/io/feature-writer.ts";
 import { readScoresFile } from "../../../src/io/scores-file.ts";
 import { directedAuroc } from "../../../src/ml/auroc.ts";
 import { SCORE_NAMES } from "../../../src/ml/scores.ts";

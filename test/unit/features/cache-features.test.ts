@@ -10,7 +10,8 @@ import type { ProgressEvent, StageContext } from "../../../src/runner/stage-api.
 import { writeSeededVitCheckpoint, readVitWeights } from "../../../src/ml/vit-checkpoint.ts";
 import { createVit, disposeVit, featurizeBatch, type VitArch } from "../../../src/ml/vit.ts";
 import { decodeImage, evalCrop, normalizeInto } from "../../../src/io/images.ts";
-import { createFeatureFile, openFeatureFile } from "../../../src/io/features.ts";
+import { createFeatureFile } from "../../../src/io/feature-writer.ts";
+import { openFeatureFile } from "../../../src/io/feature-reader.ts";
 import { referenceFeatureFileName } from "../../../src/hash/reference-name.ts";
 import { ConfigError, InputError } from "../../../src/errors.ts";
 import { initBackend } from "../../../src/ml/backend.ts";

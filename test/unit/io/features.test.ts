@@ -5,11 +5,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import {
-  createFeatureFile,
-  openFeatureFile,
-  ATTR_FORMAT,
-} from "../../../src/io/features.ts";
+import { createFeatureFile } from "../../../src/io/feature-writer.ts";
+import { openFeatureFile } from "../../../src/io/feature-reader.ts";
+import { ATTR_FORMAT } from "../../../src/io/feature-layout.ts";
 import { loadH5 } from "../../../src/io/hdf5.ts";
 import { InputError } from "../../../src/errors.ts";
 import { Rng } from "../../../src/rng.ts";

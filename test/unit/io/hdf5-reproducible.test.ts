@@ -5,7 +5,7 @@ import * as assert from "uvu/assert";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createFeatureFile } from "../../../src/io/features.ts";
+import { createFeatureFile } from "../../../src/io/feature-writer.ts";
 import { writeScoresFile } from "../../../src/io/scores-file.ts";
 
 let dir = "";

@@ -3,7 +3,7 @@ import * as assert from "uvu/assert";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createFeatureFile } from "../../../src/io/features.ts";
+import { createFeatureFile } from "../../../src/io/feature-writer.ts";
 import { inspectFeatureFile, formatInspect } from "../../../src/io/inspect.ts";
 import { loadH5 } from "../../../src/io/hdf5.ts";
 import { InputError } from "../../../src/errors.ts";

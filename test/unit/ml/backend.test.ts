@@ -55,5 +55,24 @@ test("wasm-fixed and wasm+blas can be forced; the path in use is reported", asyn
   }
 });
 
+test("blas: false gives the pure-wasm matMul path and says why; forcing wasm+blas with it is an error", async () => {
+  const off = await initBackend("wasm", { blas: false });
+  assert.is(off.name, "wasm");
+  assert.is(tf.getBackend(), "wasm");
+  assert.match(off.reason, /matMul: wasm-fixed \(OpenBLAS kernels turned off \(blas: false/);
+  const { activeBlasPath, fusedOptimizer } = await import("../../../src/ml/wasm-blas.ts");
+  assert.is(activeBlasPath(), "wasm-fixed");
+  assert.is(fusedOptimizer(), null, "no native optimizer with the kernels turned off");
+  const y = tf.matMul(tf.tensor2d([[1, 2]]), tf.tensor2d([[3, 4]]), false, true);
+  assert.equal(Array.from(await y.data()), [11]);
+  y.dispose();
+  try {
+    await initBackend("wasm+blas", { blas: false });
+    assert.unreachable("should throw");
+  } catch (err) {
+    assert.match((err as Error).message, /wasm\+blas failed to load: the OpenBLAS kernels are not available \(OpenBLAS kernels turned off/);
+  }
+});
+
 test.run();
 

@@ -3,16 +3,39 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import * as tf from "@tensorflow/tfjs-core";
-process.env.SED_PIPE_BLAS_THREADS = "1";
 const { initBackend } = await import("../../../src/ml/backend.ts");
 const { initHeadArrays } = await import("../../../src/ml/heads.ts");
 const { EnsembleEvaluator, ThreadedEvaluator } = await import("../../../src/ml/eval.ts");
-const { HeadPool } = await import("../../../src/ml/head-pool.ts");
+const { HeadPool, MIN_POOLED_HEAD, headThreadCount } = await import("../../../src/ml/head-pool.ts");
 const { Rng } = await import("../../../src/rng.ts");
 import type { EnsembleArrays, HeadShape } from "../../../src/ml/heads.ts";
 
-const backend = await initBackend("wasm");
+// One OpenBLAS thread here, as on each head thread: the bits the threads must reproduce.
+const backend = await initBackend("wasm", { blasThreads: 1 });
 const shape: HeadShape = { dim: 16, hidden: 48, classes: 10 };
+
+test("headThreadCount: forced counts win (capped by most and heads); otherwise big heads on wasm get the cores", async () => {
+  const big: HeadShape = { dim: 1024, hidden: MIN_POOLED_HEAD / 1024, classes: 10 };
+  assert.is(headThreadCount(shape, 5, 2, { cores: 1, headThreads: 2 }), 2, "forced: any head size, any cores");
+  assert.is(headThreadCount(shape, 5, 2, { headThreads: 4 }), 2, "forced, capped by most");
+  assert.is(headThreadCount(shape, 3, Infinity, { headThreads: 8 }), 3, "forced, capped by heads");
+  assert.is(headThreadCount(big, 5, 2, { cores: 4, headThreads: 1 }), 1, "1 = never");
+  assert.is(headThreadCount(shape, 5, 2, { cores: 4, headThreads: null }), 1, "small heads stay on the stage's thread");
+  assert.is(headThreadCount(big, 5, 2, { cores: 4, headThreads: null }), 2, "big heads: the cores, capped by most");
+  assert.is(headThreadCount(big, 6, Infinity, { cores: 3 }), 3, "big heads: the cores");
+  assert.is(headThreadCount(big, 2, Infinity, { cores: 3 }), 2, "big heads: no more threads than heads");
+  assert.is(headThreadCount(big, 5, 2, { cores: 1 }), 1, "one core: no head threads");
+  for (const bad of [{ headThreads: 0 }, { headThreads: 1.5 }, { cores: 0 }]) {
+    assert.throws(() => headThreadCount(big, 5, 2, bad), /must be a positive integer/, JSON.stringify(bad));
+  }
+  await import("@tensorflow/tfjs-backend-cpu");
+  await tf.setBackend("cpu");
+  try {
+    assert.is(headThreadCount(big, 5, 2, { cores: 4 }), 1, "not on the cpu backend unless forced");
+  } finally {
+    await tf.setBackend("wasm");
+  }
+});
 
 function ensemble(m: number, seed: number): EnsembleArrays {
   const rng = new Rng(seed);
@@ -86,7 +109,7 @@ function trainData(n: number, seed: number) {
   return { x, y };
 }
 
-async function trainWith(threads: string, over: Record<string, unknown>) {
+async function trainWith(threads: number, over: Record<string, unknown>) {
   const cfg = parseTrainConfig({
     name: "t", n_models: 5, random_select: 2, embed_dim: shape.dim, mlp_hidden: shape.hidden, num_classes: shape.classes,
     batch_size: 16, eval_batch_size: 32, optimizer: { type: "adamw", lr: 0.003, weight_decay: 0.05 },
@@ -96,12 +119,8 @@ async function trainWith(threads: string, over: Record<string, unknown>) {
   const tr = trainData(96, 5);
   const va = trainData(40, 6);
   const logs: string[] = [];
-  process.env.SED_PIPE_HEAD_THREADS = threads;
-  try {
-    return { ...(await trainEnsemble(cfg, memoryTrainSource(tr.x, tr.y, shape.dim), memoryEvalSource(va.x, va.y, shape.dim), { log: (l) => logs.push(l) })), logs };
-  } finally {
-    delete process.env.SED_PIPE_HEAD_THREADS;
-  }
+  const settings = { headThreads: threads };
+  return { ...(await trainEnsemble(cfg, memoryTrainSource(tr.x, tr.y, shape.dim), memoryEvalSource(va.x, va.y, shape.dim), { log: (l) => logs.push(l), settings })), logs };
 }
 
 const variants: [string, Record<string, unknown>, boolean][] = [
@@ -113,8 +132,8 @@ const variants: [string, Record<string, unknown>, boolean][] = [
 for (const [name, over, sameLosses] of variants) {
   test(`two-thread training = single-thread training, bit for bit: ${name}`, async () => {
     const before = tf.memory().numTensors;
-    const one = await trainWith("1", over);
-    const two = await trainWith("2", over);
+    const one = await trainWith(1, over);
+    const two = await trainWith(2, over);
     assert.ok(two.logs.some((l) => /2 head threads/.test(l)), "the threaded path ran");
     assert.not.ok(one.logs.some((l) => /head threads/.test(l)), "the single-thread path ran");
     one.heads.forEach((h, i) => {

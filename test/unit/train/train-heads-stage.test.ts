@@ -5,7 +5,7 @@ import { mkdtemp, rm, readFile, readdir, mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run } from "../../../stages/train-heads.ts";
-import { createFeatureFile } from "../../../src/io/features.ts";
+import { createFeatureFile } from "../../../src/io/feature-writer.ts";
 import { loadEnsemble } from "../../../src/ml/heads.ts";
 import type { ProgressEvent, StageContext } from "../../../src/runner/stage-api.ts";
 import { clusters } from "./synthetic.ts";

@@ -1,0 +1,121 @@
+// Where the heads live while training on the stage's thread: device tensors, or host buffers with
+// keep_inactive_on_cpu. Owns uploads, downloads and step counts; computes nothing.
+import * as tf from "@tensorflow/tfjs-core";
+import { HEAD_PARAM_NAMES, headParamShapes, type EnsembleSnapshot, type HeadArrays, type HeadParamName, type HeadShape, type HeadTensors } from "./heads.ts";
+import { slotNames } from "./optim.ts";
+import { deviceTensors, headLayout, packHead, unpackHead, type DeviceHead, type HeadLayout } from "./device-head.ts";
+import { readInto } from "./kernels/wasm-heap.ts";
+import { headShapeOf, type TrainConfig } from "./train-config.ts";
+
+/** Host copy of a head: flat params and flat slots, in HeadLayout order. */
+interface HostHead {
+  params: Float32Array;
+  slots: Record<string, Float32Array>;
+}
+
+/**
+ * The ensemble's weights and optimiser state. On device by default; with keep_inactive_on_cpu they live
+ * as host Float32Arrays and only the active heads are uploaded per step (the reference parks inactive
+ * heads on the CPU to save accelerator memory; here it keeps them out of the 32-bit wasm heap).
+ */
+export class EnsembleState {
+  readonly shape: HeadShape;
+  readonly layout: HeadLayout;
+  readonly slotNames: string[];
+  /** Optimiser steps taken per head (torch counts per parameter; a head's parameters always step together). */
+  readonly headSteps: number[];
+  private device: (DeviceHead | null)[];
+  private host: (HostHead | null)[];
+  private readonly shapes: Record<HeadParamName, number[]>;
+
+  constructor(readonly cfg: TrainConfig, heads: HeadArrays[], slots?: Record<string, HeadArrays>[], steps?: number[]) {
+    this.shape = headShapeOf(cfg);
+    this.layout = headLayout(this.shape);
+    this.shapes = headParamShapes(this.shape);
+    this.slotNames = slotNames(cfg.optimizer);
+    this.headSteps = steps ? [...steps] : heads.map(() => 0);
+    const hostHeads: HostHead[] = heads.map((h, i) => ({
+      params: packHead(h, this.layout),
+      slots: Object.fromEntries(
+        this.slotNames.map((s) => [s, slots?.[i]?.[s] ? packHead(slots[i][s], this.layout) : new Float32Array(this.layout.total)]),
+      ),
+    }));
+    if (cfg.keep_inactive_on_cpu) {
+      this.host = hostHeads;
+      this.device = heads.map(() => null);
+    } else {
+      this.host = heads.map(() => null);
+      this.device = hostHeads.map((h) => this.upload(h));
+    }
+  }
+
+  get size(): number {
+    return this.headSteps.length;
+  }
+
+  private toDevice(flat: Float32Array): HeadTensors {
+    const o = {} as HeadTensors;
+    const v = unpackHead(flat, this.layout);
+    for (const k of HEAD_PARAM_NAMES) o[k] = tf.tensor(v[k], this.shapes[k], "float32");
+    return o;
+  }
+
+  /** Reads every tensor of t into `into` (flat, HeadLayout order; a new buffer when absent). */
+  private toHost(t: HeadTensors, into?: Float32Array): Float32Array {
+    const out = into ?? new Float32Array(this.layout.total);
+    HEAD_PARAM_NAMES.forEach((k, i) => readInto(t[k], out, this.layout.offsets[i]));
+    return out;
+  }
+
+  private upload(h: HostHead): DeviceHead {
+    return {
+      params: this.toDevice(h.params),
+      slots: Object.fromEntries(Object.entries(h.slots).map(([s, a]) => [s, this.toDevice(a)])),
+    };
+  }
+
+  /** Device tensors of head i (uploaded when kept on the host; then release() must follow). */
+  acquire(i: number): DeviceHead {
+    return this.device[i] ?? this.upload(this.host[i]!);
+  }
+
+  /** Stores head i's new tensors; the old ones (and, for host heads, the new ones after download) are disposed. */
+  release(i: number, next: DeviceHead, prev: DeviceHead): void {
+    if (this.device[i]) {
+      const keep = new Set<tf.Tensor>(deviceTensors(next));
+      tf.dispose(deviceTensors(prev).filter((t) => !keep.has(t)));
+      this.device[i] = next;
+      return;
+    }
+    // In place: snapshot() hands out copies, so nothing else holds these buffers.
+    const h = this.host[i]!;
+    this.toHost(next.params, h.params);
+    for (const [s, t] of Object.entries(next.slots)) this.toHost(t, h.slots[s]);
+    tf.dispose([...new Set([...deviceTensors(next), ...deviceTensors(prev)])]);
+  }
+
+  /** Done with acquired tensors that were not changed (eval). */
+  releaseUnchanged(i: number, h: DeviceHead): void {
+    if (!this.device[i]) tf.dispose(deviceTensors(h));
+  }
+
+  /** Host copies of weights and slots (reads the device once per tensor). */
+  snapshot(): EnsembleSnapshot {
+    const heads: HeadArrays[] = [];
+    const slots: Record<string, HeadArrays>[] = [];
+    for (let i = 0; i < this.size; i++) {
+      const d = this.device[i];
+      const h: HostHead = d
+        ? { params: this.toHost(d.params), slots: Object.fromEntries(Object.entries(d.slots).map(([s, t]) => [s, this.toHost(t)])) }
+        : { params: this.host[i]!.params.slice(), slots: Object.fromEntries(Object.entries(this.host[i]!.slots).map(([s, a]) => [s, a.slice()])) };
+      heads.push(unpackHead(h.params, this.layout));
+      slots.push(Object.fromEntries(Object.entries(h.slots).map(([s, a]) => [s, unpackHead(a, this.layout)])));
+    }
+    return { heads, slots };
+  }
+
+  dispose(): void {
+    for (const d of this.device) if (d) tf.dispose(deviceTensors(d));
+    this.device = this.device.map(() => null);
+  }
+}
