@@ -235,7 +235,7 @@ export class WorkerPool implements Executor {
       if (!lru) break;
       this.retire(lru);
     }
-    const w = new WorkerProcess(key, entry, execArgv, workerEnv(this.o.env, spec), spec.root);
+    const w = new WorkerProcess(key, entry, execArgv, this.o.env, spec.root);
     w.job = job;
     this.workers.push(w);
     void w.exit.then(() => (this.workers = this.workers.filter((x) => x !== w)));
@@ -306,17 +306,4 @@ export class WorkerPool implements Executor {
     this.workers = [];
     await Promise.all(all.map((w) => (w.job ? (w.kill(), w.exit) : w.stop())));
   }
-}
-
-/**
- * The worker's environment. Stages get their settings in the spec; these variables are what older
- * stage code (and native libraries that only read the environment) see of them.
- */
-function workerEnv(base: NodeJS.ProcessEnv, spec: WorkerSpec): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...base, SED_PIPE_CORES: String(spec.settings.cores), SED_PIPE_BLAS_THREADS: String(spec.settings.blasThreads) };
-  if (spec.settings.headThreads !== null) env.SED_PIPE_HEAD_THREADS = String(spec.settings.headThreads);
-  else delete env.SED_PIPE_HEAD_THREADS;
-  if (!spec.settings.blas) env.SED_PIPE_NO_BLAS = "1";
-  else delete env.SED_PIPE_NO_BLAS;
-  return env;
 }
