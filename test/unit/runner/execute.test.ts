@@ -268,8 +268,11 @@ test("kill -9 of a worker fails that instance; the next run redoes it", () =>
         const timer = setInterval(() => {}, 1000);
         const r = await run(p, {
           onWorkerSpawn: (_id, pid) => {
+            let killed = false;
+            // Ticks overlap on a busy machine (each awaits a read): kill once.
             const t = setInterval(async () => {
-              if (await readFile(join(root, "started")).catch(() => null)) {
+              if (!killed && (await readFile(join(root, "started")).catch(() => null)) && !killed) {
+                killed = true;
                 clearInterval(t);
                 process.kill(pid, "SIGKILL");
               }
