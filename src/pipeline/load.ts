@@ -1,6 +1,6 @@
 // pipeline.yaml + the profile's params files -> checked config -> instances (expand.ts) -> DAG in
-// topological order (graph.ts). Owns reading the files and the pipeline.yaml schema diagnostics;
-// never runs stages.
+// topological order (graph.ts) -> params checked against the stage contracts (contracts.ts,
+// check-params.ts). Owns reading the files and the pipeline.yaml schema diagnostics; never runs stages.
 import { readFile, stat } from "node:fs/promises";
 import { isAbsolute, relative, resolve } from "node:path";
 import { parseDocument, type Document, type Node } from "yaml";
@@ -8,9 +8,12 @@ import { z } from "zod";
 import { ConfigError } from "../errors.ts";
 import { describeValue } from "../schema-issues.ts";
 import { configErrorAt, SourceText, type Span } from "./diagnostics.ts";
+import { findParamErrors, paramsError } from "./check-params.ts";
+import { loadContracts } from "./contracts.ts";
 import { expandStages } from "./expand.ts";
 import { buildGraph } from "./graph.ts";
 import { nodeSpan } from "./interpolate.ts";
+import type { ProvenanceEnv, YamlSource } from "./provenance.ts";
 import type { Pipeline, StageInstance } from "./types.ts";
 import { spanFor, toPosix } from "./yaml-paths.ts";
 
@@ -118,6 +121,8 @@ export interface LoadOptions {
   profile?: string;
   /** The pipeline file, relative to the root (default pipeline.yaml). */
   file?: string;
+  /** false: do not load stage contracts (no params check, no contract versions). Default true. */
+  contracts?: boolean;
 }
 
 export async function loadPipeline(rootIn: string, opts: LoadOptions = {}): Promise<Pipeline> {
@@ -132,16 +137,22 @@ export async function loadPipeline(rootIn: string, opts: LoadOptions = {}): Prom
   const expanded = expandStages({ root, stages: cfg.stages, doc, src, params: profile.params, paramsLabel: profile.files.map((f) => f.src.name).join(" + ") });
   const { graph, order } = buildGraph(root, expanded.instances, expanded.spans);
 
+  if (opts.contracts !== false) {
+    const stageSpans = new Map([...expanded.stages.keys()].map((name) => [name, spanFor(doc, src, ["stages", name, "module"])]));
+    const modules = new Map([...expanded.stages.values()].map((d) => [d.module, stageSpans.get(d.name)!]));
+    const byModule = await loadContracts(root, modules);
+    const contracts = new Map([...expanded.stages.values()].map((d) => [d.name, byModule.get(d.module) ?? null]));
+    const env: ProvenanceEnv = { pipeline: { src, doc }, params: profile.files };
+    const instanceSpans = new Map([...expanded.spans].map(([id, s]) => [id, s.stage]));
+    const findings = findParamErrors({ env, instances: expanded.instances, contracts, items: expanded.items, stageSpans: instanceSpans });
+    if (findings.length > 0) throw paramsError(findings);
+  }
+
   const instances = new Map<string, StageInstance>(order.map((inst) => [inst.id, inst]));
   return { root, profile: profile.name, paramsFiles: profile.files.map((f) => f.src.name), stages: expanded.stages, instances, graph };
 }
 
 /** The active profile and its params files, merged (later files win at the top level). */
-interface YamlSource {
-  src: SourceText;
-  doc: Document;
-}
-
 async function readProfile(root: string, cfg: PipelineYaml, doc: Document, src: SourceText, requested: string | undefined): Promise<{ name: string; params: Record<string, unknown>; files: YamlSource[] }> {
   const name = requested ?? cfg.default_profile;
   const profile = cfg.profiles[name];
