@@ -142,6 +142,10 @@ export async function loadPipeline(rootIn: string, opts: LoadOptions = {}): Prom
     const modules = new Map([...expanded.stages.values()].map((d) => [d.module, stageSpans.get(d.name)!]));
     const byModule = await loadContracts(root, modules);
     const contracts = new Map([...expanded.stages.values()].map((d) => [d.name, byModule.get(d.module) ?? null]));
+    for (const inst of expanded.instances) {
+      const c = contracts.get(inst.stage);
+      if (c) inst.version = c.contract.version;
+    }
     const env: ProvenanceEnv = { pipeline: { src, doc }, params: profile.files };
     const instanceSpans = new Map([...expanded.spans].map(([id, s]) => [id, s.stage]));
     const findings = findParamErrors({ env, instances: expanded.instances, contracts, items: expanded.items, stageSpans: instanceSpans });
