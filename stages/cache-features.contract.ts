@@ -50,10 +50,10 @@ export const featurizerSchema = z
   .superRefine((f, ctx) => {
     const size = f.arch.image_size;
     if (f.eval_transform && f.eval_transform.crop !== size) {
-      ctx.addIssue({ code: "custom", path: ["eval_transform", "crop"], message: `featurizer.eval_transform.crop is ${f.eval_transform.crop} but featurizer.arch.image_size is ${size}` });
+      ctx.addIssue({ code: "custom", path: ["eval_transform", "crop"], message: `is ${f.eval_transform.crop} but featurizer.arch.image_size is ${size}` });
     }
     if (f.train_transform && f.train_transform.size !== size) {
-      ctx.addIssue({ code: "custom", path: ["train_transform", "size"], message: `featurizer.train_transform.size is ${f.train_transform.size} but featurizer.arch.image_size is ${size}` });
+      ctx.addIssue({ code: "custom", path: ["train_transform", "size"], message: `is ${f.train_transform.size} but featurizer.arch.image_size is ${size}` });
     }
   });
 
@@ -79,7 +79,7 @@ export const contract = defineContract({
       ctx.addIssue({
         code: "custom",
         path: ["dataset", "transform", field],
-        message: `datasets[${d.key}].transform.${field} is ${value} but featurizer.arch.image_size is ${f.arch.image_size} (the transform must produce images of the size the ViT was built for)`,
+        message: `is ${value} but featurizer.arch.image_size is ${f.arch.image_size} (the transform must produce images of the size the ViT was built for)`,
       });
     }
   }),

@@ -61,7 +61,7 @@ class Walker {
   ) {}
 
   /** Follows a whole `${...}` (pipeline.yaml only) to the node it names. */
-  private jump(c: Cursor): Cursor | null {
+  jump(c: Cursor): Cursor | null {
     if (c.at !== this.env.pipeline || !isScalar(c.node) || typeof c.node.value !== "string") return null;
     const m = WHOLE.exec(c.node.value);
     if (!m) return null;
@@ -138,14 +138,16 @@ export function originOf(env: ProvenanceEnv, paramsNode: Node | null, item: Item
     const span = cursor.key ? keySpan : keySpan && { ...keySpan, end: keySpan.start + 1 };
     return { span: span ?? fallback, via: w.via, missing: rest === 1 };
   }
-  if (isAlias(cursor.node)) {
-    // The whole value is an alias: the choice was made at its use.
+  // A whole ${...} leads to where the value is written; if that is an alias, the choice was made there.
+  let end = cursor;
+  for (let next = w.jump(end); next; next = w.jump(end)) end = { ...next, key: next.key ?? end.key };
+  if (isAlias(end.node)) {
     const before = w.via.length;
-    w.deref(cursor, true);
+    w.deref(end, true);
     const alias = w.via[before];
     w.via.length = before;
-    return { span: spanOf(cursor) ?? fallback, via: w.via, ...(alias ? { alias } : {}) };
+    return { span: spanOf(end) ?? fallback, via: w.via, ...(alias ? { alias } : {}) };
   }
-  const end = w.deref(cursor, true);
-  return { span: spanOf(end) ?? spanOf(cursor) ?? fallback, via: w.via };
+  const value = w.deref(end, true);
+  return { span: spanOf(value) ?? spanOf(end) ?? fallback, via: w.via };
 }
