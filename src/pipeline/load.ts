@@ -10,7 +10,7 @@ import { describeValue } from "../schema-issues.ts";
 import { configErrorAt, SourceText, type Span } from "./diagnostics.ts";
 import { findParamErrors, paramsError } from "./check-params.ts";
 import { loadContracts } from "./contracts.ts";
-import { expandStages } from "./expand.ts";
+import { expandStages, type Expanded } from "./expand.ts";
 import { buildGraph } from "./graph.ts";
 import { nodeSpan } from "./interpolate.ts";
 import type { ProvenanceEnv, YamlSource } from "./provenance.ts";
@@ -137,23 +137,28 @@ export async function loadPipeline(rootIn: string, opts: LoadOptions = {}): Prom
   const expanded = expandStages({ root, stages: cfg.stages, doc, src, params: profile.params, paramsLabel: profile.files.map((f) => f.src.name).join(" + ") });
   const { graph, order } = buildGraph(root, expanded.instances, expanded.spans);
 
-  if (opts.contracts !== false) {
-    const stageSpans = new Map([...expanded.stages.keys()].map((name) => [name, spanFor(doc, src, ["stages", name, "module"])]));
-    const modules = new Map([...expanded.stages.values()].map((d) => [d.module, stageSpans.get(d.name)!]));
-    const byModule = await loadContracts(root, modules);
-    const contracts = new Map([...expanded.stages.values()].map((d) => [d.name, byModule.get(d.module) ?? null]));
-    for (const inst of expanded.instances) {
-      const c = contracts.get(inst.stage);
-      if (c) inst.version = c.contract.version;
-    }
-    const env: ProvenanceEnv = { pipeline: { src, doc }, params: profile.files };
-    const instanceSpans = new Map([...expanded.spans].map(([id, s]) => [id, s.stage]));
-    const findings = findParamErrors({ env, instances: expanded.instances, contracts, items: expanded.items, stageSpans: instanceSpans });
-    if (findings.length > 0) throw paramsError(findings);
-  }
+  if (opts.contracts !== false) await applyContracts(root, expanded, { pipeline: { src, doc }, params: profile.files });
 
   const instances = new Map<string, StageInstance>(order.map((inst) => [inst.id, inst]));
   return { root, profile: profile.name, paramsFiles: profile.files.map((f) => f.src.name), stages: expanded.stages, instances, graph };
+}
+
+/**
+ * Loads each stage's contract, stamps its version on the stage's instances and checks their params:
+ * a ConfigError listing every refused value, at its source, when any is refused.
+ */
+async function applyContracts(root: string, expanded: Expanded, env: ProvenanceEnv): Promise<void> {
+  const { src, doc } = env.pipeline;
+  const decls = [...expanded.stages.values()];
+  const byModule = await loadContracts(root, new Map(decls.map((d) => [d.module, spanFor(doc, src, ["stages", d.name, "module"])])));
+  const contracts = new Map(decls.map((d) => [d.name, byModule.get(d.module) ?? null]));
+  for (const inst of expanded.instances) {
+    const c = contracts.get(inst.stage);
+    if (c) inst.version = c.contract.version;
+  }
+  const stageSpans = new Map([...expanded.spans].map(([id, s]) => [id, s.stage]));
+  const findings = findParamErrors({ env, instances: expanded.instances, contracts, items: expanded.items, stageSpans });
+  if (findings.length > 0) throw paramsError(findings);
 }
 
 /** The active profile and its params files, merged (later files win at the top level). */
