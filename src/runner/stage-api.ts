@@ -122,7 +122,7 @@ export function parseWith<S extends ZodType>(schema: S, value: unknown, what: { 
   const r = schema.safeParse(value);
   if (r.success) return r.data as ZodOutput<S>;
   const lines = flattenIssues(r.error.issues as unknown as SchemaIssue[]).map((i) =>
-    issueLine(i.path.length ? `${what.path}.${pathText(i.path)}` : what.path, issueText(i, valueAt(value, i.path))),
+    issueLine(pathText([what.path, ...i.path]), issueText(i, valueAt(value, i.path))),
   );
   throw new ConfigError(`${what.name}: ${lines.join("; ")}`, what.hint === undefined ? {} : { hint: what.hint });
 }
