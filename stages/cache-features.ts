@@ -1,14 +1,15 @@
 // Stage cache-features: images -> frozen DeiT-3 featurizer -> HDF5 feature file in the reference
 // layout (§4), E passes of the train transform or one pass of the eval transform. Owns the batch
-// loop, bad-image policy and output naming; the math is src/ml/vit.ts, the files are src/io/*.
+// loop, bad-image policy and output naming (its params are checked by cache-features.contract.ts); the
+// math is src/ml/vit.ts, the files are src/io/*.
 import { link, copyFile, mkdir, readdir, readFile, stat } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
-import type { StageContext } from "../src/runner/stage-api.ts";
+import { parseParams, parseWith, type ParamsOf, type StageContext } from "../src/runner/stage-api.ts";
 import { ConfigError, InputError } from "../src/errors.ts";
 import { Rng } from "../src/rng.ts";
 import { writeFileAtomic } from "../src/io/atomic.ts";
 import { initBackend } from "../src/ml/backend.ts";
-import { createVit, disposeVit, featurizeBatch, parseVitArch, type VitArch } from "../src/ml/vit.ts";
+import { createVit, disposeVit, featurizeBatch, type VitArch } from "../src/ml/vit.ts";
 import { readVitWeights } from "../src/ml/vit-checkpoint.ts";
 import { listImages, type ImageLayout, type ImageList } from "../src/io/image-folder.ts";
 import {
@@ -23,6 +24,9 @@ import {
 import { createFeatureFile, type FeatureWriter } from "../src/io/feature-writer.ts";
 import { openFeatureFile } from "../src/io/feature-reader.ts";
 import { referenceFeatureFileName } from "../src/hash/reference-name.ts";
+import { contract, featurizerSchema } from "./cache-features.contract.ts";
+
+export { contract };
 
 export interface DatasetParams {
   key: string;
@@ -55,142 +59,39 @@ export interface FeaturizerParams {
   on_bad_image: "fail" | "skip";
 }
 
-function obj(v: unknown, where: string): Record<string, unknown> {
-  if (typeof v !== "object" || v === null || Array.isArray(v)) throw new ConfigError(`${where}: expected a mapping, got ${JSON.stringify(v)}`);
-  return v as Record<string, unknown>;
-}
+type CacheFeaturesParams = ParamsOf<typeof contract>;
 
-function str(r: Record<string, unknown>, k: string, where: string): string {
-  const v = r[k];
-  if (typeof v !== "string" || v === "") throw new ConfigError(`${where}.${k}: expected a non-empty string, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-function posInt(r: Record<string, unknown>, k: string, where: string, dflt?: number): number {
-  const v = r[k] ?? dflt;
-  if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) throw new ConfigError(`${where}.${k}: expected a positive integer, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-function nums(r: Record<string, unknown>, k: string, where: string, n: number): number[] {
-  const v = r[k];
-  if (!Array.isArray(v) || v.length !== n || v.some((x) => typeof x !== "number" || !Number.isFinite(x))) {
-    throw new ConfigError(`${where}.${k}: expected ${n} numbers, got ${JSON.stringify(v)}`);
-  }
-  return v as number[];
-}
-
-function meanStd(r: Record<string, unknown>, where: string): { mean: number[]; std: number[] } {
-  const mean = nums(r, "mean", where, 3);
-  const std = nums(r, "std", where, 3);
-  if (std.some((s) => s <= 0)) throw new ConfigError(`${where}.std: every value must be > 0, got ${JSON.stringify(std)}`);
-  return { mean, std };
-}
-
-export function parseDatasetParams(raw: unknown): DatasetParams {
-  const r = obj(raw, "dataset");
-  const key = str(r, "key", "dataset");
-  const where = `datasets[${key}]`;
-  const layout = r.layout as ImageLayout;
-  if (layout !== "imagefolder" && layout !== "single-folder") {
-    throw new ConfigError(`${where}.layout: expected imagefolder or single-folder, got ${JSON.stringify(r.layout)}`);
-  }
-  let transform: "eval" | "train";
+/** The dataset as the stage uses it: the transform's kind, and its own parameters when it carries them. */
+function datasetOf(d: CacheFeaturesParams["dataset"]): DatasetParams {
   let transformSpec: EvalTransform | TrainTransform | undefined;
-  if (typeof r.transform === "object" && r.transform !== null && !Array.isArray(r.transform)) {
-    const t = r.transform as Record<string, unknown>;
-    if (t.kind === "eval") transformSpec = parseEvalTransform(t, `${where}.transform`);
-    else if (t.kind === "train") transformSpec = parseTrainTransform(t, `${where}.transform`);
-    else throw new ConfigError(`${where}.transform.kind: expected eval or train, got ${JSON.stringify(t.kind)}`);
-    transform = t.kind;
-  } else {
-    transform = r.transform as "eval" | "train";
-    if (transform !== "eval" && transform !== "train") {
-      throw new ConfigError(`${where}.transform: expected eval, train or a mapping with kind: eval|train, got ${JSON.stringify(r.transform)}`);
-    }
-  }
-  const passes = posInt(r, "passes", where, 1);
-  if (transform === "eval" && passes !== 1) throw new ConfigError(`${where}.passes: ${passes} passes of the deterministic eval transform would repeat identical rows`, { hint: "use passes only with transform: train" });
-  if (r.naming !== undefined && r.naming !== null && r.naming !== "reference-hash") {
-    throw new ConfigError(`${where}.naming: expected reference-hash or nothing, got ${JSON.stringify(r.naming)}`);
-  }
-  const images = r.images === undefined || r.images === null ? undefined : str(r, "images", where);
-  const prebuilt = r.prebuilt === undefined || r.prebuilt === null ? undefined : str(r, "prebuilt", where);
-  if (!images && !prebuilt) {
-    throw new ConfigError(`${where}: needs images (a folder to featurize) or prebuilt (a reference feature file)`);
+  if (typeof d.transform !== "string") {
+    const { kind: _kind, ...spec } = d.transform;
+    transformSpec = spec;
   }
   return {
-    key,
-    ...(images ? { images } : {}),
-    ...(prebuilt ? { prebuilt } : {}),
-    layout,
-    transform,
+    key: d.key,
+    ...(d.images ? { images: d.images } : {}),
+    ...(d.prebuilt ? { prebuilt: d.prebuilt } : {}),
+    layout: d.layout,
+    transform: typeof d.transform === "string" ? d.transform : d.transform.kind,
     ...(transformSpec ? { transformSpec } : {}),
-    passes,
-    naming: r.naming === "reference-hash" ? "reference-hash" : undefined,
-    features: str(r, "features", where),
+    passes: d.passes,
+    naming: d.naming ?? undefined,
+    features: d.features,
   };
-}
-
-function parseEvalTransform(e: Record<string, unknown>, where: string): EvalTransform {
-  return { resize: posInt(e, "resize", where), crop: posInt(e, "crop", where), ...meanStd(e, where) };
-}
-
-function parseTrainTransform(t: Record<string, unknown>, where: string): TrainTransform {
-  const scale = nums(t, "scale", where, 2) as [number, number];
-  const ratio = nums(t, "ratio", where, 2) as [number, number];
-  if (!(scale[0] > 0 && scale[0] <= scale[1] && scale[1] <= 1)) throw new ConfigError(`${where}.scale: expected 0 < lo <= hi <= 1, got ${JSON.stringify(scale)}`);
-  if (!(ratio[0] > 0 && ratio[0] <= ratio[1])) throw new ConfigError(`${where}.ratio: expected 0 < lo <= hi, got ${JSON.stringify(ratio)}`);
-  const hflip = t.hflip;
-  if (typeof hflip !== "number" || hflip < 0 || hflip > 1) throw new ConfigError(`${where}.hflip: expected a probability, got ${JSON.stringify(hflip)}`);
-  return { size: posInt(t, "size", where), scale, ratio, hflip, ...meanStd(t, where) };
-}
-
-function checkTransformSize(name: string, size: number, arch: VitArch): void {
-  if (size !== arch.image_size) {
-    throw new ConfigError(`${name} is ${size} but featurizer.arch.image_size is ${arch.image_size}`, {
-      hint: "the transform must produce images of the size the ViT was built for",
-    });
-  }
 }
 
 /** The transform a dataset uses: its own (`transform: {kind, ...}`), else the featurizer's of that kind. */
 export function transformFor(ds: DatasetParams, fz: FeaturizerParams): EvalTransform | TrainTransform {
   const t = ds.transformSpec ?? (ds.transform === "eval" ? fz.eval_transform : fz.train_transform);
-  if (!t) {
-    throw new ConfigError(`datasets[${ds.key}].transform is "${ds.transform}" but featurizer.${ds.transform}_transform is not set`, {
-      hint: `give the dataset its own transform ({kind: ${ds.transform}, ...}) or set featurizer.${ds.transform}_transform`,
-    });
-  }
-  if (ds.transformSpec) checkTransformSize(`datasets[${ds.key}].transform.${ds.transform === "eval" ? "crop" : "size"}`, ds.transform === "eval" ? (t as EvalTransform).crop : (t as TrainTransform).size, fz.arch);
+  // The contract refuses a dataset featurized from images whose transform is nowhere.
+  if (!t) throw new Error(`datasets[${ds.key}]: no ${ds.transform} transform (the cache-features contract should have refused this)`);
   return t;
 }
 
+/** The featurizer section parsed by the contract's schema (a ConfigError naming every problem otherwise). */
 export function parseFeaturizerParams(raw: unknown): FeaturizerParams {
-  const r = obj(raw, "featurizer");
-  const arch = parseVitArch(r.arch, "featurizer.arch");
-  if (arch.in_chans !== 3) throw new ConfigError(`featurizer.arch.in_chans: images are decoded to RGB, so it must be 3 (got ${arch.in_chans})`);
-  const evalT = r.eval_transform === undefined ? undefined : parseEvalTransform(obj(r.eval_transform, "featurizer.eval_transform"), "featurizer.eval_transform");
-  const trainT = r.train_transform === undefined ? undefined : parseTrainTransform(obj(r.train_transform, "featurizer.train_transform"), "featurizer.train_transform");
-  if (evalT) checkTransformSize("featurizer.eval_transform.crop", evalT.crop, arch);
-  if (trainT) checkTransformSize("featurizer.train_transform.size", trainT.size, arch);
-  const policy = r.on_bad_image ?? "fail";
-  if (policy !== "fail" && policy !== "skip") throw new ConfigError(`featurizer.on_bad_image: expected fail or skip, got ${JSON.stringify(policy)}`);
-  const seed = r.seed ?? 42;
-  if (typeof seed !== "number" || !Number.isInteger(seed)) throw new ConfigError(`featurizer.seed: expected an integer, got ${JSON.stringify(seed)}`);
-  const rmp = r.reference_model_path ?? null;
-  if (rmp !== null && typeof rmp !== "string") throw new ConfigError(`featurizer.reference_model_path: expected a string or null`);
-  return {
-    checkpoint: str(r, "checkpoint", "featurizer"),
-    model_name: typeof r.model_name === "string" ? r.model_name : "deit3_21k",
-    reference_model_path: rmp,
-    arch,
-    ...(evalT ? { eval_transform: evalT } : {}),
-    ...(trainT ? { train_transform: trainT } : {}),
-    batch_size: posInt(r, "batch_size", "featurizer"),
-    seed,
-    on_bad_image: policy,
-  };
+  return parseWith(featurizerSchema, raw, { name: "cache-features", path: "featurizer" });
 }
 
 /**
@@ -286,8 +187,9 @@ interface Prepared {
 }
 
 export async function run(ctx: StageContext): Promise<void> {
-  const ds = parseDatasetParams(ctx.params.dataset);
-  const fz = parseFeaturizerParams(ctx.params.featurizer);
+  const params = parseParams(contract, ctx.params);
+  const ds = datasetOf(params.dataset);
+  const fz: FeaturizerParams = params.featurizer;
   if (ctx.deps.prebuilt) return usePrebuilt(ctx, ds, fz);
   const imagesDir = ctx.deps.images;
   const checkpoint = ctx.deps.checkpoint;

@@ -1,32 +1,19 @@
 // Stage download: materialises one entry of `sources` at ctx.outs.data. Kinds: `url` (fetch, verify,
 // optionally extract), `mnist-universe` (the demo's data, built locally), `generated-vit` (a seeded
-// featurizer checkpoint). Owns dispatch and progress; the work lives in src/io and src/ml.
+// featurizer checkpoint). Owns dispatch and progress (its params are checked by download.contract.ts);
+// the work lives in src/io and src/ml.
 import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
-import type { StageContext } from "../src/runner/stage-api.ts";
+import { parseParams, type StageContext } from "../src/runner/stage-api.ts";
 import { ConfigError, InputError } from "../src/errors.ts";
 import { downloadFile, type DownloadProgress } from "../src/io/download.ts";
 import { extractTarGz } from "../src/io/archive.ts";
-import { buildMnistUniverse, parseUniverseParams } from "../src/io/universe/mnist-universe.ts";
+import { buildMnistUniverse, universeParamsOf } from "../src/io/universe/mnist-universe.ts";
+import { contract, SOURCE_KINDS, type Source } from "./download.contract.ts";
 
-export const SOURCE_KINDS = ["url", "mnist-universe", "generated-vit"] as const;
+export { contract, SOURCE_KINDS };
 
-type Source = Record<string, unknown> & { name: string; kind: string; out: string };
-
-function parseSource(v: unknown): Source {
-  if (typeof v !== "object" || v === null || Array.isArray(v)) {
-    throw new ConfigError(`download: params.source must be one entry of \`sources\` (a mapping), got ${JSON.stringify(v)}`);
-  }
-  const s = v as Record<string, unknown>;
-  const where = `sources[${typeof s.name === "string" ? s.name : "?"}]`;
-  for (const k of ["name", "kind", "out"] as const) {
-    if (typeof s[k] !== "string" || s[k] === "") throw new ConfigError(`${where}: missing or empty \`${k}\``, { hint: "every source needs name, kind and out" });
-  }
-  if (!(SOURCE_KINDS as readonly string[]).includes(s.kind as string)) {
-    throw new ConfigError(`${where}: unknown kind ${JSON.stringify(s.kind)}`, { hint: `known kinds: ${SOURCE_KINDS.join(", ")}` });
-  }
-  return s as Source;
-}
+type SourceOf<K extends Source["kind"]> = Extract<Source, { kind: K }>;
 
 function fmtBytes(n: number): string {
   const u = ["B", "KB", "MB", "GB", "TB"];
@@ -51,21 +38,11 @@ function progressOf(ctx: StageContext, phase: string) {
   };
 }
 
-async function runUrl(ctx: StageContext, src: Source, out: string): Promise<void> {
-  const where = `sources[${src.name}]`;
-  if (typeof src.url !== "string" || src.url === "") throw new ConfigError(`${where}: kind url needs \`url\``);
-  if (src.sha256 !== undefined && src.sha256 !== null && typeof src.sha256 !== "string") throw new ConfigError(`${where}: sha256 must be a hex string`);
+async function runUrl(ctx: StageContext, src: SourceOf<"url">, out: string): Promise<void> {
   const sha = typeof src.sha256 === "string" ? src.sha256.toLowerCase() : undefined;
   const extract = src.extract ?? null;
-  if (extract !== null && extract !== "tar.gz") throw new ConfigError(`${where}: extract must be "tar.gz" or absent, got ${JSON.stringify(extract)}`);
-  const strip = src.strip ?? 0;
-  if (!Number.isInteger(strip) || (strip as number) < 0) throw new ConfigError(`${where}: strip must be a whole number`);
-  let urlPath: string;
-  try {
-    urlPath = new URL(src.url).pathname;
-  } catch {
-    throw new ConfigError(`${where}: not a URL: ${JSON.stringify(src.url)}`, { hint: "use https://..., http://... or file:///..." });
-  }
+  const strip = src.strip;
+  const urlPath = new URL(src.url).pathname;
   let fileName = typeof src.file_name === "string" && src.file_name ? src.file_name : basename(urlPath) || src.name;
   if (fileName.includes("/") || fileName === "." || fileName === "..") fileName = src.name;
 
@@ -102,7 +79,7 @@ async function runUrl(ctx: StageContext, src: Source, out: string): Promise<void
   let res;
   try {
     res = await extractTarGz(target, out, {
-      strip: strip as number,
+      strip,
       signal: ctx.signal,
       onBytes: (done, total) => {
         const now = Date.now();
@@ -125,8 +102,8 @@ async function runUrl(ctx: StageContext, src: Source, out: string): Promise<void
   await rm(archiveOrigin, { force: true });
 }
 
-async function runUniverse(ctx: StageContext, src: Source, out: string): Promise<void> {
-  const params = parseUniverseParams(src, `sources[${src.name}]`);
+async function runUniverse(ctx: StageContext, src: SourceOf<"mnist-universe">, out: string): Promise<void> {
+  const params = universeParamsOf(src);
   await rm(out, { recursive: true, force: true });
   await mkdir(out, { recursive: true });
   const t0 = Date.now();
@@ -137,22 +114,17 @@ async function runUniverse(ctx: StageContext, src: Source, out: string): Promise
   ctx.log(`universe: ${m.files} files (${Object.entries(m.counts).map(([k, v]) => `${k} ${v}`).join(", ")}) in ${((Date.now() - t0) / 1000).toFixed(1)} s, digest ${m.digest.slice(0, 16)}`);
 }
 
-async function runGeneratedVit(ctx: StageContext, src: Source, out: string): Promise<void> {
-  const where = `sources[${src.name}]`;
-  if (typeof src.arch !== "object" || src.arch === null || Array.isArray(src.arch)) throw new ConfigError(`${where}: kind generated-vit needs \`arch\` (a mapping)`);
-  const seed = src.seed ?? 0;
-  if (!Number.isInteger(seed)) throw new ConfigError(`${where}: seed must be an integer`);
+async function runGeneratedVit(ctx: StageContext, src: SourceOf<"generated-vit">, out: string): Promise<void> {
+  const { seed, arch } = src;
   // Loaded on demand: the ViT modules pull in tfjs, which the other source kinds do not need.
   const { writeSeededVitCheckpoint } = await import("../src/ml/vit-checkpoint.ts");
-  const { parseVitArch } = await import("../src/ml/vit.ts");
-  const arch = parseVitArch(src.arch, `${where}.arch`);
   ctx.progress({ phase: "generate", message: "seeded ViT weights" });
-  await writeSeededVitCheckpoint(arch, seed as number, out);
-  ctx.log(`generated seeded ViT checkpoint (seed ${seed as number})`);
+  await writeSeededVitCheckpoint(arch, seed, out);
+  ctx.log(`generated seeded ViT checkpoint (seed ${seed})`);
 }
 
 export async function run(ctx: StageContext): Promise<void> {
-  const src = parseSource(ctx.params.source);
+  const { source: src } = parseParams(contract, ctx.params);
   const out = ctx.outs.data;
   if (typeof out !== "string" || !out) throw new ConfigError(`download: the stage declares no \`data\` output`);
   await mkdir(ctx.scratch, { recursive: true });
@@ -166,5 +138,5 @@ export async function run(ctx: StageContext): Promise<void> {
   }
 }
 
-const stage = { run };
+const stage = { run, contract };
 export default stage;

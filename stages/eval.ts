@@ -1,9 +1,10 @@
 // eval stage: one instance per (model, dataset). Reads the ensemble and the dataset's cached features,
 // writes the result JSON (accuracies, diversity statistics, AUROCs against in_val) and the per-sample
-// OOD scores file. Owns parameter checking and file plumbing; the math lives in src/ml.
+// OOD scores file. Owns file plumbing (its params are checked by eval.contract.ts); the math lives
+// in src/ml.
 import { readFile, readdir, stat, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
-import type { StageContext, StageModule } from "../src/runner/stage-api.ts";
+import { parseParams, type ParamsOf, type StageContext, type StageModule } from "../src/runner/stage-api.ts";
 import { ConfigError, InputError } from "../src/errors.ts";
 import { initBackend } from "../src/ml/backend.ts";
 import { loadEnsemble, type EnsembleArrays } from "../src/ml/heads.ts";
@@ -15,30 +16,17 @@ import { SCORE_NAMES } from "../src/ml/scores.ts";
 import { directedAuroc } from "../src/ml/auroc.ts";
 import { openFeatureFile } from "../src/io/feature-reader.ts";
 import { readScoresFile, writeScoresFile } from "../src/io/scores-file.ts";
+import { contract, type ROLES } from "./eval.contract.ts";
+
+export { contract };
 
 export const RESULT_FORMAT = "sed-pipe-eval/1";
-const ROLES = ["id", "subset", "covariate", "semantic"] as const;
 type Role = (typeof ROLES)[number];
 
-export interface EvalModelParams {
-  name: string;
-  path: string;
-  format: "sed-pipe" | "reference-pkl";
-}
-export interface EvalDatasetParams {
-  key: string;
-  features: string;
-  role: Role;
-  classes_file?: string;
-  classes_key?: string;
-  corruption?: string;
-  severity?: number;
-  reference?: string;
-}
-export interface EvalParams {
-  batch_size: number;
-  reference_quirks: boolean;
-}
+type EvalStageParams = ParamsOf<typeof contract>;
+export type EvalModelParams = EvalStageParams["model"];
+export type EvalDatasetParams = EvalStageParams["dataset"];
+export type EvalParams = EvalStageParams["eval"];
 
 /** A "mean +- std" pair; std is 0 with one ensemble per model (reference §3.2). */
 export interface MeanStd {
@@ -65,22 +53,9 @@ export interface EvalResult {
   notes: string[];
 }
 
-function fail(msg: string): never {
-  throw new ConfigError(`eval: ${msg}`, { hint: "fix the `eval`, `eval_models` or `eval_datasets` section of the profile's params file" });
-}
-
-export function checkParams(p: Readonly<Record<string, unknown>>): { model: EvalModelParams; dataset: EvalDatasetParams; eval: EvalParams } {
-  const model = p.model as EvalModelParams | undefined;
-  const dataset = p.dataset as EvalDatasetParams | undefined;
-  const ev = p.eval as EvalParams | undefined;
-  if (!model || typeof model.name !== "string") fail("params.model.name is missing");
-  if (model.format !== "sed-pipe" && model.format !== "reference-pkl") fail(`model "${model.name}": format must be sed-pipe or reference-pkl (got ${JSON.stringify(model.format)})`);
-  if (!dataset || typeof dataset.key !== "string") fail("params.dataset.key is missing");
-  if (!ROLES.includes(dataset.role)) fail(`dataset "${dataset.key}": role must be one of ${ROLES.join(", ")} (got ${JSON.stringify(dataset.role)})`);
-  if (dataset.role === "subset" && !dataset.classes_key) fail(`dataset "${dataset.key}": role subset needs classes_file and classes_key`);
-  if (!ev || !Number.isInteger(ev.batch_size) || ev.batch_size <= 0) fail("eval.batch_size must be a positive integer");
-  if (typeof ev.reference_quirks !== "boolean") fail("eval.reference_quirks must be true or false");
-  return { model, dataset, eval: ev };
+/** The instance's params as the contract parsed them (a ConfigError naming every problem otherwise). */
+export function checkParams(p: Readonly<Record<string, unknown>>): EvalStageParams {
+  return parseParams(contract, p);
 }
 
 /** A feature dep is a file, or (ImageNet-C, reference-hash naming) a folder holding exactly one .hdf5 file. */
@@ -224,5 +199,5 @@ export async function run(ctx: StageContext): Promise<void> {
   ctx.log(`ensemble accuracy ${(summary.accuracy.ensemble * 100).toFixed(2)}% on ${summary.samples} samples` + (auroc ? `, PDS AUROC ${auroc.div_continous_unique_per_sample.mean?.toFixed(4)}` : ""));
 }
 
-const stage: StageModule = { run };
+const stage: StageModule = { run, contract };
 export default stage;

@@ -1,16 +1,16 @@
 // tables stage: reads every eval instance's result JSON from the eval folder and writes the result
 // tables folder (reference CSVs, Markdown, SVG charts, published comparison). Owns reading and checking
-// the inputs; table arithmetic and rendering live in src/report.
+// the input files (its params are checked by tables.contract.ts); table arithmetic and rendering
+// live in src/report.
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { StageContext, StageModule } from "../src/runner/stage-api.ts";
+import { parseParams, type StageContext, type StageModule } from "../src/runner/stage-api.ts";
 import { ConfigError, InputError } from "../src/errors.ts";
 import { buildReport } from "../src/report/report.ts";
 import { checkComplete, type DatasetInfo, type ResultLike } from "../src/report/tables.ts";
+import { contract } from "./tables.contract.ts";
 
-function fail(msg: string): never {
-  throw new ConfigError(`tables: ${msg}`, { hint: "fix the `eval_models`, `eval_datasets` or `tables` section of the profile's params file" });
-}
+export { contract };
 
 export async function readResults(evalDir: string, models: string[], datasets: DatasetInfo[]): Promise<ResultLike[]> {
   const results: ResultLike[] = [];
@@ -39,12 +39,7 @@ export async function readResults(evalDir: string, models: string[], datasets: D
 }
 
 export async function run(ctx: StageContext): Promise<void> {
-  const models = ctx.params.models as { name: string }[] | undefined;
-  const datasets = ctx.params.datasets as DatasetInfo[] | undefined;
-  const tables = ctx.params.tables as { published?: boolean } | undefined;
-  if (!Array.isArray(models) || models.length === 0 || !models.every((m) => typeof m?.name === "string")) fail("params.models must be a non-empty list of {name}");
-  if (!Array.isArray(datasets) || datasets.length === 0 || !datasets.every((d) => typeof d?.key === "string")) fail("params.datasets must be a non-empty list of {key, role}");
-  if (typeof tables?.published !== "boolean") fail("tables.published must be true or false");
+  const { models, datasets, tables } = parseParams(contract, ctx.params);
   if (!ctx.deps.eval) throw new ConfigError("tables: no `eval` dep (the artifacts/eval folder)");
   const names = models.map((m) => m.name);
   const results = await readResults(ctx.deps.eval, names, datasets);
@@ -55,5 +50,5 @@ export async function run(ctx: StageContext): Promise<void> {
   ctx.log(`wrote ${[...files.keys()].join(", ")}`);
 }
 
-const stage: StageModule = { run };
+const stage: StageModule = { run, contract };
 export default stage;

@@ -1,17 +1,21 @@
-// train-heads stage: one instance per train_configs element. Validates the config, opens the cached
-// train/val features, trains the SED ensemble (src/ml/trainer.ts) with per-epoch checkpoints in
-// ctx.scratch, and writes the model folder. Owns parameter checking and file plumbing only.
+// train-heads stage: one instance per train_configs element. Opens the cached train/val features,
+// trains the SED ensemble (src/ml/trainer.ts) with per-epoch checkpoints in ctx.scratch, and writes
+// the model folder. Its params are checked by its contract (train-heads.contract.ts) before it runs.
+// Owns file plumbing only.
 import { mkdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { StageContext } from "../src/runner/stage-api.ts";
+import { parseParams, type StageContext } from "../src/runner/stage-api.ts";
 import { ConfigError } from "../src/errors.ts";
 import { initBackend } from "../src/ml/backend.ts";
 import { saveEnsemble } from "../src/ml/heads.ts";
-import { effectiveLoss, headShapeOf, parseTrainConfig } from "../src/ml/train-config.ts";
+import { effectiveLoss, headShapeOf } from "../src/ml/train-config.ts";
 import { trainEnsemble } from "../src/ml/trainer.ts";
 import { trainingCsv } from "../src/ml/epoch-log.ts";
 import { checkLabels, featureEvalSource, featureTrainSource } from "../src/ml/train-sources.ts";
 import { openFeatureFile } from "../src/io/feature-reader.ts";
+import { contract } from "./train-heads.contract.ts";
+
+export { contract };
 
 export const MODEL_FILES = { ensemble: "ensemble.safetensors", csv: "training.csv", config: "config.json" } as const;
 
@@ -25,7 +29,7 @@ export async function run(ctx: StageContext): Promise<void> {
     if (!ctx.deps[k]) throw new ConfigError(`train-heads: dep "${k}" is missing`, { hint: "pipeline.yaml must declare deps train: ${train_features} and val: ${val_features}" });
   }
   if (!ctx.outs.model) throw new ConfigError("train-heads: out \"model\" is missing", { hint: "pipeline.yaml must declare outs: model: artifacts/models/${item.name}" });
-  const cfg = parseTrainConfig(ctx.params.config, `${ctx.profile} profile train_configs item`);
+  const { config: cfg } = parseParams(contract, ctx.params);
   const backend = await initBackend(ctx.backend, ctx.settings);
   ctx.log(`backend: ${backend.name} (${backend.reason})`);
 

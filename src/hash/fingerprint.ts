@@ -69,6 +69,8 @@ export class Hasher {
       code: codeDigests,
       runtime: await this.runtimeFor(imports),
       decl: { deps: { ...inst.deps }, outs: { ...inst.outs } },
+      // Stage contract version (absent without a contract: canonical JSON drops undefined members).
+      stageVersion: inst.version,
     };
     return { digest: fingerprintDigest(inst.module, parts), parts };
   }

@@ -30,20 +30,31 @@ export interface Span {
   end: number;
 }
 
+/** Source lines longer than this are shown as a window around the span ("..." marks the cuts). */
+const MAX_LINE = 120;
+
 /** The "file:L:C: message" head plus the offending line and carets. */
 export function formatAt(span: Span, message: string): string {
   const { src, start } = span;
   const p = src.pos(start);
-  const lineText = src.lines[p.line - 1] ?? "";
+  let lineText = src.lines[p.line - 1] ?? "";
   const lineNo = String(p.line);
   const gutter = " ".repeat(lineNo.length);
   // The underline stays on the first line of a multi-line node.
-  const endOnLine = Math.min(span.end - start, lineText.length - (p.col - 1));
-  const width = Math.max(1, endOnLine);
+  let col = p.col - 1;
+  let width = Math.max(1, Math.min(span.end - start, lineText.length - col));
+  if (lineText.length > MAX_LINE) {
+    // A long line (a flow map in a params file): keep some context before the span, cut the rest.
+    const from = Math.max(0, Math.min(col - 40, lineText.length - MAX_LINE));
+    const to = Math.min(lineText.length, from + MAX_LINE);
+    width = Math.max(1, Math.min(width, to - col));
+    lineText = (from > 0 ? "..." : "") + lineText.slice(from, to) + (to < lineText.length ? "..." : "");
+    col = col - from + (from > 0 ? 3 : 0);
+  }
   return (
     `${p.file}:${p.line}:${p.col}: ${message}\n` +
     ` ${lineNo} | ${lineText}\n` +
-    ` ${gutter} | ${" ".repeat(p.col - 1)}${"^".repeat(width)}`
+    ` ${gutter} | ${" ".repeat(col)}${"^".repeat(width)}`
   );
 }
 

@@ -56,9 +56,10 @@ function diffDigests(old: Record<string, string>, cur: Record<string, string>, m
   }
 }
 
-/** What differs between two fingerprints' parts, most telling first: params, deps, code, runtime. */
+/** What differs between two fingerprints' parts, most telling first: stage version, params, deps, code, runtime. */
 export function diffParts(old: FingerprintParts, cur: FingerprintParts): Change[] {
   const out: Change[] = [];
+  if (old.stageVersion !== cur.stageVersion) out.push({ kind: "version", old: old.stageVersion, new: cur.stageVersion });
   diffValue("", old.params ?? {}, cur.params ?? {}, out);
   if (old.decl && cur.decl) {
     // Declaration changes are reported as params under "@deps."/"@outs." keys.
@@ -93,6 +94,8 @@ export function formatChange(c: Change): string {
       return "new: never ran (no lock entry)";
     case "forced":
       return "forced";
+    case "version":
+      return `stage version ${c.old ?? "(none)"} -> ${c.new ?? "(none)"}`;
     case "param":
       if (c.key.startsWith("@")) return `declared ${c.key.slice(1, 5)} "${c.key.slice(6)}": ${showValue(c.old)} -> ${showValue(c.new)}`;
       return `param ${c.key}: ${showValue(c.old)} -> ${showValue(c.new)}`;

@@ -28,6 +28,8 @@ export interface StageInstance {
   pos: SourcePos;
   /** `cache: false` in pipeline.yaml: do not keep this stage's outputs in the cache store. Absent = true. */
   cache?: boolean;
+  /** The stage contract's version (stages/<x>.contract.ts); absent for a stage without a contract. */
+  version?: number;
 }
 
 export interface StageDecl {
@@ -72,6 +74,8 @@ export interface FingerprintParts {
    * lock entries still read.
    */
   decl?: { deps: Record<string, string>; outs: Record<string, string> };
+  /** The stage contract's version; absent for a stage without a contract (and in older lock entries). */
+  stageVersion?: number;
 }
 
 export interface Fingerprint {
@@ -105,6 +109,7 @@ export interface LockFile {
 export type Change =
   | { kind: "new" }
   | { kind: "forced" }
+  | { kind: "version"; old?: number; new?: number }
   | { kind: "param"; key: string; old: unknown; new: unknown }
   | { kind: "dep"; path: string; old?: string; new?: string }
   | { kind: "code"; file: string; old?: string; new?: string }

@@ -1,5 +1,10 @@
 // The contract between the engine and a stage module (stages/*.ts). Stage modules import only this
-// file from src/runner; the runner calls `run(ctx)` inside a worker process. Types only: no I/O here.
+// file from src/runner; the runner calls `run(ctx)` inside a worker process. Light on purpose (types,
+// plus the identity `defineContract` and the params parse): stage contracts import it, and the
+// planner loads those without tfjs or h5wasm. No I/O here.
+import type { output as ZodOutput, ZodType } from "zod";
+import { ConfigError } from "../errors.ts";
+import { flattenIssues, issueLine, issueText, pathText, valueAt, type SchemaIssue } from "../schema-issues.ts";
 
 /** A typed progress report. The engine forwards it to the UI sinks unchanged. */
 export interface ProgressEvent {
@@ -71,4 +76,53 @@ export interface StageContext {
 
 export interface StageModule {
   run(ctx: StageContext): Promise<void>;
+  /** The stage's contract, re-exported from its `<x>.contract.ts` (the planner reads that file). */
+  contract?: StageContract;
+}
+
+/**
+ * What a stage promises about its params, in a light module of its own (`stages/<x>.contract.ts` beside
+ * `stages/<x>.ts`, exporting `contract`): the planner checks every instance's params against `params`
+ * before anything runs, and `version` is part of each instance's fingerprint (bump it when the stage's
+ * output changes for the same inputs, e.g. a bug fix in what it computes).
+ */
+export interface StageContract<S extends ZodType = ZodType> {
+  /** The stage's name, for messages (usually the pipeline.yaml stage name). */
+  name: string;
+  /** A whole number >= 1. */
+  version: number;
+  /** Schema of the instance's resolved `params:` (a zod object schema). */
+  params: S;
+  description?: string;
+}
+
+/** Typed identity: `export const contract = defineContract({ name, version, params: z.strictObject({...}) })`. */
+export function defineContract<S extends ZodType>(contract: StageContract<S>): StageContract<S> {
+  return contract;
+}
+
+/** The params a stage's `run` sees once they passed its contract (defaults filled in). */
+export type ParamsOf<C> = C extends StageContract<infer S> ? ZodOutput<S> : never;
+
+/**
+ * The instance's params parsed by the stage's contract. The planner already checked them (with file
+ * positions), so under the engine this cannot fail; a stage called directly (tests, other tools) gets
+ * a ConfigError listing every problem.
+ */
+export function parseParams<S extends ZodType>(contract: StageContract<S>, params: Readonly<Record<string, unknown>>): ZodOutput<S> {
+  return parseWith(contract.params, params, {
+    name: contract.name,
+    path: "params",
+    hint: `the ${contract.name} stage's contract (version ${contract.version}) does not accept these params`,
+  });
+}
+
+/** `value` parsed by `schema`, or a ConfigError "<name>: <path>.x must be ...; ..." naming every problem. */
+export function parseWith<S extends ZodType>(schema: S, value: unknown, what: { name: string; path: string; hint?: string }): ZodOutput<S> {
+  const r = schema.safeParse(value);
+  if (r.success) return r.data as ZodOutput<S>;
+  const lines = flattenIssues(r.error.issues as unknown as SchemaIssue[]).map((i) =>
+    issueLine(pathText([what.path, ...i.path]), issueText(i, valueAt(value, i.path))),
+  );
+  throw new ConfigError(`${what.name}: ${lines.join("; ")}`, what.hint === undefined ? {} : { hint: what.hint });
 }

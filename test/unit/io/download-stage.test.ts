@@ -180,19 +180,19 @@ test("generated-vit: writes a seeded checkpoint", async () => {
     assert.unreachable();
   } catch (err) {
     assert.instance(err, ConfigError);
-    assert.match((err as Error).message, /sources\[featurizer\]\.arch/);
+    assert.match((err as Error).message, /params\.source\.arch\.embed_dim: expected number/);
   }
 });
 
 test("bad sources: clear errors", async () => {
   const cases: [unknown, RegExp][] = [
-    [{ name: "x", kind: "ftp", out: "o" }, /sources\[x\]: unknown kind "ftp"/],
-    [{ name: "x", kind: "url", out: "o" }, /sources\[x\]: kind url needs `url`/],
-    [{ kind: "url", out: "o", url: "https://e.org/a" }, /missing or empty `name`/],
+    [{ name: "x", kind: "ftp", out: "o" }, /params\.source\.kind: expected "url" or "mnist-universe" or "generated-vit", got the string "ftp"/],
+    [{ name: "x", kind: "url", out: "o" }, /params\.source\.url is required/],
+    [{ kind: "url", out: "o", url: "https://e.org/a" }, /params\.source\.name is required/],
     [{ name: "x", kind: "url", out: "o", url: "https://e.org/a", extract: "zip" }, /extract must be "tar.gz"/],
     [{ name: "x", kind: "mnist-universe", out: "o", id_classes: [] }, /id_classes must be a non-empty list/],
-    [{ name: "x", kind: "generated-vit", out: "o" }, /needs `arch`/],
-    ["nope", /params\.source must be one entry of `sources`/],
+    [{ name: "x", kind: "generated-vit", out: "o" }, /params\.source\.arch is required/],
+    ["nope", /params\.source: expected object/],
   ];
   for (const [src, re] of cases) {
     try {

@@ -114,6 +114,21 @@ test("dep and runtime changes", () => {
   assert.is(rt.reason, "runtime backend: wasm -> tfjs-node");
 });
 
+test("a stage contract version bump is its own change, reported first; absent on both sides is no change", () => {
+  const lock = lockFor(order);
+  lock.instances.train!.parts = parts({ stageVersion: 1 });
+  const cur = fp("x", parts({ stageVersion: 2, params: { config: { n_models: 6, lr: 0.001 } } }));
+  const step = decideInstance("train", { entry: lock.instances.train, current: cur, outputs: { missing: [], modified: [] }, cached: true, reusable: false, forced: false });
+  assert.is(step.reason, "stage version 1 -> 2 (+1 more)");
+  assert.equal(step.changes[0], { kind: "version", old: 1, new: 2 });
+  assert.equal(explain(step).slice(0, 2), ["train: run (stage version 1 -> 2 (+1 more))", "  - stage version 1 -> 2"]);
+  // A lock entry written before the stage had a contract.
+  assert.equal(diffParts(parts(), parts({ stageVersion: 1 })), [{ kind: "version", old: undefined, new: 1 }]);
+  const bumped = decideInstance("train", { entry: { ...lock.instances.train!, parts: parts() }, current: fp("y", parts({ stageVersion: 1 })), outputs: { missing: [], modified: [] }, cached: true, reusable: false, forced: false });
+  assert.is(explain(bumped)[1], "  - stage version (none) -> 1");
+  assert.equal(diffParts(parts(), parts()), []);
+});
+
 test("missing outputs: restore when cached, run when not", () => {
   const inp = input();
   inp.outputs.train = { missing: ["artifacts/models/ood_gen"], modified: [] };

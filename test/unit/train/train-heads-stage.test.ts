@@ -79,7 +79,7 @@ test("labels outside num_classes and bad configs fail with clear errors", async 
       await run(ctxFor(dir, { ...config, optimizer: { type: "lion", lr: 1 } }, [], []));
       assert.unreachable();
     } catch (err) {
-      assert.match((err as Error).message, 'train_configs item "t" is invalid');
+      assert.match((err as Error).message, 'params.config.optimizer.type: expected "sgd" or "adamw", got the string "lion"');
     }
   } finally {
     await rm(dir, { recursive: true, force: true });
