@@ -7,7 +7,7 @@ import { EXIT, SedPipeError } from "../errors.ts";
 import type { EventSink } from "../runner/events.ts";
 import type { LockStore } from "../store/lock-file.ts";
 import type { RunLock } from "../store/run-lock.ts";
-import { EXAMPLES, intOption, openFor, takeRunLock } from "./common.ts";
+import { EXAMPLES, failIfBusy, intOption, openFor, takeRunLock } from "./common.ts";
 
 export function registerRunCommand(program: Command, cli: CliContext): void {
   program
@@ -30,6 +30,7 @@ export function registerRunCommand(program: Command, cli: CliContext): void {
     )
     .action(async (targets: string[], opts) => {
       if (!["auto", "ink", "plain"].includes(opts.ui)) throw new SedPipeError(`--ui must be auto, ink or plain (got "${opts.ui}")`);
+      if (opts.wait === false && !opts.dryRun) await failIfBusy(cli);
       const [{ matchTarget, resolveTargets }, { executeRun }, { planner }, { LockStore: LockStoreClass }, { pickSink }] = await Promise.all([
         import("../pipeline/select.ts"),
         import("../runner/execute.ts"),
