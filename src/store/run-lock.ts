@@ -124,7 +124,13 @@ export async function acquireRunLock(cacheDir: string, opts: AcquireOptions): Pr
         startedAt: new Date().toISOString(),
         command: opts.command ?? "run",
       };
-      await writeFileAtomic(paths.owner, JSON.stringify(owner, null, 2) + "\n");
+      try {
+        await writeFileAtomic(paths.owner, JSON.stringify(owner, null, 2) + "\n");
+      } catch (err) {
+        // No owner note (e.g. the disk is full): do not leave a lock that looks held for staleMs.
+        await release().catch(() => {});
+        throw err;
+      }
       let released = false;
       return {
         owner,
