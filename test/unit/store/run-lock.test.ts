@@ -7,6 +7,7 @@ import { getEventListeners } from "node:events";
 import { acquireRunLock, liveHolder, readOwner, runLockPaths } from "../../../src/store/run-lock.ts";
 import { SedPipeError } from "../../../src/errors.ts";
 import { tempDir, removeDir, withTimeout } from "../../helpers/tmp.ts";
+import { waitFor } from "../../helpers/project.ts";
 
 test("second acquirer fails at once with --no-wait, naming the holder", async () => {
   const dir = await tempDir();
@@ -37,7 +38,8 @@ test("a waiting acquirer announces the holder and gets the lock after release", 
         const a = await acquireRunLock(dir, { wait: false });
         const seen: Array<number | undefined> = [];
         const waiting = acquireRunLock(dir, { wait: true, pollMs: 50, onWait: (o) => seen.push(o?.pid) });
-        await new Promise((r) => setTimeout(r, 300));
+        // Poll for the announcement (a fixed sleep raced the waiter on a busy machine).
+        await waitFor(() => seen.length > 0, 15_000, "the waiter to announce the holder");
         assert.equal(seen, [process.pid]);
         await a.release();
         const b = await waiting;
