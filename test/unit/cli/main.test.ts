@@ -44,6 +44,9 @@ test("run --no-wait fails at once while a live run holds the workspace: before l
       const r = await call(["run", "--no-wait"], dir);
       assert.is(r.code, 2, r.err);
       assert.match(r.err, new RegExp(`^error: the workspace is busy: the run started by pid ${process.pid} at .* holds .*cache/run\\.lock\nhint: wait for that run to finish, or drop --no-wait`));
+      const inv = await call(["invalidate", "anything", "--no-wait"], dir);
+      assert.is(inv.code, 2, inv.err);
+      assert.match(inv.err, /^error: the workspace is busy: /);
     } finally {
       await held.release();
     }
