@@ -1,6 +1,6 @@
 // Helpers every command module shares: help examples, integer options, opening the workspace and
 // taking the run lock with the user-facing messages. No command is registered here.
-import { relative } from "node:path";
+import { join, relative } from "node:path";
 import { InvalidArgumentError } from "commander";
 import type { CliContext } from "./context.ts";
 import { EXIT, SedPipeError } from "../errors.ts";
@@ -101,6 +101,20 @@ export async function takeRunLock(
     }
     throw err;
   }
+}
+
+/**
+ * `--no-wait`: fails at once (exit 2) when a live process holds the run lock, before the command
+ * imports its modules or loads the pipeline (on a machine busy with that other run, that work alone
+ * took seconds). Where the holder is not certain, the command goes on and takeRunLock decides.
+ */
+export async function failIfBusy(cli: Pick<CliContext, "root">): Promise<void> {
+  const { busyError, liveHolder, runLockPaths } = await import("../store/run-lock.ts");
+  const cacheDir = join(cli.root(), "cache");
+  const owner = await liveHolder(cacheDir);
+  if (!owner) return;
+  const err = busyError(owner, runLockPaths(cacheDir).lock);
+  throw new SedPipeError(err.message, { hint: "wait for that run to finish, or drop --no-wait to queue behind it", exitCode: EXIT.usage });
 }
 
 /** Runs fn while holding the run lock. */

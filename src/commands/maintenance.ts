@@ -6,7 +6,7 @@ import { Option, type Command } from "commander";
 import type { CliContext } from "./context.ts";
 import { EXIT, SedPipeError } from "../errors.ts";
 import type { Pipeline } from "../pipeline/types.ts";
-import { EXAMPLES, intOption, openFor, takeRunLock } from "./common.ts";
+import { EXAMPLES, failIfBusy, intOption, openFor, takeRunLock } from "./common.ts";
 
 function stageEdges(p: Pipeline): Map<string, Set<string>> {
   const ups = new Map<string, Set<string>>([...p.stages.keys()].map((s) => [s, new Set<string>()]));
@@ -28,6 +28,7 @@ export function registerMaintenanceCommands(program: Command, cli: CliContext): 
     .option("--no-wait", "fail at once if a run holds the workspace")
     .addHelpText("after", EXAMPLES(["sed-pipe invalidate train-heads", "sed-pipe invalidate cache-features@in_val --downstream"]))
     .action(async (stage: string, opts) => {
+      if (opts.wait === false) await failIfBusy(cli);
       const [{ matchTarget, downstreamOf }, { LockStore: LockStoreClass }] = await Promise.all([import("../pipeline/select.ts"), import("../store/lock-file.ts")]);
       const ws = await openFor(cli, opts);
       let ids = matchTarget(ws.pipeline, stage);

@@ -8,7 +8,7 @@ import type { EventSink } from "../runner/events.ts";
 import type { LockStore } from "../store/lock-file.ts";
 import type { RunLock } from "../store/run-lock.ts";
 import type { RunResult } from "../runner/execute.ts";
-import { EXAMPLES, intOption, openFor, settingsFromEnv, takeRunLock } from "./common.ts";
+import { EXAMPLES, failIfBusy, intOption, openFor, settingsFromEnv, takeRunLock } from "./common.ts";
 
 export function registerRunCommand(program: Command, cli: CliContext): void {
   program
@@ -31,6 +31,7 @@ export function registerRunCommand(program: Command, cli: CliContext): void {
     )
     .action(async (targets: string[], opts) => {
       if (!["auto", "ink", "plain"].includes(opts.ui)) throw new SedPipeError(`--ui must be auto, ink or plain (got "${opts.ui}")`);
+      if (opts.wait === false && !opts.dryRun) await failIfBusy(cli);
       const [{ matchTarget, resolveTargets }, { executeRun }, { planner }, { LockStore: LockStoreClass }, { pickSink }] = await Promise.all([
         import("../pipeline/select.ts"),
         import("../runner/execute.ts"),

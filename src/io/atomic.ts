@@ -17,6 +17,13 @@ export function tempPathFor(target: string): string {
   return join(dirname(target), `.${basename(target)}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`);
 }
 
+/** A failed write(2) or fsync(2) carries no path; give it the file's, for the user's message. */
+function withPath(err: unknown, path: string): unknown {
+  const e = err as NodeJS.ErrnoException;
+  if (e && typeof e === "object" && typeof e.code === "string" && e.path === undefined) e.path = path;
+  return err;
+}
+
 export async function writeFileAtomic(target: string, data: string | Uint8Array): Promise<void> {
   await mkdir(dirname(target), { recursive: true });
   const tmp = tempPathFor(target);
@@ -27,7 +34,7 @@ export async function writeFileAtomic(target: string, data: string | Uint8Array)
   } catch (err) {
     await fh.close();
     await rm(tmp, { force: true });
-    throw err;
+    throw withPath(err, target);
   }
   await fh.close();
   try {

@@ -47,10 +47,111 @@ export interface InspectReport {
     /** The verdict readers use. */
     complete: boolean;
   } | null;
-  labels: { min: number; max: number; distinct: number } | null;
+  labels: {
+    min: number;
+    max: number;
+    distinct: number;
+    /** Labels below 0 (the reference's classes are 0..C-1), and the first row holding one. */
+    negative: number;
+    firstNegativeRow: number | null;
+    /** The class count checked against (from the caller), labels >= it, and the first such row. */
+    classes: number | null;
+    aboveClasses: number | null;
+    firstAboveRow: number | null;
+  } | null;
+  /** The embed values read and checked for NaN / +-Inf (all rows, or evenly spaced blocks). */
+  embedCheck: {
+    checkedRows: number;
+    totalRows: number;
+    /** How many blocks the checked rows came in (1 = every row, in order). */
+    blocks: number;
+    nonFinite: number;
+    firstNonFiniteRow: number | null;
+  } | null;
 }
 
-export async function inspectFeatureFile(path: string): Promise<InspectReport> {
+export interface InspectOptions {
+  /** Number of classes, if known: labels must be below it. */
+  classes?: number;
+  /** Check at most this many rows of `embed` for non-finite values (evenly spaced blocks); default all. */
+  checkRows?: number;
+}
+
+/** Blocks spread evenly over the rows (first and last included) covering about `want` rows. */
+function sampleRanges(rows: number, want: number, blocks = 8): { start: number; end: number }[] {
+  if (want >= rows) return [{ start: 0, end: rows }];
+  const n = Math.max(1, Math.min(blocks, want));
+  const size = Math.max(1, Math.floor(want / n));
+  const out: { start: number; end: number }[] = [];
+  for (let b = 0; b < n; b++) {
+    const start = n === 1 ? rows - size : Math.round((b * (rows - size)) / (n - 1));
+    const prev = out[out.length - 1];
+    if (prev && start < prev.end) prev.end = Math.min(rows, start + size);
+    else out.push({ start, end: Math.min(rows, start + size) });
+  }
+  return out;
+}
+
+type Reader = Awaited<ReturnType<typeof openFeatureFile>>;
+
+/** Streams `embed` in blocks (memory: one ~8 MiB block) and counts NaN / +-Inf values. */
+function checkEmbed(r: Reader, checkRows: number): NonNullable<InspectReport["embedCheck"]> {
+  const ranges = sampleRanges(r.rows, checkRows);
+  let checkedRows = 0;
+  let nonFinite = 0;
+  let firstNonFiniteRow: number | null = null;
+  for (const range of ranges) {
+    for (const b of r.sequential(4096, range)) {
+      const e = b.embed;
+      for (let i = 0; i < e.length; i++) {
+        // x - x is 0 for finite x and NaN for NaN and +-Inf.
+        if (e[i] - e[i] !== 0) {
+          nonFinite++;
+          const row = b.start + Math.floor(i / r.dim);
+          if (firstNonFiniteRow === null || row < firstNonFiniteRow) firstNonFiniteRow = row;
+        }
+      }
+      checkedRows += b.count;
+    }
+  }
+  return { checkedRows, totalRows: r.rows, blocks: ranges.length, nonFinite, firstNonFiniteRow };
+}
+
+function checkLabels(labels: Int32Array, classes: number | null): NonNullable<InspectReport["labels"]> {
+  let min = Infinity;
+  let max = -Infinity;
+  let negative = 0;
+  let firstNegativeRow: number | null = null;
+  let above = 0;
+  let firstAboveRow: number | null = null;
+  const seen = new Set<number>();
+  for (let i = 0; i < labels.length; i++) {
+    const v = labels[i]!;
+    if (v < min) min = v;
+    if (v > max) max = v;
+    seen.add(v);
+    if (v < 0) {
+      negative++;
+      firstNegativeRow ??= i;
+    }
+    if (classes !== null && v >= classes) {
+      above++;
+      firstAboveRow ??= i;
+    }
+  }
+  return {
+    min,
+    max,
+    distinct: seen.size,
+    negative,
+    firstNegativeRow,
+    classes,
+    aboveClasses: classes === null ? null : above,
+    firstAboveRow,
+  };
+}
+
+export async function inspectFeatureFile(path: string, opts: InspectOptions = {}): Promise<InspectReport> {
   const container = await checkHdf5Container(path);
   const h5 = await loadH5();
   let file;
@@ -95,6 +196,7 @@ export async function inspectFeatureFile(path: string): Promise<InspectReport> {
     passes: null,
     completeness: null,
     labels: null,
+    embedCheck: null,
   };
   try {
     const r = await openFeatureFile(path);
@@ -104,20 +206,19 @@ export async function inspectFeatureFile(path: string): Promise<InspectReport> {
       report.passRows = r.passRows;
       report.passes = r.passes;
       report.completeness = { ...r.completion, complete: r.complete };
+      const problems: string[] = [];
+      if (!r.complete) problems.push("incomplete (see completeness)");
       if (r.rows > 0) {
-        const labels = r.labels();
-        let min = Infinity;
-        let max = -Infinity;
-        const seen = new Set<number>();
-        for (const v of labels) {
-          if (v < min) min = v;
-          if (v > max) max = v;
-          seen.add(v);
+        const l = (report.labels = checkLabels(r.labels(), opts.classes ?? null));
+        if (l.negative > 0) problems.push(`${l.negative} negative label${l.negative === 1 ? "" : "s"} (first at row ${l.firstNegativeRow})`);
+        if (l.aboveClasses) problems.push(`${l.aboveClasses} label${l.aboveClasses === 1 ? "" : "s"} >= ${l.classes} classes (first at row ${l.firstAboveRow})`);
+        const e = (report.embedCheck = checkEmbed(r, opts.checkRows ?? Infinity));
+        if (e.nonFinite > 0) {
+          problems.push(`embed holds ${e.nonFinite} non-finite value${e.nonFinite === 1 ? "" : "s"} (NaN or Inf; first at row ${e.firstNonFiniteRow})`);
         }
-        report.labels = { min, max, distinct: seen.size };
       }
-      report.usable = r.complete;
-      if (!r.complete) report.problem = "incomplete (see completeness)";
+      report.usable = problems.length === 0;
+      report.problem = problems.length ? problems.join("; ") : null;
     } finally {
       r.close();
     }
@@ -161,6 +262,22 @@ export function formatInspect(r: InspectReport): string {
         `sed-pipe marker: ${c.marker})`,
     );
   }
-  if (r.labels) lines.push(`labels: ${r.labels.min}..${r.labels.max}, ${r.labels.distinct} distinct`);
+  if (r.labels) {
+    const l = r.labels;
+    let line = `labels: ${l.min}..${l.max}, ${l.distinct} distinct`;
+    if (l.negative > 0) line += `, ${l.negative} NEGATIVE (first at row ${l.firstNegativeRow})`;
+    if (l.classes !== null) line += l.aboveClasses ? `, ${l.aboveClasses} >= ${l.classes} classes (first at row ${l.firstAboveRow})` : `, all below ${l.classes} classes`;
+    lines.push(line);
+  }
+  if (r.embedCheck) {
+    const e = r.embedCheck;
+    const scope =
+      e.checkedRows === e.totalRows ? `all ${e.totalRows} rows checked` : `${e.checkedRows} of ${e.totalRows} rows checked, in ${e.blocks} evenly spaced blocks`;
+    lines.push(
+      e.nonFinite === 0
+        ? `embed values: all finite (${scope})`
+        : `embed values: ${e.nonFinite} NON-FINITE (NaN or Inf; first at row ${e.firstNonFiniteRow}) (${scope})`,
+    );
+  }
   return lines.join("\n");
 }

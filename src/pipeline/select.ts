@@ -34,6 +34,16 @@ function listing(names: string[], max = 8): string {
   return names.length <= max ? names.join(", ") : `${names.slice(0, max).join(", ")}, ... (${names.length} in all)`;
 }
 
+/** The groups (`stage@a`, `stage@a/b`, ...) just below the typed prefix that hold the matches. */
+function groupsOf(stage: string, items: string[], typed: string): string[] {
+  const out = new Set<string>();
+  for (const it of items) {
+    const slash = it.indexOf("/", typed.length);
+    if (slash > 0) out.add(`${stage}@${it.slice(0, slash)}`);
+  }
+  return [...out];
+}
+
 /** The instance ids one target names. */
 function resolveOne(p: Pipeline, target: string): string[] {
   const stageNames = [...p.stages.keys()];
@@ -64,10 +74,19 @@ function resolveOne(p: Pipeline, target: string): string[] {
   }
   const exact = `${stage.name}@${itemPart}`;
   if (p.instances.has(exact)) return [exact];
-  const matches = stage.instanceIds.filter((id) => id.slice(stage.name.length + 1).startsWith(itemPart));
+  const item = (id: string) => id.slice(stage.name.length + 1);
+  // A prefix that ends at a "/" boundary names a whole group: `eval@ood_gen` (or `eval@ood_gen/`)
+  // is every `eval@ood_gen/*`, even where `eval@ood_gen_x/*` also starts with the same letters.
+  const groupPrefix = itemPart.endsWith("/") ? itemPart : `${itemPart}/`;
+  const group = itemPart === "" ? [] : stage.instanceIds.filter((id) => item(id).startsWith(groupPrefix));
+  if (group.length > 0) return group;
+  const matches = stage.instanceIds.filter((id) => item(id).startsWith(itemPart));
   if (matches.length === 1) return matches;
   if (matches.length > 1) {
-    throw new ConfigError(`target "${target}" is ambiguous: it matches ${listing(matches)}`, { hint: "type more of the instance id" });
+    const groups = groupsOf(stage.name, matches.map(item), itemPart);
+    throw new ConfigError(`target "${target}" is ambiguous: it matches ${listing(matches)}`, {
+      hint: groups.length > 1 ? `type more of the instance id, or name a whole group: ${listing(groups)}` : "type more of the instance id",
+    });
   }
   throw new ConfigError(`unknown target "${target}"${suggest(exact, stage.instanceIds)}`, {
     hint: `instances of ${stage.name}: ${listing(stage.instanceIds)}`,

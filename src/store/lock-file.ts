@@ -18,8 +18,8 @@ export function serializeLock(lock: LockFile): string {
 function corrupt(path: string, what: string): SedPipeError {
   return new SedPipeError(`${path}: ${what}`, {
     hint:
-      "pipeline.lock is written by sed-pipe; restore it with `git checkout pipeline.lock`, " +
-      "or delete it to treat every instance as new (cached outputs are restored, not recomputed)",
+      "move the damaged file aside (`mv pipeline.lock pipeline.lock.bad`) and rerun: " +
+      "instances whose inputs match a cached run are restored from the cache instead of rerun",
   });
 }
 

@@ -60,11 +60,40 @@ export function describeOwner(o: RunLockOwner | null): string {
   return `the ${o.command || "run"} started by pid ${o.pid}${o.host !== hostname() ? ` on ${o.host}` : ""} at ${o.startedAt}`;
 }
 
+/** Waits `ms` or until `signal` aborts; the abort listener is removed either way (a wait polls
+ *  every 250 ms for as long as another run holds the lock, and a listener per poll would pile up). */
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
+    const done = () => {
+      clearTimeout(t);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
   });
+
+/** The error a `--no-wait` caller gets when the workspace is busy (one message for every path). */
+export function busyError(owner: RunLockOwner | null, lockPath: string): SedPipeError {
+  return new SedPipeError(`the workspace is busy: ${describeOwner(owner)} holds ${lockPath}`, {
+    hint: "wait for it to finish, or run without --no-wait to wait for it",
+  });
+}
+
+/**
+ * Who holds the run lock now, when that is certain without taking it: the lock exists, was
+ * refreshed within `staleMs`, and its owner note names a live process on this host (or a process on
+ * another host). Cheap (two stats and a read), so `--no-wait` can fail before a command loads
+ * anything heavy; null means "maybe free" (acquireRunLock decides).
+ */
+export async function liveHolder(cacheDir: string, staleMs = 30_000): Promise<RunLockOwner | null> {
+  const paths = runLockPaths(cacheDir);
+  const st = await stat(paths.lock).catch(() => null);
+  if (!st || Date.now() - st.mtimeMs > Math.max(2000, staleMs)) return null;
+  const owner = await readOwner(cacheDir);
+  if (!owner || (owner.host === hostname() && !alive(owner.pid))) return null;
+  return owner;
+}
 
 /**
  * Takes the workspace run lock. A lock whose owner process is dead (same host) is broken at once;
@@ -95,7 +124,13 @@ export async function acquireRunLock(cacheDir: string, opts: AcquireOptions): Pr
         startedAt: new Date().toISOString(),
         command: opts.command ?? "run",
       };
-      await writeFileAtomic(paths.owner, JSON.stringify(owner, null, 2) + "\n");
+      try {
+        await writeFileAtomic(paths.owner, JSON.stringify(owner, null, 2) + "\n");
+      } catch (err) {
+        // No owner note (e.g. the disk is full): do not leave a lock that looks held for staleMs.
+        await release().catch(() => {});
+        throw err;
+      }
       let released = false;
       return {
         owner,
@@ -124,11 +159,7 @@ export async function acquireRunLock(cacheDir: string, opts: AcquireOptions): Pr
         }
       }
     }
-    if (!opts.wait) {
-      throw new SedPipeError(`the workspace is busy: ${describeOwner(owner)} holds ${paths.lock}`, {
-        hint: "wait for it to finish, or run without --no-wait to wait for it",
-      });
-    }
+    if (!opts.wait) throw busyError(owner, paths.lock);
     if (!announced) {
       announced = true;
       opts.onWait?.(owner);

@@ -251,6 +251,28 @@ export function fitLayout(m: TuiModel, height: number | undefined, expandLimit: 
 // ---------------------------------------------------------------------------------------------
 // Formatting helpers shared by the Ink view (pure; tested on literals).
 
+/**
+ * Width of the id column for the ids shown in one frame: the longest of them, capped at 40% of the
+ * terminal (16..60 columns) so that progress and reasons keep room. Longer ids are shortened with
+ * `fitId`, so every row's columns line up.
+ */
+export function idColumnWidth(ids: Iterable<string>, termWidth: number): number {
+  const cap = Math.min(60, Math.max(16, Math.floor(termWidth * 0.4)));
+  let longest = 0;
+  for (const id of ids) longest = Math.max(longest, [...id].length);
+  return Math.min(cap, longest);
+}
+
+/** `id` padded to exactly `width` columns; a longer one keeps its start and end around a "…". */
+export function fitId(id: string, width: number): string {
+  const chars = [...id];
+  if (chars.length <= width) return id + " ".repeat(width - chars.length);
+  if (width <= 1) return "…".slice(0, width);
+  const tail = Math.floor((width - 1) / 2);
+  const head = width - 1 - tail;
+  return chars.slice(0, head).join("") + "…" + chars.slice(chars.length - tail).join("");
+}
+
 export function formatDuration(ms: number): string {
   if (ms < 1000) return `${Math.max(0, Math.round(ms))}ms`;
   const s = ms / 1000;

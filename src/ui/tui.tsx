@@ -13,8 +13,10 @@ import {
   countStates,
   emptyModel,
   expandedRows,
+  fitId,
   fitLayout,
   formatDuration,
+  idColumnWidth,
   liveCounts,
   progressText,
   reduce,
@@ -85,7 +87,7 @@ function InstanceLine(props: { r: InstanceRow; color: boolean; now: number; widt
   const el = elapsedOf(r, now);
   const time = el !== undefined && r.state !== "fresh" && r.state !== "queued" && r.state !== "blocked" ? formatDuration(el) : "";
   const word = r.interrupted ? "stopped" : STATE_WORD[r.state];
-  const head = `  ${word.padEnd(9)} ${r.id.padEnd(idWidth)}`;
+  const head = `  ${word.padEnd(9)} ${fitId(r.id, idWidth)}`;
   let detail = "";
   let barText = "";
   if ((r.state === "running" || r.state === "restoring") && r.progress) {
@@ -141,11 +143,10 @@ function countsText(rows: InstanceRow[]): string {
     .join(", ");
 }
 
-function Group(props: { m: TuiModel; g: StageGroup; color: boolean; now: number; width: number; expandLimit: number; tailLines: number }) {
-  const { m, g, color, now, width, expandLimit, tailLines } = props;
+function Group(props: { m: TuiModel; g: StageGroup; color: boolean; now: number; width: number; idWidth: number; expandLimit: number; tailLines: number }) {
+  const { m, g, color, now, width, idWidth, expandLimit, tailLines } = props;
   const rows = g.ids.map((id) => m.rows.get(id)!);
   const shown = expandedRows(m, g, expandLimit);
-  const idWidth = Math.min(40, Math.max(0, ...shown.map((r) => r.id.length)));
   const grouped = rows.length > expandLimit;
   return (
     <Box flexDirection="column">
@@ -185,10 +186,15 @@ export function TuiView(props: TuiViewProps) {
   const { expandLimit, tailLines } = fitLayout(m, props.height, props.expandLimit ?? EXPAND_LIMIT);
   if (m.rows.size === 0 && !m.done) return <Text>planning...</Text>;
   const outcome = m.done?.outcome;
+  // One id column for the whole frame, from the ids actually listed: rows of every group line up.
+  const idWidth = idColumnWidth(
+    m.groups.flatMap((g) => expandedRows(m, g, expandLimit).map((r) => r.id)),
+    width,
+  );
   return (
     <Box flexDirection="column">
       {m.groups.map((g) => (
-        <Group key={g.stage} m={m} g={g} color={color} now={now} width={width} expandLimit={expandLimit} tailLines={tailLines} />
+        <Group key={g.stage} m={m} g={g} color={color} now={now} width={width} idWidth={idWidth} expandLimit={expandLimit} tailLines={tailLines} />
       ))}
       {m.warnings.map((w, i) => (
         <C key={`w${i}`} color={color} c="yellow">

@@ -9,12 +9,12 @@ import { evalOpsPath, evalSoftmaxRows, nativeEvalOps } from "../../../src/ml/ker
 import { geluExact, headLogits, headTensorsFromArrays, initHeadArrays } from "../../../src/ml/heads.ts";
 import { softmaxRows } from "../../../src/ml/scores.ts";
 import { Rng } from "../../../src/rng.ts";
+import { requires } from "../../helpers/skip.ts";
 
 const loaded = loadBlasAddon();
-const HAVE = "blas" in loaded && typeof loaded.blas.gelu === "function";
-if (!HAVE) console.log(`[backend] native eval-op tests not run: ${"error" in loaded ? loaded.error : "@sed-pipe/blas predates gelu (node native/blas/install.js)"}`);
-// Not test.skip: uvu leaves skipped tests out of "Total", which test/run.mjs would count as failures.
-const nativeTest = HAVE ? test : (_name: string, _fn: () => unknown) => undefined;
+const nativeTest = requires("blas-addon", () =>
+  !("blas" in loaded) ? `@sed-pipe/blas not loaded: ${loaded.error}` : typeof loaded.blas.gelu === "function" || "@sed-pipe/blas predates gelu (rebuild: node native/blas/install.js)",
+).test;
 
 await tf.setBackend("wasm");
 await tf.ready();

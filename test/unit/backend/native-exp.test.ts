@@ -6,12 +6,12 @@ import "@tensorflow/tfjs-backend-wasm";
 import { activeBlasPath, installBlasKernels, loadBlasAddon, uninstallBlasKernels } from "../../../src/ml/wasm-blas.ts";
 import { expFast, expFastPath, logSoftmaxFast } from "../../../src/ml/kernels/native-exp.ts";
 import { Rng } from "../../../src/rng.ts";
+import { requires } from "../../helpers/skip.ts";
 
 const loaded = loadBlasAddon();
-const HAVE_EXP = "blas" in loaded && typeof loaded.blas.exp === "function";
-if (!HAVE_EXP) console.log(`[backend] native exp tests not run: ${"error" in loaded ? loaded.error : "@sed-pipe/blas predates exp (node native/blas/install.js)"}`);
-// Not test.skip: uvu leaves skipped tests out of "Total", which test/run.mjs would count as failures.
-const expTest = HAVE_EXP ? test : (_name: string, _fn: () => unknown) => undefined;
+const expTest = requires("blas-addon", () =>
+  !("blas" in loaded) ? `@sed-pipe/blas not loaded: ${loaded.error}` : typeof loaded.blas.exp === "function" || "@sed-pipe/blas predates exp (rebuild: node native/blas/install.js)",
+).test;
 
 const bits = (t: tf.Tensor) => Array.from(new Uint32Array((t.dataSync() as Float32Array).slice().buffer));
 

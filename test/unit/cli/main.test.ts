@@ -3,6 +3,7 @@ import * as assert from "uvu/assert";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { main } from "../../../src/cli.ts";
+import { acquireRunLock } from "../../../src/store/run-lock.ts";
 import { tempDir, removeDir } from "../../helpers/tmp.ts";
 
 async function call(argv: string[], cwd = process.cwd()) {
@@ -30,6 +31,33 @@ test("usage errors exit 2", async () => {
   assert.match(r.err, /unknown command 'frobnicate'/);
   assert.is((await call(["name", "--dataset", "x"])).code, 2);
   assert.is((await call(["run", "--jobs", "0"])).code, 2);
+});
+
+test("run --no-wait fails at once while a live run holds the workspace: before loading the pipeline", async () => {
+  const dir = await tempDir();
+  try {
+    // A pipeline.yaml that would fail to load: the busy error coming first shows that the lock is
+    // checked before any pipeline work (timing-free evidence of "at once").
+    await writeFile(join(dir, "pipeline.yaml"), "version: 1\nstages: [not, a, map\n");
+    const held = await acquireRunLock(join(dir, "cache"), { wait: false, command: "run" });
+    try {
+      const r = await call(["run", "--no-wait"], dir);
+      assert.is(r.code, 2, r.err);
+      assert.match(r.err, new RegExp(`^error: the workspace is busy: the run started by pid ${process.pid} at .* holds .*cache/run\\.lock\nhint: wait for that run to finish, or drop --no-wait`));
+      const inv = await call(["invalidate", "anything", "--no-wait"], dir);
+      assert.is(inv.code, 2, inv.err);
+      assert.match(inv.err, /^error: the workspace is busy: /);
+    } finally {
+      await held.release();
+    }
+    // Free again: the same command now gets as far as the broken pipeline.yaml.
+    const free = await call(["run", "--no-wait"], dir);
+    assert.is(free.code, 2);
+    assert.not.match(free.err, /busy/);
+    assert.match(free.err, /pipeline\.yaml/);
+  } finally {
+    await removeDir(dir);
+  }
 });
 
 test("name prints the reference feature file name", async () => {

@@ -11,6 +11,7 @@ import { ATTR_FORMAT } from "../../../src/io/feature-layout.ts";
 import { loadH5 } from "../../../src/io/hdf5.ts";
 import { InputError } from "../../../src/errors.ts";
 import { Rng } from "../../../src/rng.ts";
+import { pythonWith, requires } from "../../helpers/skip.ts";
 
 let dir = "";
 test.before(async () => {
@@ -376,16 +377,12 @@ test("fixture: an LZF-compressed file written by h5py is refused", async () => {
   await expectInputError(openFeatureFile(join(FIXTURES, "lzf.hdf5")), /lzf\.hdf5: dataset "embed" uses the HDF5 filter lzf \(id 32000\)/);
 });
 
-// Cross-checks with h5py, only where Debian's python3-h5py is installed (never required).
-// The first python3 that imports h5py (a pyenv shim may shadow Debian's /usr/bin/python3).
-const PYTHON = ["python3", "/usr/bin/python3"].find((py) => spawnSync(py, ["-c", "import h5py"], { stdio: "ignore" }).status === 0);
-const hasH5py = PYTHON !== undefined;
+// Cross-checks with h5py (Debian's python3-h5py; CI installs it and requires these to run).
+const found = pythonWith("h5py");
+const h5py = requires("python3-h5py", () => ("python" in found ? true : found.reason));
+const PYTHON = "python" in found ? found.python : "python3";
 
-test("h5py reads our file with the reference names, shapes and dtypes", async () => {
-  if (!hasH5py) {
-    console.log("  (skipped: python3-h5py not installed)");
-    return;
-  }
+h5py.test("h5py reads our file with the reference names, shapes and dtypes", async () => {
   const path = join(dir, "multi.hdf5");
   const py = `
 import h5py, sys, json
@@ -395,7 +392,7 @@ out["row"] = [float(v) for v in f["embed"][104, :3]]
 out["index_value"] = float(f["index"][104, 0])
 print(json.dumps(out))
 `;
-  const res = spawnSync(PYTHON!, ["-c", py, path], { encoding: "utf8" });
+  const res = spawnSync(PYTHON, ["-c", py, path], { encoding: "utf8" });
   assert.is(res.status, 0, res.stderr);
   const got = JSON.parse(res.stdout);
   assert.equal(got.embed, [[309, 6], "float32", [null, 6], true]);
@@ -405,11 +402,7 @@ print(json.dumps(out))
   assert.is(got.index_value, 1);
 });
 
-test("a file h5py wrote (reference writer's calls) reads back through our reader", async () => {
-  if (!hasH5py) {
-    console.log("  (skipped: python3-h5py not installed)");
-    return;
-  }
+h5py.test("a file h5py wrote (reference writer's calls) reads back through our reader", async () => {
   const path = join(dir, "h5py-written.hdf5");
   // Mirrors save_activations: resizable float32 datasets, 2 passes of 50 rows, index restarting.
   const py = `
@@ -428,7 +421,7 @@ with h5py.File(sys.argv[1], "w") as f:
             l[-k:] = (rows % 4)[:, None]
             x[-k:] = rows[:, None]
 `;
-  const res = spawnSync(PYTHON!, ["-c", py, path], { encoding: "utf8" });
+  const res = spawnSync(PYTHON, ["-c", py, path], { encoding: "utf8" });
   assert.is(res.status, 0, res.stderr);
   const r = await openFeatureFile(path, { dim: 12, requireComplete: true });
   assert.is(r.rows, 100);
@@ -441,11 +434,7 @@ with h5py.File(sys.argv[1], "w") as f:
   r.close();
 });
 
-test("an LZF-compressed file written by h5py is refused (h5wasm would return garbage)", async () => {
-  if (!hasH5py) {
-    console.log("  (skipped: python3-h5py not installed)");
-    return;
-  }
+h5py.test("an LZF-compressed file written by h5py is refused (h5wasm would return garbage)", async () => {
   const path = join(dir, "h5py-lzf.hdf5");
   const py = `
 import h5py, numpy as np, sys
@@ -454,7 +443,7 @@ with h5py.File(sys.argv[1], "w") as f:
     f.create_dataset("label", data=np.zeros((20, 1), "f4"), maxshape=(None, 1))
     f.create_dataset("index", data=np.arange(20, dtype="f4")[:, None], maxshape=(None, 1))
 `;
-  const res = spawnSync(PYTHON!, ["-c", py, path], { encoding: "utf8" });
+  const res = spawnSync(PYTHON, ["-c", py, path], { encoding: "utf8" });
   assert.is(res.status, 0, res.stderr);
   await expectInputError(openFeatureFile(path), /h5py-lzf\.hdf5: dataset "embed" uses the HDF5 filter lzf \(id 32000\)/);
 });

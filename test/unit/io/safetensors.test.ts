@@ -32,6 +32,20 @@ test("round trip keeps names, order, shapes, values and metadata", async () => {
   }
 });
 
+test("encoding matches the safetensors layout byte for byte (literal bytes, built by hand from the spec)", () => {
+  // u64 LE header length, JSON header (__metadata__ first, tensors in order) padded with spaces to
+  // a multiple of 8, then the raw little-endian data. Header: 142 bytes + 2 spaces = 144 = 0x90.
+  // Data: struct.pack('<ff', 1, -2.5) = 0000803f000020c0, struct.pack('<q', 7) = 0700000000000000.
+  const header =
+    '{"__metadata__":{"format":"pt"},"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"step":{"dtype":"I64","shape":[1],"data_offsets":[8,16]}}  ';
+  const want = Buffer.concat([Buffer.from("9000000000000000", "hex"), Buffer.from(header, "latin1"), Buffer.from("0000803f000020c00700000000000000", "hex")]);
+  const got = encodeSafetensors(
+    { w: { dtype: "F32", shape: [2], data: new Float32Array([1, -2.5]) }, step: { dtype: "I64", shape: [1], data: new BigInt64Array([7n]) } },
+    { format: "pt" },
+  );
+  assert.is(Buffer.from(got).toString("hex"), want.toString("hex"));
+});
+
 test("header is 8-byte aligned", () => {
   const bytes = encodeSafetensors({ x: { dtype: "F32", shape: [1], data: new Float32Array([1]) } });
   const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));

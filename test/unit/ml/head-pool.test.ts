@@ -9,6 +9,7 @@ const { EnsembleEvaluator, ThreadedEvaluator } = await import("../../../src/ml/e
 const { HeadPool, MIN_POOLED_HEAD, headThreadCount } = await import("../../../src/ml/head-pool.ts");
 const { Rng } = await import("../../../src/rng.ts");
 import type { EnsembleArrays, HeadShape } from "../../../src/ml/heads.ts";
+import { requires } from "../../helpers/skip.ts";
 
 // One OpenBLAS thread here, as on each head thread: the bits the threads must reproduce.
 const backend = await initBackend("wasm", { blasThreads: 1 });
@@ -168,13 +169,12 @@ test("a thread's error reaches the caller with its message; the pool closes", as
   await rejects(async () => pool.drop(0, 0), /closed/);
 });
 
-test("the pool runs OpenBLAS at one thread while open and gives the caller's count back on close", async () => {
-  const { loadBlasAddon, setBlasThreads } = await import("../../../src/ml/wasm-blas.ts");
-  const loaded = loadBlasAddon();
-  if (!("blas" in loaded)) {
-    console.log(`  (no OpenBLAS addon here: ${loaded.error}; the thread-count check needs it)`);
-    return;
-  }
+const { loadBlasAddon, setBlasThreads } = await import("../../../src/ml/wasm-blas.ts");
+const loaded = loadBlasAddon();
+const withBlas = requires("blas-addon", () => ("blas" in loaded ? true : `@sed-pipe/blas not loaded: ${loaded.error}`));
+
+withBlas.test("the pool runs OpenBLAS at one thread while open and gives the caller's count back on close", async () => {
+  if (!("blas" in loaded)) throw new Error("unreachable: registered only with the addon");
   setBlasThreads(2);
   try {
     const pool = await HeadPool.start(2, shape);

@@ -88,6 +88,61 @@ test("ambiguous instance prefix lists the candidates", () => {
   assert.match(e.message, /^target "eval@ood_det" is ambiguous: it matches eval@ood_det_cov\/in_val, /);
 });
 
+test("an instance prefix ending at a / boundary selects the whole group (README: run eval@ood_gen)", () => {
+  const group = ["eval@ood_gen/in_val", "eval@ood_gen/imagenet_a", "eval@ood_gen/Brightness_1"];
+  assert.equal(matchTarget(p, "eval@ood_gen"), group);
+  assert.equal(matchTarget(p, "eval@ood_gen/"), group);
+  assert.equal(matchTarget(p, "ev@ood_gen"), group);
+  assert.equal(resolveTargets(p, ["eval@ood_gen"]), ["download", "train-heads@ood_gen", ...group]);
+  // An id that exists exactly is still just that instance.
+  assert.equal(matchTarget(p, "train-heads@ood_gen"), ["train-heads@ood_gen"]);
+});
+
+test("a prefix inside a group name stays ambiguous; the hint names the groups", () => {
+  const e = errorOf(() => resolveTargets(p, ["eval@ood_det"]));
+  assert.is(
+    e.message,
+    'target "eval@ood_det" is ambiguous: it matches eval@ood_det_cov/in_val, eval@ood_det_cov/imagenet_a, eval@ood_det_cov/Brightness_1, ' +
+      "eval@ood_det_sem/in_val, eval@ood_det_sem/imagenet_a, eval@ood_det_sem/Brightness_1",
+  );
+  assert.is(e.hint, "type more of the instance id, or name a whole group: eval@ood_det_cov, eval@ood_det_sem");
+  const within = errorOf(() => resolveTargets(p, ["eval@ood_gen/i"]));
+  assert.is(within.message, 'target "eval@ood_gen/i" is ambiguous: it matches eval@ood_gen/in_val, eval@ood_gen/imagenet_a');
+  assert.is(within.hint, "type more of the instance id");
+});
+
+test("a group whose name is a prefix of another group's: the boundary decides", async () => {
+  const proj = await tempProject(
+    {
+      "pipeline.yaml": `version: 1
+default_profile: demo
+profiles:
+  demo:
+    params: params/demo.yaml
+stages:
+  eval:
+    module: stages/s.ts
+    matrix:
+      model: \${models}
+      dataset: \${datasets}
+    outs: {r: "artifacts/eval/\${item.model}/\${item.dataset}.json"}
+`,
+      "params/demo.yaml": "models: [ood_gen, ood_gen_big]\ndatasets: [a, b]\n",
+    },
+    ["stages/s.ts"],
+  );
+  try {
+    const q = await loadPipeline(proj.root);
+    assert.equal(matchTarget(q, "eval@ood_gen"), ["eval@ood_gen/a", "eval@ood_gen/b"]);
+    assert.equal(matchTarget(q, "eval@ood_gen_big"), ["eval@ood_gen_big/a", "eval@ood_gen_big/b"]);
+    const e = errorOf(() => matchTarget(q, "eval@ood_ge"));
+    assert.is(e.message, 'target "eval@ood_ge" is ambiguous: it matches eval@ood_gen/a, eval@ood_gen/b, eval@ood_gen_big/a, eval@ood_gen_big/b');
+    assert.is(e.hint, "type more of the instance id, or name a whole group: eval@ood_gen, eval@ood_gen_big");
+  } finally {
+    await proj.cleanup();
+  }
+});
+
 test("unknown target: did you mean", () => {
   const e = errorOf(() => resolveTargets(p, ["tabels"]));
   assert.is(e.message, 'unknown target "tabels"; did you mean tables?');

@@ -43,7 +43,11 @@ test("a corrupt lock is a clear error with a hint, not silently dropped", async 
       } catch (err) {
         assert.instance(err, SedPipeError);
         assert.match((err as Error).message, /^pipeline\.lock: /);
-        assert.match((err as SedPipeError).hint ?? "", /git checkout pipeline\.lock/);
+        const hint = (err as SedPipeError).hint ?? "";
+        // pipeline.lock is not tracked by git here: the hint must not send the user to git.
+        assert.not.match(hint, /git/);
+        assert.match(hint, /mv pipeline\.lock pipeline\.lock\.bad/);
+        assert.match(hint, /restored from the cache instead of rerun/);
       }
     }
   } finally {

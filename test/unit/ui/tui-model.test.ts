@@ -2,7 +2,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import type { RunnerEvent } from "../../../src/runner/events.ts";
-import { bar, emptyModel, expandedRows, formatAmount, formatDuration, liveCounts, progressText, reduce } from "../../../src/ui/tui-model.ts";
+import { bar, emptyModel, expandedRows, fitId, formatAmount, formatDuration, idColumnWidth, liveCounts, progressText, reduce } from "../../../src/ui/tui-model.ts";
 
 const plan = (ids: Array<[string, "run" | "skip" | "restore"]>): RunnerEvent => ({
   type: "plan",
@@ -93,6 +93,23 @@ test("a big group expands only running and failed instances", () => {
   );
   const small = reduce(emptyModel(), plan([["a@1", "run"], ["a@2", "run"]]));
   assert.is(expandedRows(small, small.groups[0]!, 8).length, 2);
+});
+
+test("id column: as wide as the longest id shown, capped at 40% of the terminal (16..60)", () => {
+  assert.is(idColumnWidth(["a@1", "tables"], 100), 6);
+  assert.is(idColumnWidth(["x".repeat(70)], 100), 40);
+  assert.is(idColumnWidth(["x".repeat(70)], 200), 60);
+  assert.is(idColumnWidth(["x".repeat(70)], 30), 16);
+  assert.is(idColumnWidth([], 100), 0);
+});
+
+test("fitId pads short ids and shortens long ones in the middle, to exactly the width", () => {
+  assert.is(fitId("tables", 10), "tables    ");
+  assert.is(fitId("tables", 6), "tables");
+  assert.is(fitId("eval@ood_det_sem/imagenet_r", 15), "eval@oo…genet_r");
+  assert.is(fitId("eval@ood_det_sem/imagenet_r", 16), "eval@ood…genet_r");
+  assert.is(fitId("abcdef", 2), "a…");
+  assert.is(fitId("abcdef", 1), "…");
 });
 
 test.run();

@@ -9,20 +9,17 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { exists, makeProject, waitFor } from "../../helpers/project.ts";
 import { removeDir, withTimeout } from "../../helpers/tmp.ts";
+import { requires } from "../../helpers/skip.ts";
 
 const BIN = fileURLToPath(new URL("../../../bin/sed-pipe.js", import.meta.url));
-const hasScript = spawnSync("script", ["--version"]).status === 0;
+// No pty tool: the pick logic and close() are still covered by pick-sink.test.ts.
+const pty = requires("pty-script", () => spawnSync("script", ["--version"]).status === 0 || "util-linux `script` not found (Debian: bsdutils)");
 
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
-test("Ctrl-C under the Ink view: run interrupted, cursor shown, terminal not left raw", () =>
+pty.test("Ctrl-C under the Ink view: run interrupted, cursor shown, terminal not left raw", () =>
   withTimeout(
     (async () => {
-      if (!hasScript) {
-        // No pty tool on this machine: the pick logic and close() are covered by pick-sink.test.ts.
-        console.log("  (util-linux `script` not found: pty test not run)");
-        return;
-      }
       const root = await makeProject();
       try {
         await writeFile(join(root, "hold"), "");

@@ -136,6 +136,26 @@ test("a frame taller than the terminal is condensed: active rows only, shorter f
   assert.not.match(tiny, /\| log line 2/);
 });
 
+test("long instance ids: one id column for the frame, long ids shortened in the middle, columns aligned", () => {
+  const long = "eval@ood_det_sem/Gaussian_Noise_severity_5_with_a_very_long_dataset_key";
+  const steps = ["download@mnist", "eval@ood_gen/in_val", long, "tables"].map((id) => ({ id, action: "run" as const, reason: "new input", changes: [] }));
+  const m = model([[{ type: "plan", schemaVersion: 1, runId: "r", dryRun: false, jobs: 2, counts: { run: 4, restore: 0, skip: 0, pending: 0 }, steps }]]);
+  const f = frame(m);
+  const rows = f.split("\n").filter((l) => l.startsWith("  queued"));
+  assert.is(rows.length, 4, f);
+  // width 100 -> id column capped at 40; the long id keeps its stage and its end.
+  assert.ok(rows.some((l) => l.includes("eval@ood_det_sem/Gau…ry_long_dataset_key new input")), f);
+  assert.not.ok(f.includes(long), "the full long id does not push the columns");
+  const col = rows.map((l) => l.indexOf("new input"));
+  assert.equal(col, [col[0], col[0], col[0], col[0]], f);
+  assert.is(col[0], 2 + 9 + 1 + 40 + 1, f);
+  // Short ids only: the column is as wide as the longest id shown, in every group.
+  const short = frame(model([[PLAN]]));
+  const lines = short.split("\n");
+  const at = ["new", "param config", "upstream runs"].map((text) => lines.find((l) => l.includes(text))!.indexOf(text));
+  assert.equal(at, [34, 34, 34], short); // 12 + "cache-features@in_val".length + 1
+});
+
 test("without colour the frame has no escape codes", () => {
   const f = frame(model([[PLAN]]));
   assert.not.match(f, /\x1b\[/);
