@@ -7,10 +7,11 @@ import { SedPipeError } from "../../../src/errors.ts";
 import type { LockEntry } from "../../../src/pipeline/types.ts";
 import { tempDir, removeDir } from "../../helpers/tmp.ts";
 
-const entry = (fp: string): LockEntry => ({
-  fingerprint: fp,
+/** An entry whose fingerprint is "sha256:" + 64 times `c`. */
+const entry = (c: string): LockEntry => ({
+  fingerprint: "sha256:" + c.repeat(64),
   parts: { params: { b: 1, a: 2 }, paramsHash: "p", deps: {}, code: { "stages/x.ts": "c" }, runtime: { node: "v20" } },
-  outs: { out: { path: "artifacts/x", kind: "file", digest: "d".repeat(64), size: 3 } },
+  outs: { out: { path: "artifacts/x", kind: "file", digest: "sha256:" + "d".repeat(64), size: 3 } },
   finishedAt: "2026-01-01T00:00:00.000Z",
   durationMs: 5,
 });
@@ -19,7 +20,7 @@ test("missing lock reads as empty; write/read round-trips with sorted keys", asy
   const dir = await tempDir();
   try {
     assert.equal(await readLock(dir), { version: 1, instances: {} });
-    await writeLock(dir, { version: 1, instances: { zeta: entry("z"), alpha: entry("a") } });
+    await writeLock(dir, { version: 1, instances: { zeta: entry("f"), alpha: entry("a") } });
     const text = await readFile(join(dir, "pipeline.lock"), "utf8");
     assert.ok(text.indexOf('"alpha"') < text.indexOf('"zeta"'));
     assert.ok(text.indexOf('"a": 2') < text.indexOf('"b": 1'));
@@ -49,6 +50,24 @@ test("a corrupt lock is a clear error with a hint, not silently dropped", async 
         assert.match(hint, /mv pipeline\.lock pipeline\.lock\.bad/);
         assert.match(hint, /restored from the cache instead of rerun/);
       }
+    }
+  } finally {
+    await removeDir(dir);
+  }
+});
+
+test("entries written by older versions (bare hex out digests) read in the current form", async () => {
+  const dir = await tempDir();
+  try {
+    const old = { ...entry("a"), outs: { out: { path: "artifacts/x", kind: "file", digest: "d".repeat(64), size: 3 } } };
+    await writeFile(join(dir, "pipeline.lock"), JSON.stringify({ version: 1, instances: { x: old } }));
+    assert.is((await readLock(dir)).instances.x!.outs.out!.digest, "sha256:" + "d".repeat(64));
+    await writeFile(join(dir, "pipeline.lock"), JSON.stringify({ version: 1, instances: { x: { ...old, fingerprint: "fp-1" } } }));
+    try {
+      await readLock(dir);
+      assert.unreachable("a fingerprint that is no digest must be refused");
+    } catch (err) {
+      assert.match((err as Error).message, /entry "x" is incomplete/);
     }
   } finally {
     await removeDir(dir);
