@@ -1,7 +1,6 @@
 // Fetches one URL (https, http, file) into a local file: redirects, Google Drive's large-file
 // confirmation page, resume with HTTP Range from a kept `.part` file, bounded retries with
 // exponential backoff, sha256 verification. Knows nothing about stages or the pipeline.
-import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
 import { copyFile, mkdir, readFile, rename, rm, stat, truncate, writeFile } from "node:fs/promises";
 import http from "node:http";
@@ -9,6 +8,7 @@ import https from "node:https";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { EXIT, InputError, SedPipeError } from "../errors.ts";
+import { sha256File } from "./sha256.ts";
 
 /** A download that failed for a reason outside the user's files (network, server, checksum). */
 export class DownloadError extends SedPipeError {
@@ -223,12 +223,6 @@ async function sizeOf(path: string): Promise<number> {
   }
 }
 
-export async function sha256File(path: string, signal?: AbortSignal): Promise<string> {
-  const h = createHash("sha256");
-  for await (const c of createReadStream(path, { highWaterMark: 4 << 20, signal }) as AsyncIterable<Buffer>) h.update(c);
-  return h.digest("hex");
-}
-
 async function moveInto(from: string, to: string): Promise<void> {
   await mkdir(dirname(to), { recursive: true });
   try {
@@ -416,7 +410,7 @@ export async function downloadFile(opts: DownloadOptions): Promise<DownloadResul
   }
 
   const bytes = await sizeOf(partPath);
-  const digest = await sha256File(partPath, signal);
+  const digest = await sha256File(partPath, signal ? { signal } : {});
   if (opts.sha256 !== undefined && digest !== opts.sha256) {
     throw new DownloadError(`${url}: sha256 mismatch: got ${digest}, expected ${opts.sha256}`, {
       hint: `the downloaded bytes are kept in ${partPath}; if the pinned sha256 is wrong fix it in the params file, otherwise delete that file to download again`,
