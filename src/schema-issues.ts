@@ -1,6 +1,6 @@
 // Wording of schema (zod) issues for people: "config.optimizer.lr must be > 0, got number -1". Shared
 // by the plan-time params check (src/pipeline/check-params.ts, with file positions), the run-time
-// parse of a stage's params (src/runner/stage-api.ts) and schema-backed parsers in src/io. Pure and
+// parse of a stage's params (src/stage-api.ts) and schema-backed parsers in src/io. Pure and
 // light: no zod import, no I/O.
 
 /** The parts of a zod 4 issue this module reads (structural, so any zod 4 copy works). */

@@ -2,7 +2,7 @@
 // featurizer section}, with the rules that tie them together (a transform must produce images of
 // the ViT's size). Light: zod and the shared schemas only.
 import { z } from "zod";
-import { defineContract } from "../src/runner/stage-api.ts";
+import { defineContract } from "../src/stage-api.ts";
 import { evalTransformFields, trainTransformFields, transformSpecSchema, vitArchSchema } from "./params-schemas.ts";
 
 const str = z.string().min(1);

@@ -4,7 +4,7 @@
 // math is src/ml/vit.ts, the files are src/io/*.
 import { link, copyFile, mkdir, readdir, readFile, stat } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
-import { parseParams, parseWith, type ParamsOf, type StageContext } from "../src/runner/stage-api.ts";
+import { parseParams, parseWith, type ParamsOf, type StageContext } from "../src/stage-api.ts";
 import { ConfigError, InputError } from "../src/errors.ts";
 import { Rng } from "../src/rng.ts";
 import { writeFileAtomic } from "../src/io/atomic.ts";

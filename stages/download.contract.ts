@@ -2,7 +2,7 @@
 // `mnist-universe` (the demo's data) or `generated-vit` (the demo's featurizer checkpoint). Light:
 // zod and the schema modules only.
 import { z } from "zod";
-import { defineContract } from "../src/runner/stage-api.ts";
+import { defineContract } from "../src/stage-api.ts";
 import { checkUniverse, universeFields } from "../src/io/universe/universe-params.ts";
 import { vitArchSchema } from "./params-schemas.ts";
 

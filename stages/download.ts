@@ -4,7 +4,7 @@
 // the work lives in src/io and src/ml.
 import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
-import { parseParams, type StageContext } from "../src/runner/stage-api.ts";
+import { parseParams, type StageContext } from "../src/stage-api.ts";
 import { ConfigError, InputError } from "../src/errors.ts";
 import { downloadFile, type DownloadProgress } from "../src/io/download.ts";
 import { extractTarGz } from "../src/io/archive.ts";

@@ -2,7 +2,7 @@
 // element, eval: the eval section}. The model and dataset schemas are shared with the tables stage,
 // which reads the same sections. Light: zod only.
 import { z } from "zod";
-import { defineContract } from "../src/runner/stage-api.ts";
+import { defineContract } from "../src/stage-api.ts";
 
 export const ROLES = ["id", "subset", "covariate", "semantic"] as const;
 

@@ -4,7 +4,7 @@
 // in src/ml.
 import { readFile, readdir, stat, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
-import { parseParams, type ParamsOf, type StageContext, type StageModule } from "../src/runner/stage-api.ts";
+import { parseParams, type ParamsOf, type StageContext, type StageModule } from "../src/stage-api.ts";
 import { ConfigError, InputError } from "../src/errors.ts";
 import { initBackend } from "../src/ml/backend.ts";
 import { loadEnsemble, type EnsembleArrays } from "../src/ml/heads.ts";

@@ -2,7 +2,7 @@
 // checks only the fields tables reads (and lets the rest through): the eval contract checks the same
 // sections in full. Light: zod only.
 import { z } from "zod";
-import { defineContract } from "../src/runner/stage-api.ts";
+import { defineContract } from "../src/stage-api.ts";
 import { ROLES } from "./eval.contract.ts";
 
 export const contract = defineContract({

@@ -4,7 +4,7 @@
 // live in src/report.
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { parseParams, type StageContext, type StageModule } from "../src/runner/stage-api.ts";
+import { parseParams, type StageContext, type StageModule } from "../src/stage-api.ts";
 import { ConfigError, InputError } from "../src/errors.ts";
 import { buildReport } from "../src/report/report.ts";
 import { checkComplete, type DatasetInfo, type ResultLike } from "../src/report/tables.ts";

@@ -1,7 +1,7 @@
 // Contract of the train-heads stage: params = {config: one `train_configs` element}. Light (zod and
 // the schema module only): the planner loads it to check params before anything runs.
 import { z } from "zod";
-import { defineContract } from "../src/runner/stage-api.ts";
+import { defineContract } from "../src/stage-api.ts";
 import { trainConfigSchema } from "../src/ml/train-config-schema.ts";
 
 export const contract = defineContract({

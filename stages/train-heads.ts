@@ -4,7 +4,7 @@
 // Owns file plumbing only.
 import { mkdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { parseParams, type StageContext } from "../src/runner/stage-api.ts";
+import { parseParams, type StageContext } from "../src/stage-api.ts";
 import { ConfigError } from "../src/errors.ts";
 import { initBackend } from "../src/ml/backend.ts";
 import { saveEnsemble } from "../src/ml/heads.ts";

@@ -4,7 +4,7 @@ import { join, relative } from "node:path";
 import { InvalidArgumentError } from "commander";
 import type { CliContext } from "./context.ts";
 import { EXIT, SedPipeError } from "../errors.ts";
-import type { StageSettings } from "../runner/stage-api.ts";
+import type { StageSettings } from "../stage-api.ts";
 import type { Workspace } from "../runner/workspace.ts";
 import type { RunLock } from "../store/run-lock.ts";
 

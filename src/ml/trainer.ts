@@ -3,7 +3,7 @@
 import { join } from "node:path";
 import { Rng } from "../rng.ts";
 import { InputError } from "../errors.ts";
-import type { ProgressEvent } from "../runner/stage-api.ts";
+import type { ProgressEvent } from "../stage-api.ts";
 import { initHeadArrays, type HeadArrays } from "./heads.ts";
 import type { HeadThreadSettings } from "./head-pool.ts";
 import { lrAt } from "./lr-schedule.ts";

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { writeFileAtomic } from "../io/atomic.ts";
 import { configErrorAt, type Span } from "./diagnostics.ts";
-import type { StageContract } from "../runner/stage-api.ts";
+import type { StageContract } from "../stage-api.ts";
 
 /** A contract as loaded: the file it came from and what it exports. */
 export interface LoadedContract {
@@ -169,7 +169,7 @@ export async function loadContracts(root: string, modules: Map<string, Span>): P
       }
       const contract = mod.contract ?? mod.default;
       if (!isContract(contract)) {
-        throw configErrorAt(at, `${file} does not export a stage contract ({name, version, params})`, "export const contract = defineContract({ name, version: 1, params: z.strictObject({...}) }) (src/runner/stage-api.ts)");
+        throw configErrorAt(at, `${file} does not export a stage contract ({name, version, params})`, "export const contract = defineContract({ name, version: 1, params: z.strictObject({...}) }) (src/stage-api.ts)");
       }
       out.set(module, { file, contract, imports: entry.imports });
     }),

@@ -1,7 +1,7 @@
 // The runner's event stream: typed, UI-agnostic, serialisable as JSON. Every UI sink (plain lines,
 // NDJSON, the Ink TUI) consumes exactly this union and nothing else. No rendering here.
 import type { PlanCounts, PlanStep } from "../pipeline/types.ts";
-import type { ProgressEvent } from "./stage-api.ts";
+import type { ProgressEvent } from "../stage-api.ts";
 
 /** Bumped when an event's shape changes incompatibly (consumers of `--json` read it from "plan"). */
 export const EVENT_SCHEMA_VERSION = 1;

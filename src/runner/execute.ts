@@ -14,7 +14,7 @@ import { assess, type Fingerprinter, type Planner } from "./assess.ts";
 import { EVENT_SCHEMA_VERSION, type EventSink, type RunCounts, type RunDoneEvent } from "./events.ts";
 import { bringUpToDate, logPathFor, type RunContext } from "./instance.ts";
 import { countSlots, schedule, type InstanceFailure } from "./scheduler.ts";
-import type { StageSettings } from "./stage-api.ts";
+import type { StageSettings } from "../stage-api.ts";
 import { WorkerPool, type Executor } from "./worker-pool.ts";
 
 export { logPathFor, safeInstanceId, scratchPathFor } from "./instance.ts";

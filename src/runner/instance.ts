@@ -16,7 +16,7 @@ import { replacePath } from "../store/place.ts";
 import { absPath, currentFingerprint, missingDeps, observe, reusableRun, type Assessment, type Observer, type Planner } from "./assess.ts";
 import type { EventSink, RunCounts } from "./events.ts";
 import { InstanceFailure } from "./scheduler.ts";
-import type { StageSettings } from "./stage-api.ts";
+import type { StageSettings } from "../stage-api.ts";
 import type { Executor } from "./worker-pool.ts";
 
 /** A file-name-safe form of an instance id; ids that needed changes get a short hash to stay unique. */

@@ -13,7 +13,7 @@ import type { EventSink } from "./events.ts";
 import { executeRun, type RunResult } from "./execute.ts";
 import { IGNORED_DIRS } from "./watch.ts";
 import { openWorkspace, planner, planOnly, PIPELINE_FILE } from "./workspace.ts";
-import type { StageSettings } from "./stage-api.ts";
+import type { StageSettings } from "../stage-api.ts";
 
 export interface WatchCycleOptions {
   root: string;

@@ -11,7 +11,7 @@ import { createWriteStream, type WriteStream } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
-import type { ProgressEvent } from "./stage-api.ts";
+import type { ProgressEvent } from "../stage-api.ts";
 import type { ErrorInfo, FromWorker, ToWorker, WorkerSpec } from "./worker-protocol.ts";
 import { bundleStage } from "./stage-bundle.ts";
 import { WORKER_SOURCE } from "./worker-path.ts";

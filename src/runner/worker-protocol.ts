@@ -1,6 +1,6 @@
 // The IPC messages between the runner and a worker process (src/runner/worker.ts). A worker runs one
 // instance at a time and may run many in its life (persistent workers). Types only.
-import type { ProgressEvent, StageSettings } from "./stage-api.ts";
+import type { ProgressEvent, StageSettings } from "../stage-api.ts";
 
 /** Everything a worker needs to build a StageContext; all paths absolute. */
 export interface WorkerSpec {

@@ -5,7 +5,7 @@
 // the runner only over IPC; never touches artifacts/, the cache or pipeline.lock.
 import { pathToFileURL } from "node:url";
 import { isMainThread } from "node:worker_threads";
-import type { ProgressEvent, StageContext, StageModule } from "./stage-api.ts";
+import type { ProgressEvent, StageContext, StageModule } from "../stage-api.ts";
 import type { ErrorInfo, FromWorker, ToWorker, WorkerSpec } from "./worker-protocol.ts";
 
 // Same value as stage-bundle.ts's BUNDLED_STAGE_GLOBAL (not imported: that module loads esbuild).

@@ -1,7 +1,7 @@
 // The live run view's state: a pure reducer from RunnerEvents to rows (per instance, grouped per
 // stage) with progress rates and ETAs. Knows only the event types; no rendering, no clocks.
 import type { RunnerEvent, RunCounts, RunDoneEvent } from "../runner/events.ts";
-import type { ProgressEvent } from "../runner/stage-api.ts";
+import type { ProgressEvent } from "../stage-api.ts";
 
 export type RowState = "fresh" | "queued" | "restoring" | "running" | "done" | "restored" | "skipped" | "failed" | "blocked";
 

@@ -4,7 +4,7 @@ import { mkdtemp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { resolveFeatureFile, run } from "../../../stages/eval.ts";
-import type { StageContext } from "../../../src/runner/stage-api.ts";
+import type { StageContext } from "../../../src/stage-api.ts";
 import { initHeadArrays, saveEnsemble, type HeadShape } from "../../../src/ml/heads.ts";
 import { createFeatureFile } from "../../../src/io/feature-writer.ts";
 import { readScoresFile } from "../../../src/io/scores-file.ts";

@@ -9,7 +9,7 @@ import { buildTable, cellValue, renderCsv, type DatasetInfo, type ResultLike } f
 import { buildReport, compareWithPublished } from "../../../src/report/report.ts";
 import { OOD_DET_COLUMNS, OOD_GEN_COLUMNS, PUBLISHED_OOD_DET, PUBLISHED_OOD_GEN } from "../../../src/report/published.ts";
 import { run } from "../../../stages/tables.ts";
-import type { StageContext } from "../../../src/runner/stage-api.ts";
+import type { StageContext } from "../../../src/stage-api.ts";
 import { InputError } from "../../../src/errors.ts";
 import { TEST_SETTINGS } from "../../helpers/stage-context.ts";
 

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import { PNG } from "pngjs";
 import { run, parseFeaturizerParams } from "../../../stages/cache-features.ts";
-import type { ProgressEvent, StageContext } from "../../../src/runner/stage-api.ts";
+import type { ProgressEvent, StageContext } from "../../../src/stage-api.ts";
 import { writeSeededVitCheckpoint, readVitWeights } from "../../../src/ml/vit-checkpoint.ts";
 import { createVit, disposeVit, featurizeBatch, type VitArch } from "../../../src/ml/vit.ts";
 import { decodeImage, evalCrop, normalizeInto } from "../../../src/io/images.ts";

@@ -9,7 +9,7 @@ import { gzipSync } from "node:zlib";
 import { createHash } from "node:crypto";
 import { pathToFileURL } from "node:url";
 import { run } from "../../../stages/download.ts";
-import type { ProgressEvent, StageContext } from "../../../src/runner/stage-api.ts";
+import type { ProgressEvent, StageContext } from "../../../src/stage-api.ts";
 import { ConfigError, InputError } from "../../../src/errors.ts";
 import { TEST_SETTINGS } from "../../helpers/stage-context.ts";
 

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { run } from "../../../stages/train-heads.ts";
 import { createFeatureFile } from "../../../src/io/feature-writer.ts";
 import { loadEnsemble } from "../../../src/ml/heads.ts";
-import type { ProgressEvent, StageContext } from "../../../src/runner/stage-api.ts";
+import type { ProgressEvent, StageContext } from "../../../src/stage-api.ts";
 import { clusters } from "./synthetic.ts";
 import { TEST_SETTINGS } from "../../helpers/stage-context.ts";
 

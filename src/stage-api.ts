@@ -1,10 +1,11 @@
-// The contract between the engine and a stage module (stages/*.ts). Stage modules import only this
-// file from src/runner; the runner calls `run(ctx)` inside a worker process. Light on purpose (types,
+// The contract between the engine and a stage module (stages/*.ts), a leaf every layer may import:
+// stages and their contracts, the planner (contracts), the runner (which calls `run(ctx)` inside a
+// worker process) and src/ml (progress events). Light on purpose (types,
 // plus the identity `defineContract` and the params parse): stage contracts import it, and the
 // planner loads those without tfjs or h5wasm. No I/O here.
 import type { output as ZodOutput, ZodType } from "zod";
-import { ConfigError } from "../errors.ts";
-import { flattenIssues, issueLine, issueText, pathText, valueAt, type SchemaIssue } from "../schema-issues.ts";
+import { ConfigError } from "./errors.ts";
+import { flattenIssues, issueLine, issueText, pathText, valueAt, type SchemaIssue } from "./schema-issues.ts";
 
 /** A typed progress report. The engine forwards it to the UI sinks unchanged. */
 export interface ProgressEvent {
