@@ -7,7 +7,8 @@ import { EXIT, SedPipeError } from "../errors.ts";
 import type { EventSink } from "../runner/events.ts";
 import type { LockStore } from "../store/lock-file.ts";
 import type { RunLock } from "../store/run-lock.ts";
-import type { RunResult } from "../runner/execute.ts";
+import type { ExecuteOptions, RunResult } from "../runner/execute.ts";
+import type { ExecutorSetting } from "../pipeline/types.ts";
 import { EXAMPLES, failIfBusy, intOption, openFor, settingsFromEnv, takeRunLock } from "./common.ts";
 
 export function registerRunCommand(program: Command, cli: CliContext): void {
@@ -25,9 +26,17 @@ export function registerRunCommand(program: Command, cli: CliContext): void {
     .option("--no-wait", "fail at once (exit 2) if another run holds the workspace, instead of waiting")
     .option("-v, --verbose", "plain output: also print stage log lines and fresh instances")
     .option("--ui <kind>", "auto (live view on a terminal, plain lines otherwise), ink or plain", "auto")
+    .option("-e, --executor <kind>", "where instances run: local (worker processes here) or slurm (batch jobs); default: the profile's executor, else SED_PIPE_EXECUTOR, else local")
+    .addOption(new Option("--retries <n>", "slurm: resubmit an instance whose job failed for the cluster's reasons (NODE_FAIL, PREEMPTED...) up to n times").argParser(intOption("--retries", 0)))
     .addHelpText(
       "after",
-      EXAMPLES(["sed-pipe run tables", "sed-pipe run --dry-run", "sed-pipe run eval -j 2 --keep-going", "sed-pipe run train --force train-heads@ood_gen"]),
+      EXAMPLES([
+        "sed-pipe run tables",
+        "sed-pipe run --dry-run",
+        "sed-pipe run eval -j 2 --keep-going",
+        "sed-pipe run train --force train-heads@ood_gen",
+        "sed-pipe run tables --profile paper --executor slurm --retries 2",
+      ]),
     )
     .action(async (targets: string[], opts) => {
       if (!["auto", "ink", "plain"].includes(opts.ui)) throw new SedPipeError(`--ui must be auto, ink or plain (got "${opts.ui}")`);
@@ -41,6 +50,7 @@ export function registerRunCommand(program: Command, cli: CliContext): void {
       ]);
       const ws = await openFor(cli, opts);
       const p = ws.pipeline;
+      const slurm = slurmOptions(cli, p.executor, opts.executor, opts.retries);
       let order = resolveTargets(p, targets);
       let force: string[] = [];
       if (opts.force === true) force = order;
@@ -58,7 +68,8 @@ export function registerRunCommand(program: Command, cli: CliContext): void {
         write: cli.out,
       });
       const sink: EventSink = picked.sink;
-      const jobs: number = opts.jobs ?? defaultJobs();
+      // On a cluster the scheduler decides what runs at once: -j only caps the jobs in flight.
+      const jobs: number = opts.jobs ?? (slurm ? 1000 : defaultJobs());
       const settings = settingsFromEnv(cli.env);
       const ac = new AbortController();
       const killNow = new AbortController();
@@ -97,6 +108,7 @@ export function registerRunCommand(program: Command, cli: CliContext): void {
           settings,
           fromSource: cli.env.SED_PIPE_NO_BUNDLE === "1",
           workerEnv: cli.env,
+          ...(slurm ? { slurm } : {}),
           signal: ac.signal,
           emit: sink,
           graceMs: 3000,
@@ -121,6 +133,31 @@ export function runExitCode(r: Pick<RunResult, "outcome" | "failures">, signal: 
   if (r.outcome === "interrupted") return signal === "SIGTERM" ? EXIT.terminated : EXIT.interrupted;
   const codes = [...r.failures.values()].map((f) => f.info.exitCode ?? EXIT.stageFailed);
   return codes.length > 0 && codes.every((c) => c === EXIT.usage) ? EXIT.usage : EXIT.stageFailed;
+}
+
+/**
+ * The Slurm executor's options when instances run on Slurm: `--executor`, else the profile's
+ * `executor:`, else SED_PIPE_EXECUTOR, else local (null). SED_PIPE_SLURM_NODE names the node binary
+ * jobs run (default: this one, which must then be on the shared file system).
+ */
+export function slurmOptions(
+  cli: Pick<CliContext, "env">,
+  profile: ExecutorSetting | undefined,
+  flag: string | undefined,
+  retries: number | undefined,
+): NonNullable<ExecuteOptions["slurm"]> | null {
+  const kind = flag ?? (profile && profile.kind !== "local" ? profile.kind : undefined) ?? cli.env.SED_PIPE_EXECUTOR ?? "local";
+  if (kind !== "local" && kind !== "slurm") {
+    throw new SedPipeError(`unknown executor "${kind}"`, { hint: "use --executor local or --executor slurm", exitCode: EXIT.usage });
+  }
+  if (kind === "local") return null;
+  const node = cli.env.SED_PIPE_SLURM_NODE ?? profile?.slurm.node;
+  return {
+    env: cli.env,
+    ...(node ? { node } : {}),
+    retries: retries ?? profile?.slurm.retries ?? 0,
+    ...(profile?.slurm.groupMax !== undefined ? { groupMax: profile.slurm.groupMax } : {}),
+  };
 }
 
 function defaultJobs(): number {

@@ -21,16 +21,27 @@ export function registerStatusCommands(program: Command, cli: CliContext): void 
       const ws = await openFor(cli, opts);
       const steps = await planOnly(ws, resolveTargets(ws.pipeline, targets));
       const byId = new Map(steps.map((s) => [s.id, s]));
-      const rows = steps.map((s) => ({ id: s.id, state: stateOf(s, byId), action: s.action, reason: s.reason, changes: s.changes }));
+      // Cluster jobs of a run (running now, or left by an engine that was killed): shown per instance.
+      const { listJobs } = await import("../runner/slurm/jobs.ts");
+      const jobs = new Map((await listJobs(ws.cacheDir, cli.env)).map((j) => [j.instanceId, j]));
+      const rows = steps.map((s) => {
+        const j = jobs.get(s.id);
+        const job = j ? { executor: "slurm", jobId: j.jobId, state: j.status?.state ?? "UNKNOWN", nodes: j.status?.nodes ?? "", submittedAt: j.submittedAt } : undefined;
+        return { id: s.id, state: stateOf(s, byId), action: s.action, reason: s.reason, changes: s.changes, ...(job ? { job } : {}) };
+      });
       if (opts.json) {
         cli.out(JSON.stringify({ schemaVersion: JSON_SCHEMA_VERSION, profile: ws.pipeline.profile, instances: rows }) + "\n");
       } else {
         const width = Math.min(48, Math.max(0, ...rows.map((r) => r.id.length)));
         const paint = (state: string) =>
           !cli.color ? state.padEnd(7) : `\x1b[${state === "fresh" ? 32 : state === "stale" ? 33 : 31}m${state.padEnd(7)}\x1b[0m`;
-        for (const r of rows) cli.out(`${paint(r.state)} ${r.id.padEnd(width)}${r.state === "fresh" ? "" : `  ${r.reason}`}\n`);
+        for (const r of rows) {
+          const job = r.job ? `  [slurm job ${r.job.jobId} ${r.job.state}${r.job.nodes ? ` on ${r.job.nodes}` : ""}]` : "";
+          cli.out(`${paint(r.state)} ${r.id.padEnd(width)}${job}${r.state === "fresh" ? "" : `  ${r.reason}`}\n`);
+        }
         const n = (st: string) => rows.filter((r) => r.state === st).length;
-        cli.out(`${n("fresh")} fresh, ${n("stale")} stale, ${n("missing")} missing (profile ${ws.pipeline.profile})\n`);
+        const onCluster = rows.filter((r) => r.job).length;
+        cli.out(`${n("fresh")} fresh, ${n("stale")} stale, ${n("missing")} missing${onCluster ? `, ${onCluster} with a cluster job (sed-pipe jobs)` : ""} (profile ${ws.pipeline.profile})\n`);
       }
       cli.setExit(opts.exitCode && rows.some((r) => r.state !== "fresh") ? 1 : EXIT.ok);
     });

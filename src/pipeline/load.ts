@@ -13,6 +13,7 @@ import { loadContracts } from "./contracts.ts";
 import { expandStages, type Expanded } from "./expand.ts";
 import { buildGraph } from "./graph.ts";
 import { nodeSpan } from "./interpolate.ts";
+import type { ExecutorSetting } from "./types.ts";
 import type { ProvenanceEnv, YamlSource } from "./provenance.ts";
 import type { Pipeline, StageInstance } from "./types.ts";
 import { spanFor, toPosix } from "./yaml-paths.ts";
@@ -34,7 +35,21 @@ const StageSchema = z.strictObject({
 const PipelineSchema = z.strictObject({
   version: z.literal(1),
   default_profile: z.string().min(1),
-  profiles: z.record(z.string(), z.strictObject({ params: pathOrPaths })),
+  profiles: z.record(
+    z.string(),
+    z.strictObject({
+      params: pathOrPaths,
+      // Where this profile's instances run by default (`run --executor` overrides it).
+      executor: z.enum(["local", "slurm"]).optional(),
+      slurm: z
+        .strictObject({
+          node: z.string().min(1).optional(),
+          group_max: z.number().int().min(1).optional(),
+          retries: z.number().int().min(0).optional(),
+        })
+        .optional(),
+    }),
+  ),
   stages: z.record(z.string(), StageSchema),
 });
 type PipelineYaml = z.infer<typeof PipelineSchema>;
@@ -54,7 +69,8 @@ function describePath(path: readonly PropertyKey[]): string {
 
 function allowedKeys(path: readonly PropertyKey[]): string[] {
   if (path.length === 0) return ["version", "default_profile", "profiles", "stages"];
-  if (path[0] === "profiles" && path.length === 2) return ["params"];
+  if (path[0] === "profiles" && path.length === 2) return ["params", "executor", "slurm"];
+  if (path[0] === "profiles" && path.length === 3 && path[2] === "slurm") return ["node", "group_max", "retries"];
   if (path[0] === "stages" && path.length === 2) return [...STAGE_KEYS];
   return [];
 }
@@ -140,7 +156,9 @@ export async function loadPipeline(rootIn: string, opts: LoadOptions = {}): Prom
   if (opts.contracts !== false) await applyContracts(root, expanded, { pipeline: { src, doc }, params: profile.files });
 
   const instances = new Map<string, StageInstance>(order.map((inst) => [inst.id, inst]));
-  return { root, profile: profile.name, paramsFiles: profile.files.map((f) => f.src.name), stages: expanded.stages, instances, graph };
+  const p = cfg.profiles[profile.name]!;
+  const executor: ExecutorSetting = { kind: p.executor ?? "local", slurm: { ...(p.slurm?.node ? { node: p.slurm.node } : {}), ...(p.slurm?.group_max !== undefined ? { groupMax: p.slurm.group_max } : {}), ...(p.slurm?.retries !== undefined ? { retries: p.slurm.retries } : {}) } };
+  return { root, profile: profile.name, paramsFiles: profile.files.map((f) => f.src.name), stages: expanded.stages, instances, graph, executor };
 }
 
 /**

@@ -9,6 +9,16 @@ export interface SourcePos {
   col: number;
 }
 
+/** What an instance asks the machine or the cluster scheduler for (`resources:` in pipeline.yaml). */
+export interface Resources {
+  cpus: number;
+  memoryMb: number | null;
+  gpus: number;
+  timeMinutes: number | null;
+  /** Free-form scheduler options (partition, account, qos, constraint...). */
+  options: Record<string, string>;
+}
+
 /** One runnable unit: a stage, or one element of its fan-out. */
 export interface StageInstance {
   /** "stage" without fan-out, else "stage@<item id>", e.g. "eval@ood_gen/Brightness_1". */
@@ -30,6 +40,8 @@ export interface StageInstance {
   cache?: boolean;
   /** The stage contract's version (stages/<x>.contract.ts); absent for a stage without a contract. */
   version?: number;
+  /** Declared resources (defaults filled in); absent for instances built without them (tests). */
+  resources?: Resources;
 }
 
 export interface StageDecl {
@@ -54,6 +66,13 @@ export interface Pipeline {
   /** All instances, in a topological order. */
   instances: Map<string, StageInstance>;
   graph: DirectedGraph<{ instance: StageInstance }, { paths: string[] }>;
+  /** Where the profile's instances run by default (pipeline.yaml `profiles.<name>.executor`). */
+  executor?: ExecutorSetting;
+}
+
+export interface ExecutorSetting {
+  kind: "local" | "slurm";
+  slurm: { node?: string; groupMax?: number; retries?: number };
 }
 
 /** What went into a fingerprint, kept in the lock so that `why` can say what changed. */

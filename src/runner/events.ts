@@ -32,6 +32,17 @@ export interface InstanceStartEvent {
   logPath: string;
 }
 
+/** A cluster job runs the instance: its id, Slurm state and node(s), sent whenever they change. */
+export interface InstanceJobEvent {
+  type: "instance-job";
+  id: string;
+  executor: "slurm";
+  jobId: string;
+  /** PENDING, RUNNING, COMPLETED, ... as Slurm names it; ADOPTED for a job an earlier run submitted. */
+  state: string;
+  nodes: string;
+}
+
 /** The stage's own ProgressEvent, unchanged, tagged with the instance and time since it started. */
 export interface InstanceProgressEvent {
   type: "progress";
@@ -108,6 +119,7 @@ export interface WarningEvent {
 export type RunnerEvent =
   | PlanEvent
   | InstanceStartEvent
+  | InstanceJobEvent
   | InstanceProgressEvent
   | InstanceLogEvent
   | InstanceDoneEvent

@@ -2,6 +2,7 @@
 // scheduler (scheduler.ts) bring each instance up to date through the instance pipeline
 // (instance.ts) on an executor (worker-pool.ts). Emits RunnerEvents; never prints, never reads
 // argv/env, never decides exit codes (src/cli.ts does).
+import { setMaxListeners } from "node:events";
 import { mkdir, readdir, rm } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { join, relative } from "node:path";
@@ -16,6 +17,7 @@ import { bringUpToDate, logPathFor, type RunContext } from "./instance.ts";
 import { countSlots, schedule, type InstanceFailure } from "./scheduler.ts";
 import type { StageSettings } from "../stage-api.ts";
 import { WorkerPool, type Executor } from "./worker-pool.ts";
+import { SlurmExecutor, type SlurmOptions } from "./slurm/executor.ts";
 
 export { logPathFor, safeInstanceId, scratchPathFor } from "./instance.ts";
 export { criticalFirst } from "./scheduler.ts";
@@ -39,8 +41,10 @@ export interface ExecuteOptions {
   backend: string;
   /** What the user set of the per-instance settings; the rest follows from cores and jobs. */
   settings?: Partial<StageSettings>;
-  /** Where instances run; default: persistent worker processes on this machine. */
+  /** Where instances run; default: persistent worker processes on this machine, or Slurm jobs with `slurm`. */
   executor?: Executor;
+  /** Run instances as Slurm jobs (src/runner/slurm/executor.ts) with these options. */
+  slurm?: Omit<SlurmOptions, "root" | "cacheDir" | "runId" | "fromSource">;
   /** Environment of local worker processes (the CLI passes its own; nothing here reads process.env). */
   workerEnv: NodeJS.ProcessEnv;
   /** Run stages through tsx instead of bundles (SED_PIPE_NO_BUNDLE=1). */
@@ -121,7 +125,14 @@ export async function executeRun(o: ExecuteOptions): Promise<RunResult> {
   }
 
   const tmpRoot = join(o.cacheDir, "tmp", runId);
-  const executor = o.executor ?? new WorkerPool({ cacheDir: o.cacheDir, maxWorkers: o.jobs + 1, env: o.workerEnv, fromSource: !!o.fromSource });
+  // Every instance in flight listens to the run's signal (hundreds at once on a cluster).
+  setMaxListeners(Math.max(10, 2 * o.jobs + 10), o.signal);
+  if (o.killSignal) setMaxListeners(Math.max(10, 2 * o.jobs + 10), o.killSignal);
+  const executor =
+    o.executor ??
+    (o.slurm
+      ? new SlurmExecutor({ ...o.slurm, root: p.root, cacheDir: o.cacheDir, runId, fromSource: !!o.fromSource })
+      : new WorkerPool({ cacheDir: o.cacheDir, maxWorkers: o.jobs + 1, env: o.workerEnv, fromSource: !!o.fromSource }));
   const ctx: RunContext = {
     pipeline: p,
     cacheDir: o.cacheDir,

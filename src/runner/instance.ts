@@ -154,7 +154,7 @@ async function runStage(c: RunContext, inst: StageInstance, fpBefore: Fingerprin
   const tmp = await prepareOutputs(c, inst);
   await mkdir(scratch, { recursive: true });
   try {
-    await execute(c, inst, tmp.outs, scratch, logPath, t0);
+    await execute(c, inst, fpBefore, tmp.outs, scratch, logPath, t0);
     await verify(c, inst, tmp.outs, fpBefore);
     await commit(c, inst, fpBefore, tmp.outs, Date.now() - t0);
     await rm(scratch, { recursive: true, force: true });
@@ -166,7 +166,7 @@ async function runStage(c: RunContext, inst: StageInstance, fpBefore: Fingerprin
   }
 }
 
-async function execute(c: RunContext, inst: StageInstance, outs: Record<string, string>, scratch: string, logPath: string, t0: number): Promise<void> {
+async function execute(c: RunContext, inst: StageInstance, fp: Fingerprint, outs: Record<string, string>, scratch: string, logPath: string, t0: number): Promise<void> {
   const root = c.pipeline.root;
   const deps: Record<string, string> = {};
   for (const [name, path] of Object.entries(inst.deps)) deps[name] = absPath(root, path);
@@ -185,6 +185,7 @@ async function execute(c: RunContext, inst: StageInstance, outs: Record<string, 
       scratch,
       backend: c.backend,
       settings: c.settings,
+      fingerprint: fp.digest,
     },
     {
       logPath,
@@ -194,6 +195,8 @@ async function execute(c: RunContext, inst: StageInstance, outs: Record<string, 
       onProgress: (event) => c.emit({ type: "progress", id: inst.id, elapsedMs: Date.now() - t0, progress: event }),
       onLog: (stream, line) => c.emit({ type: "log", id: inst.id, stream, line }),
       onSpawn: (pid) => c.onWorkerSpawn?.(inst.id, pid),
+      onJob: (j) => c.emit({ type: "instance-job", id: inst.id, executor: "slurm", jobId: j.jobId, state: j.state, nodes: j.nodes }),
+      ...(inst.resources ? { resources: inst.resources } : {}),
     },
   );
   if (!outcome.ok) {

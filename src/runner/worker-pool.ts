@@ -12,6 +12,7 @@ import { mkdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import type { ProgressEvent } from "../stage-api.ts";
+import type { Resources } from "../pipeline/types.ts";
 import type { ErrorInfo, FromWorker, ToWorker, WorkerSpec } from "./worker-protocol.ts";
 import { bundleStage } from "./stage-bundle.ts";
 import { WORKER_SOURCE } from "./worker-path.ts";
@@ -35,6 +36,10 @@ export interface JobHooks {
   onLog(stream: "log" | "stdout" | "stderr", line: string): void;
   /** The pid of the worker process that runs the instance (tests kill it from outside). */
   onSpawn?(pid: number): void;
+  /** What the instance asks a cluster scheduler for (executors that submit jobs read it). */
+  resources?: Resources;
+  /** A cluster job's id, state and node, whenever they change. */
+  onJob?(info: { jobId: string; state: string; nodes: string }): void;
 }
 
 /** Runs instances somewhere: worker processes here (WorkerPool), or jobs of a cluster scheduler. */

@@ -19,6 +19,8 @@ export interface WorkerSpec {
   scratch: string;
   backend: string;
   settings: StageSettings;
+  /** The instance's fingerprint when the stage started (executors that outlive the engine key jobs by it). */
+  fingerprint?: string;
 }
 
 /** A stage's error as it crosses the process boundary: its class name, hint and exit code survive. */
@@ -43,3 +45,23 @@ export type FromWorker =
   /** `rss`: the process's resident memory after the instance (the runner recycles big workers). */
   | { type: "done"; job: number; rss: number }
   | { type: "failed"; job: number; error: ErrorInfo; aborted: boolean };
+
+/**
+ * A batch job's work list (src/runner/slurm/executor.ts writes it, the worker's job mode reads it):
+ * instances run one after another in one process; each reports through files in its own folder:
+ * `events.ndjson` (JobEvent lines, appended) and `result.json` (a JobResult, written once, atomically).
+ */
+export interface JobGroup {
+  version: 1;
+  instances: Array<{ dir: string; spec: WorkerSpec }>;
+}
+
+export type JobEvent =
+  | { t: "start"; pid: number; host: string; at: string }
+  | { t: "log"; line: string }
+  | { t: "progress"; event: ProgressEvent };
+
+export type JobResult = { ok: true; rss: number; host: string } | { ok: false; error: ErrorInfo; aborted: boolean; host: string };
+
+/** The worker's command-line flag for job mode: `node <bundle> --sed-pipe-job <group.json>`. */
+export const JOB_FLAG = "--sed-pipe-job";

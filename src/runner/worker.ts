@@ -3,10 +3,16 @@
 // with `node --import tsx` importing the stage module itself. It runs one instance at a time, as many
 // as the runner sends (a persistent worker: the stage module and its libraries load once). Talks to
 // the runner only over IPC; never touches artifacts/, the cache or pipeline.lock.
+import { closeSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from "node:fs";
+import { hostname } from "node:os";
+import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { isMainThread } from "node:worker_threads";
 import type { ProgressEvent, StageContext, StageModule } from "../stage-api.ts";
-import type { ErrorInfo, FromWorker, ToWorker, WorkerSpec } from "./worker-protocol.ts";
+import type { ErrorInfo, FromWorker, JobEvent, JobGroup, JobResult, ToWorker, WorkerSpec } from "./worker-protocol.ts";
+
+// Same value as worker-protocol.ts's JOB_FLAG (types only are imported from there, to keep this file lean).
+const JOB_FLAG = "--sed-pipe-job";
 
 // Same value as stage-bundle.ts's BUNDLED_STAGE_GLOBAL (not imported: that module loads esbuild).
 const BUNDLED_STAGE_GLOBAL = "__sedPipeBundledStage";
@@ -44,7 +50,7 @@ function loadModule(spec: WorkerSpec): Promise<Partial<StageModule>> {
   return m;
 }
 
-function contextFor(spec: WorkerSpec, job: number, signal: AbortSignal): StageContext {
+function contextFor(spec: WorkerSpec, signal: AbortSignal, report: { progress(e: ProgressEvent): void; log(line: string): void }): StageContext {
   return {
     instanceId: spec.instanceId,
     stage: spec.stage,
@@ -58,12 +64,8 @@ function contextFor(spec: WorkerSpec, job: number, signal: AbortSignal): StageCo
     backend: spec.backend,
     settings: Object.freeze({ ...spec.settings }),
     signal,
-    progress(event: ProgressEvent) {
-      void send({ type: "progress", job, event });
-    },
-    log(line: string) {
-      void send({ type: "log", job, line: String(line) });
-    },
+    progress: (event: ProgressEvent) => report.progress(event),
+    log: (line: string) => report.log(String(line)),
   };
 }
 
@@ -84,7 +86,12 @@ async function runJob(job: number, spec: WorkerSpec): Promise<void> {
       return;
     }
     try {
-      await mod.run(contextFor(spec, job, controller.signal));
+      await mod.run(
+        contextFor(spec, controller.signal, {
+          progress: (event) => void send({ type: "progress", job, event }),
+          log: (line) => void send({ type: "log", job, line }),
+        }),
+      );
       await send({ type: "done", job, rss: process.memoryUsage.rss() });
     } catch (err) {
       await send({ type: "failed", job, error: errorInfo(err), aborted: controller.signal.aborted });
@@ -95,9 +102,52 @@ async function runJob(job: number, spec: WorkerSpec): Promise<void> {
   }
 }
 
+/**
+ * Job mode (a batch job of a cluster scheduler, no IPC): runs the group's instances one after
+ * another, each reporting through its own folder, then exits (1 if any instance failed). A SIGTERM
+ * (scancel, or the time limit) aborts the running stage and skips the rest.
+ */
+async function runGroup(file: string): Promise<void> {
+  const group = JSON.parse(readFileSync(file, "utf8")) as JobGroup;
+  const controller = new AbortController();
+  process.on("SIGTERM", () => controller.abort(new Error("cancelled by the scheduler (SIGTERM)")));
+  const host = hostname();
+  let failed = false;
+  for (const { dir, spec } of group.instances) {
+    if (controller.signal.aborted) break;
+    const fd = openSync(join(dir, "events.ndjson"), "a");
+    const emit = (e: JobEvent) => writeSync(fd, JSON.stringify(e) + "\n");
+    let result: JobResult;
+    try {
+      emit({ t: "start", pid: process.pid, host, at: new Date().toISOString() });
+      const mod = await loadModule(spec);
+      if (typeof mod.run !== "function") throw new Error(`stage module ${spec.module} does not export run(ctx)`);
+      await mod.run(contextFor(spec, controller.signal, { progress: (event) => emit({ t: "progress", event }), log: (line) => emit({ t: "log", line }) }));
+      result = { ok: true, rss: process.memoryUsage.rss(), host };
+    } catch (err) {
+      failed = true;
+      result = { ok: false, error: errorInfo(err), aborted: controller.signal.aborted, host };
+    } finally {
+      closeSync(fd);
+    }
+    // Written once, whole: the engine reads a result only under its final name.
+    writeFileSync(join(dir, "result.json.tmp"), JSON.stringify(result));
+    renameSync(join(dir, "result.json.tmp"), join(dir, "result.json"));
+  }
+  process.exit(failed || controller.signal.aborted ? 1 : 0);
+}
+
+const jobFlag = process.argv.indexOf(JOB_FLAG);
+if (isMainThread && jobFlag >= 0) {
+  void runGroup(process.argv[jobFlag + 1]!).catch((err) => {
+    process.stderr.write(`sed-pipe job: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.exit(2);
+  });
+}
+
 // A head thread (src/ml/head-thread.ts) loads the stage bundle too: the runtime only runs on the
 // process's main thread.
-if (isMainThread && process.send) {
+if (isMainThread && process.send && jobFlag < 0) {
   process.on("message", (raw: unknown) => {
     const msg = raw as ToWorker;
     if (msg.type === "start") {

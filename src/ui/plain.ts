@@ -80,6 +80,9 @@ export function createPlainSink(o: PlainOptions): EventSink {
       case "instance-start":
         out(`${c("blue", e.action === "run" ? "> run" : "> restore")} ${e.id}${e.reason ? c("dim", `  (${e.reason})`) : ""}`);
         break;
+      case "instance-job":
+        out(`  [${e.id}] ${e.executor} job ${e.jobId} ${e.state}${e.nodes ? ` on ${e.nodes}` : ""}`);
+        break;
       case "progress": {
         const t = now();
         const last = lastProgress.get(e.id);

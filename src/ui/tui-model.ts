@@ -38,6 +38,8 @@ export interface InstanceRow {
   blockedBy?: string | null;
   /** Wall-clock ms when the sink saw the instance start (only for the live elapsed time). */
   startedAt?: number;
+  /** The cluster job running it: "slurm 123 RUNNING on node7". */
+  job?: string;
 }
 
 export interface StageGroup {
@@ -143,6 +145,11 @@ export function reduce(m: TuiModel, e: RunnerEvent, at?: number): TuiModel {
       if (at !== undefined) r.startedAt = at;
       delete r.progress;
       m.phaseStart.delete(e.id);
+      break;
+    }
+    case "instance-job": {
+      const r = row(m, e.id);
+      r.job = `${e.executor} ${e.jobId} ${e.state}${e.nodes ? ` on ${e.nodes}` : ""}`;
       break;
     }
     case "progress": {

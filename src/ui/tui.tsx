@@ -97,6 +97,7 @@ function InstanceLine(props: { r: InstanceRow; color: boolean; now: number; widt
   } else if (r.state === "failed") detail = r.error ?? "";
   else if (r.state === "blocked") detail = r.blockedBy ? `upstream ${r.blockedBy} failed` : "run stopped";
   else if (r.state === "queued" || r.state === "running" || r.state === "restoring") detail = r.reason;
+  if (r.job && (r.state === "running" || r.state === "queued")) detail = `[${r.job}] ${detail}`;
   const room = Math.max(10, width - head.length - 1 - barText.length - (time ? time.length + 2 : 0));
   if (detail.length > room) detail = detail.slice(0, room - 1) + "…";
   // One Text with nested segments: Ink lays it out as a single line (truncated), never as columns.
