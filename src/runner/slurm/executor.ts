@@ -35,6 +35,11 @@ export interface SlurmOptions {
   retries?: number;
   /** Most instances in one job (default 16); 1 = one job per instance. */
   groupMax?: number;
+  /**
+   * A group is split into at least this many jobs, so grouping never serialises work the cluster
+   * could spread (default: the cluster's CPUs / the stage's cpus, at most 8).
+   */
+  minJobs?: number;
   /** How long submissions are held to group instances that become ready together (ms, default 300). */
   groupWindowMs?: number;
   /** First and longest poll interval (ms; default 1000 and 15000). */
@@ -210,10 +215,20 @@ export class SlurmExecutor implements Executor {
       g.members.push(p);
       groups.set(key, g);
     }
-    const max = Math.max(1, this.o.groupMax ?? 16);
     for (const g of groups.values()) {
-      for (let i = 0; i < g.members.length; i += max) await this.submit(g.members.slice(i, i + max), g.entry);
+      const minJobs = this.o.minJobs ?? Math.max(1, Math.min(8, Math.floor((await this.clusterCpus()) / Math.max(1, g.members[0]!.resources.cpus))));
+      for (const chunk of splitGroup(g.members, this.o.groupMax ?? 16, minJobs)) await this.submit(chunk, g.entry);
     }
+  }
+
+  private cpus: Promise<number> | undefined;
+  /** CPUs the cluster has in all (`sinfo %C`: allocated/idle/other/total), asked once; 8 if it does not say. */
+  private clusterCpus(): Promise<number> {
+    this.cpus ??= this.exec("sinfo", ["-h", "-o", "%C"]).then((r) => {
+      const total = Number(r.stdout.trim().split("\n")[0]?.split("/")[3]);
+      return r.code === 0 && Number.isFinite(total) && total > 0 ? total : 8;
+    });
+    return this.cpus;
   }
 
   private async submit(members: Pending[], entry: { entry: string; execArgv: string[] }): Promise<void> {
@@ -492,6 +507,27 @@ export class SlurmExecutor implements Executor {
       p.settle({ ok: false, error: "interrupted", aborted: true, tail: [] });
     }
   }
+}
+
+/**
+ * Splits instances that could share jobs into jobs: at most `max` per job, and at least `minJobs` jobs
+ * (when there are that many instances), sizes as even as possible, order kept. Instances that ask
+ * for a GPU or a time limit run alone: they are the long ones a group would serialise.
+ */
+export function splitGroup<T extends { resources: JobResources }>(members: T[], max: number, minJobs: number): T[][] {
+  const solo = members.filter((m) => m.resources.gpus > 0 || m.resources.timeMinutes !== null);
+  const rest = members.filter((m) => !solo.includes(m));
+  const out: T[][] = solo.map((m) => [m]);
+  if (rest.length === 0) return out;
+  const jobs = Math.min(rest.length, Math.max(Math.ceil(rest.length / Math.max(1, max)), minJobs));
+  const base = Math.floor(rest.length / jobs);
+  let extra = rest.length % jobs;
+  for (let i = 0; i < rest.length; ) {
+    const n = base + (extra-- > 0 ? 1 : 0);
+    out.push(rest.slice(i, i + n));
+    i += n;
+  }
+  return out;
 }
 
 function safeName(id: string): string {
