@@ -327,8 +327,13 @@ export class SlurmExecutor implements Executor {
       if (await this.readEvents(p)) changed = true;
       const result = await readResult(p.rec!.dir);
       if (result) {
+        // A failure is named with the job's end state (FAILED, CANCELLED by someone else, TIMEOUT,
+        // PREEMPTED...), so wait for the job to end when nothing else runs in it (a second or so);
+        // a failure inside a group that runs on is reported at once.
+        const alone = ![...this.pending].some((q) => q !== p && !q.settled && q.rec?.jobId === p.rec!.jobId);
+        if (!result.ok && st && isActive(st.state) && (alone || (result.aborted && !p.aborted)) && this.waitForEnd(p)) continue;
         changed = true;
-        await this.finish(p, result);
+        await this.finish(p, result, st);
         continue;
       }
       if (st && isActive(st.state)) continue;
@@ -357,6 +362,14 @@ export class SlurmExecutor implements Executor {
       }
     }
     return new Map();
+  }
+
+  private endChecks = new WeakMap<Pending, number>();
+  /** True for up to 10 polls after a stage reported a failure while its job still runs. */
+  private waitForEnd(p: Pending): boolean {
+    const n = this.endChecks.get(p) ?? 0;
+    this.endChecks.set(p, n + 1);
+    return n < 10;
   }
 
   private lateChecks = new WeakMap<Pending, number>();
@@ -399,8 +412,13 @@ export class SlurmExecutor implements Executor {
   // ---------------------------------------------------------------------------------------------
   // Outcomes
 
-  private async finish(p: Pending, r: JobResult): Promise<void> {
+  private async finish(p: Pending, r: JobResult, st: JobStatus | undefined): Promise<void> {
     await this.readEvents(p);
+    // Stopped by Slurm's signal, not ours (scancel from outside, the time limit, preemption): what
+    // Slurm says is the story, and a transient end is retried like a job that died without a word.
+    if (!r.ok && r.aborted && !p.aborted && st && !isActive(st.state) && classifyEnd(st.state) !== "completed" && classifyEnd(st.state) !== "failed") {
+      return this.finishWithoutResult(p, st);
+    }
     if (r.ok) {
       // The stage's outputs move to the instance's temporary paths; the instance pipeline commits them.
       for (const [name, tmp] of Object.entries(p.spec.outs)) {
@@ -411,7 +429,10 @@ export class SlurmExecutor implements Executor {
       p.settle({ ok: true });
       return;
     }
-    const info: ErrorInfo = r.error;
+    const job = st ?? p.status;
+    const where = `cache/logs/slurm/slurm-${p.rec!.jobId}.out`;
+    const slurmSays = job && !isActive(job.state) ? describeEnd(job) : `in Slurm job ${p.rec!.jobId}${job?.nodes ? ` on ${job.nodes}` : ""}`;
+    const info: ErrorInfo = { ...r.error, hint: `${r.error.hint ? `${r.error.hint}; ` : ""}${slurmSays}; the job's output: ${where}` };
     if (info.stack) p.log.write(info.stack + "\n");
     await this.forget(p);
     p.settle({ ok: false, error: info.message, aborted: r.aborted || p.aborted, tail: [...p.tail], info });
