@@ -1,12 +1,15 @@
 // The README's main job, end to end: the real CLI runs the whole demo profile (MNIST universe ->
 // tiny-ViT features -> four SED ensembles -> eval -> tables) in a temp copy of the project, then
 // checks the demo's quality bar on the numbers it computed, and that a second run executes nothing.
+// Where Debian's Slurm is installed, the same demo then runs as batch jobs on a real one-node cluster
+// (test/helpers/slurm-cluster.ts) in a second copy, and must write byte-identical tables.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { cp, readFile, rm, symlink } from "node:fs/promises";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
 import { REPO, cli, startCli } from "../helpers/project.ts";
+import { slurmPrerequisite, startCluster } from "../helpers/slurm-cluster.ts";
 import { removeDir, tempDir, withTimeout } from "../helpers/tmp.ts";
 
 interface EvalResult {
@@ -17,6 +20,16 @@ interface EvalResult {
 
 const MODELS = ["50_models", "ood_det_cov", "ood_det_sem", "ood_gen"];
 let root = "";
+const slurm = slurmPrerequisite();
+
+async function copyProject(prefix: string): Promise<string> {
+  const dir = await tempDir(prefix);
+  for (const entry of ["bin", "src", "stages", "params", "pipeline.yaml", "package.json", "tsconfig.json"]) {
+    await cp(join(REPO, entry), join(dir, entry), { recursive: true });
+  }
+  await symlink(join(REPO, "node_modules"), join(dir, "node_modules"));
+  return dir;
+}
 
 function runDone(stdout: string): { outcome: string; counts: Record<string, number> } {
   const line = stdout.trim().split("\n").reverse().find((l) => l.includes('"run-done"'));
@@ -29,11 +42,7 @@ async function result(model: string, dataset: string): Promise<EvalResult> {
 }
 
 test.before(async () => {
-  root = await tempDir("sed-pipe-demo-");
-  for (const entry of ["bin", "src", "stages", "params", "pipeline.yaml", "package.json", "tsconfig.json"]) {
-    await cp(join(REPO, entry), join(root, entry), { recursive: true });
-  }
-  await symlink(join(REPO, "node_modules"), join(root, "node_modules"));
+  root = await copyProject("sed-pipe-demo-");
 });
 
 test.after(async () => {
@@ -105,6 +114,33 @@ test("retraining on two head threads (the stage bundle's worker threads) rewrite
   for (const m of MODELS) {
     const log = await readFile(join(root, "cache/logs", `train-heads@${m}.log`), "utf8");
     assert.match(log, /2 head threads/, `${m} trained on head threads`);
+  }
+});
+
+slurm.test("the demo on a one-node Slurm cluster (`--executor slurm`): byte-identical tables; a second run submits nothing", async () => {
+  const cluster = await startCluster();
+  const other = await copyProject("sed-pipe-demo-slurm-");
+  try {
+    const env = { ...cluster.env, SED_PIPE_EXECUTOR: "slurm" };
+    const jobs = () => cluster.sh("squeue", ["-h", "-t", "all", "-o", "%i|%T"]).split("\n").filter(Boolean);
+    const r = await withTimeout(startCli(other, ["run", "tables", "--json"], env).done, 15 * 60_000, "demo on Slurm");
+    assert.is(r.code, 0, r.stderr.slice(-3000) + r.stdout.slice(-3000));
+    const done = runDone(r.stdout);
+    assert.is(done.outcome, "ok");
+    assert.ok(done.counts.ran >= 98, `ran ${done.counts.ran}`);
+    const submitted = jobs();
+    assert.ok(submitted.every((j) => j.endsWith("|COMPLETED")), submitted.join(" "));
+    // Grouping: fan-outs that become ready together share jobs (98 instances, far fewer jobs).
+    assert.ok(submitted.length < done.counts.ran, `${submitted.length} jobs for ${done.counts.ran} instances`);
+    for (const f of ["ood_gen_df.csv", "ood_det_df.csv", "ood_gen_df.md", "ood_det_df.md", "ensemble_accuracy.svg", "ood_detection_auroc.svg"]) {
+      assert.ok((await readFile(join(other, "artifacts/tables", f))).equals(await readFile(join(root, "artifacts/tables", f))), `${f} differs from the local run's`);
+    }
+    const again = await withTimeout(startCli(other, ["run", "tables", "--json"], env).done, 5 * 60_000, "second run on Slurm");
+    assert.is(runDone(again.stdout).counts.ran, 0);
+    assert.is(jobs().length, submitted.length, "the second run submitted nothing");
+  } finally {
+    await cluster.stop();
+    await removeDir(other);
   }
 });
 
