@@ -117,7 +117,8 @@ export function summaryText(sum, requireSpec) {
   return lines.join("\n");
 }
 
-function runFile(file, timeoutMs) {
+/** Runs one test file in its own process; `lingerMs`: how long it may stay up after its summary. */
+export function runFile(file, timeoutMs, lingerMs = 60_000) {
   return new Promise((resolve) => {
     const started = Date.now();
     const child = spawn(process.execPath, ["--import", LOADER, file], {
@@ -126,14 +127,27 @@ function runFile(file, timeoutMs) {
       stdio: ["ignore", "pipe", "pipe"],
     });
     let output = "";
-    child.stdout.on("data", (d) => (output += d));
-    child.stderr.on("data", (d) => (output += d));
+    // A file whose tests all ended (uvu printed its Duration line) but whose process stays up holds
+    // a timer, socket or child open: that is a failure to report now, not a 40-minute hang.
+    let linger;
+    const onData = (d) => {
+      output += d;
+      if (!linger && /^\s*Duration:/m.test(output)) {
+        linger = setTimeout(() => {
+          output += `\n[test/run] ${relative(root, file)} printed its summary but did not exit within ${lingerMs / 1000} s (a timer, socket or child process left open); killed\n`;
+          child.kill("SIGKILL");
+        }, lingerMs);
+      }
+    };
+    child.stdout.on("data", onData);
+    child.stderr.on("data", onData);
     const timer = setTimeout(() => {
       output += `\n[test/run] ${relative(root, file)} timed out after ${timeoutMs} ms\n`;
       child.kill("SIGKILL");
     }, timeoutMs);
     child.on("close", (code, signal) => {
       clearTimeout(timer);
+      clearTimeout(linger);
       resolve({ file: relative(root, file), output, ms: Date.now() - started, ...parseOutput(output, code, signal) });
     });
   });

@@ -22,6 +22,10 @@ export function registerJobsCommands(program: Command, cli: CliContext): void {
       else if (jobs.length === 0) cli.out("no cluster jobs recorded in this workspace\n");
       else {
         for (const j of jobs) {
+          if (j.jobId === "") {
+            cli.out(`no slurm job  ${j.instanceId}  an engine died while submitting it; sbatch made no job  (${j.submittedAt})\n`);
+            continue;
+          }
           const st = j.status ? `${j.status.state}${j.status.nodes ? ` on ${j.status.nodes}` : ""}` : "unknown to Slurm now";
           cli.out(`slurm job ${j.jobId}  ${j.instanceId}  ${st}  (submitted ${j.submittedAt})\n`);
         }
@@ -29,7 +33,7 @@ export function registerJobsCommands(program: Command, cli: CliContext): void {
       if (!opts.cancel || jobs.length === 0) return;
       // Under the run lock: a run adopting these jobs must not be racing the cancel.
       await withRunLock(cli, cacheDir, "jobs --cancel", true, async () => {
-        const r = await cancelJobs([...new Set(jobs.map((j) => j.jobId))], cli.env);
+        const r = await cancelJobs([...new Set(jobs.map((j) => j.jobId).filter((id) => id !== ""))], cli.env);
         if (!r.ok) throw new SedPipeError(`scancel failed: ${r.message}`, { hint: "check that SLURM_CONF points at the cluster these jobs ran on", exitCode: EXIT.stageFailed });
         const { JobStore } = await import("../runner/slurm/job-store.ts");
         const store = await JobStore.open(cacheDir);

@@ -23,7 +23,7 @@ export function registerStatusCommands(program: Command, cli: CliContext): void 
       const byId = new Map(steps.map((s) => [s.id, s]));
       // Cluster jobs of a run (running now, or left by an engine that was killed): shown per instance.
       const { listJobs } = await import("../runner/slurm/jobs.ts");
-      const jobs = new Map((await listJobs(ws.cacheDir, cli.env)).map((j) => [j.instanceId, j]));
+      const jobs = new Map((await listJobs(ws.cacheDir, cli.env)).filter((j) => j.jobId !== "").map((j) => [j.instanceId, j]));
       const rows = steps.map((s) => {
         const j = jobs.get(s.id);
         const job = j ? { executor: "slurm", jobId: j.jobId, state: j.status?.state ?? "UNKNOWN", nodes: j.status?.nodes ?? "", submittedAt: j.submittedAt } : undefined;

@@ -9,6 +9,7 @@
 // submitting the work again. Polling: one `squeue` for all jobs per tick, backing off while nothing
 // changes. Owns jobs and their folders; never decides what runs.
 import { execFile } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import { createWriteStream, type WriteStream } from "node:fs";
 import { mkdir, readFile, rename, rm, stat, writeFile, open } from "node:fs/promises";
 import { basename, join, relative } from "node:path";
@@ -17,6 +18,7 @@ import { WORKER_SOURCE } from "../worker-path.ts";
 import { JOB_FLAG, type ErrorInfo, type JobEvent, type JobGroup, type JobResult, type WorkerSpec } from "../worker-protocol.ts";
 import type { Executor, JobHooks, WorkerOutcome } from "../worker-pool.ts";
 import { JobStore, type JobRecord } from "./job-store.ts";
+import { findSubmittedJob } from "./jobs.ts";
 import { classifyEnd, describeEnd, isActive, parseSacct, parseSqueue, type JobStatus } from "./queue.ts";
 import { sbatchScript, type JobResources } from "./sbatch.ts";
 
@@ -91,6 +93,8 @@ export class SlurmExecutor implements Executor {
   private groups = 0;
   private bundles = new Map<string, Promise<{ entry: string; execArgv: string[] }>>();
   private closed = false;
+  /** Job folders of records without a job id, looked up once per engine. */
+  private readonly submittedIds = new Map<string, Promise<string | null>>();
 
   constructor(private readonly o: SlurmOptions) {
     this.exec = o.exec ?? runCommand(o.env);
@@ -132,15 +136,23 @@ export class SlurmExecutor implements Executor {
     hooks.killSignal?.addEventListener("abort", onKill, { once: true });
 
     // A job from an earlier engine for exactly these inputs: adopt it, never submit twice.
-    const adopted = fingerprint ? store.get(spec.instanceId, fingerprint) : undefined;
-    // Jobs for other inputs of this instance are stale: nobody will commit what they write.
-    for (const r of store.all()) {
-      if (r.instanceId === spec.instanceId && r.fingerprint !== fingerprint) {
-        await this.exec("scancel", [r.jobId]);
-        await store.delete(r.instanceId, r.fingerprint);
+    let adopted: JobRecord | undefined;
+    try {
+      adopted = fingerprint ? await this.resolved(store, store.get(spec.instanceId, fingerprint)) : undefined;
+      // Jobs for other inputs of this instance are stale: nobody will commit what they write.
+      for (const r of store.all()) {
+        if (r.instanceId === spec.instanceId && r.fingerprint !== fingerprint) {
+          const old = await this.resolved(store, r);
+          if (old) await this.exec("scancel", [old.jobId]);
+          await store.delete(r.instanceId, r.fingerprint);
+        }
       }
+    } catch (err) {
+      p.settle({ ok: false, error: (err as Error).message, aborted: false, tail: [], info: { name: "SlurmError", message: (err as Error).message, hint: "an earlier engine was killed while it submitted this instance; run again once squeue answers (sed-pipe jobs shows the records)" } });
     }
-    if (adopted) {
+    if (p.settled) {
+      // settled above
+    } else if (adopted) {
       p.rec = adopted;
       p.attempt = adopted.attempt;
       this.line(p, "log", `# adopted Slurm job ${adopted.jobId} (submitted ${adopted.submittedAt} by an earlier run)`);
@@ -161,6 +173,31 @@ export class SlurmExecutor implements Executor {
       hooks.killSignal?.removeEventListener("abort", onKill);
       await new Promise<void>((r) => log.end(r));
     }
+  }
+
+  /**
+   * A record with its job id: one an engine wrote before sbatch (jobId "") is looked up in Slurm
+   * (and updated); undefined when sbatch never made that job (the record is dropped).
+   */
+  private async resolved(store: JobStore, rec: JobRecord | undefined): Promise<JobRecord | undefined> {
+    if (!rec || rec.jobId !== "") return rec;
+    let jobId = this.submittedIds.get(rec.jobDir);
+    if (jobId === undefined) {
+      const found = findSubmittedJob(rec, this.exec);
+      this.submittedIds.set(rec.jobDir, found);
+      jobId = found;
+    }
+    const id = await jobId.catch((err: unknown) => {
+      this.submittedIds.delete(rec.jobDir);
+      throw err;
+    });
+    if (id === null) {
+      await store.delete(rec.instanceId, rec.fingerprint);
+      return undefined;
+    }
+    const full = { ...rec, jobId: id };
+    await store.set(full);
+    return full;
   }
 
   private line(p: Pending, stream: "log" | "stdout" | "stderr", text: string): void {
@@ -251,6 +288,7 @@ export class SlurmExecutor implements Executor {
     const resources: JobResources = { ...res, timeMinutes: res.timeMinutes === null ? null : res.timeMinutes * members.length };
     const name = members.length === 1 ? `sed-pipe:${first.spec.instanceId}` : `sed-pipe:${first.spec.stage}[${members.length}]`;
     const groupFile = join(jobDir, "group.json");
+    const token = `sed-pipe:${randomUUID()}`;
     await writeFile(groupFile, JSON.stringify({ version: 1, instances } satisfies JobGroup));
     let script: string;
     try {
@@ -260,15 +298,23 @@ export class SlurmExecutor implements Executor {
         output: join(jobDir, "slurm-%j.out"),
         chdir: this.o.root,
         command: [this.o.node ?? process.execPath, ...entry.execArgv, entry.entry, JOB_FLAG, groupFile],
+        comment: token,
       });
     } catch (err) {
       for (const p of members) p.settle({ ok: false, error: `cannot submit: ${(err as Error).message}`, aborted: false, tail: [], info: { name: "ConfigError", message: (err as Error).message, exitCode: 2, hint: "fix the stage's resources.options in pipeline.yaml / the params file" } });
       return;
     }
     await writeFile(join(jobDir, "job.sh"), script);
+    // Recorded before sbatch runs: an engine killed between sbatch and the record below leaves a
+    // trace the next run resolves by the job's comment (never a job nobody knows of).
+    const submitted = new Date().toISOString();
+    for (const [i, p] of members.entries()) {
+      if (p.fingerprint) await store.set({ instanceId: p.spec.instanceId, fingerprint: p.fingerprint, jobId: "", token, dir: instances[i]!.dir, jobDir, outs: outsOf.get(p)!, submittedAt: submitted, attempt: p.attempt });
+    }
     const r = await this.exec("sbatch", ["--parsable", join(jobDir, "job.sh")]);
     const jobId = r.stdout.trim().split(";")[0] ?? "";
     if (r.code !== 0 || !/^\d+$/.test(jobId)) {
+      for (const p of members) if (p.fingerprint) await store.delete(p.spec.instanceId, p.fingerprint);
       const why = (r.stderr || r.stdout).trim().split("\n").pop() ?? `exit code ${r.code}`;
       for (const p of members) {
         p.settle({ ok: false, error: `sbatch refused the job: ${why}`, aborted: false, tail: [why], info: { name: "SlurmError", message: why, hint: `the job script is ${relative(this.o.root, join(jobDir, "job.sh"))}; check the stage's resources (partition, account, qos, memory, time) against what the cluster allows` } });
@@ -277,7 +323,7 @@ export class SlurmExecutor implements Executor {
     }
     const now = new Date().toISOString();
     for (const [i, p] of members.entries()) {
-      p.rec = { instanceId: p.spec.instanceId, fingerprint: p.fingerprint, jobId, dir: instances[i]!.dir, jobDir, outs: outsOf.get(p)!, submittedAt: now, attempt: p.attempt };
+      p.rec = { instanceId: p.spec.instanceId, fingerprint: p.fingerprint, jobId, token, dir: instances[i]!.dir, jobDir, outs: outsOf.get(p)!, submittedAt: now, attempt: p.attempt };
       if (p.fingerprint) await store.set(p.rec);
       this.line(p, "log", `# Slurm job ${jobId} (${name}); its output: ${relative(this.o.root, join(jobDir, `slurm-${jobId}.out`))} while it runs, cache/logs/slurm/slurm-${jobId}.out after`);
       p.status = { jobId, state: "PENDING", reason: "", nodes: "" };

@@ -10,8 +10,13 @@ import { writeFileAtomic } from "../../io/atomic.ts";
 export interface JobRecord {
   instanceId: string;
   fingerprint: string;
-  /** Slurm's job id. */
+  /**
+   * Slurm's job id; "" while the engine is submitting (recorded before sbatch runs, so that an
+   * engine killed between sbatch and this record leaves a trace: see `token`).
+   */
   jobId: string;
+  /** The job's comment (sbatch --comment): how a run finds a job whose id was never recorded. */
+  token?: string;
   /** The instance's folder inside the job's folder: spec.json, outs/, events.ndjson, result.json. */
   dir: string;
   /** The job's folder (job.sh, group.json, the job's output file). */

@@ -1,6 +1,7 @@
 // The cluster jobs a workspace's runs submitted and have not settled (cache/state/slurm-jobs.json),
 // with what Slurm says of them now: for `status`, `jobs` and `jobs --cancel`. One squeue call.
 import { execFile } from "node:child_process";
+import { readdir } from "node:fs/promises";
 import { readJobRecords, type JobRecord } from "./job-store.ts";
 import { parseSqueue, type JobStatus } from "./queue.ts";
 
@@ -17,13 +18,48 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ cod
   });
 }
 
+type Exec = (cmd: string, args: string[]) => Promise<{ code: number; stdout: string; stderr: string }>;
+
+/**
+ * The id of the job behind records whose engine was killed while it submitted them (jobId ""):
+ * a job that started has written its output file, slurm-<id>.out, in its folder; a job still
+ * queued is found by its comment (squeue %k). Null: sbatch never made the job (nothing to adopt).
+ * Throws when Slurm does not answer: guessing "never submitted" could run the work twice.
+ */
+export async function findSubmittedJob(rec: Pick<JobRecord, "jobDir" | "token">, exec: Exec): Promise<string | null> {
+  try {
+    for (const f of await readdir(rec.jobDir)) {
+      const m = /^slurm-(\d+)\.out$/.exec(f);
+      if (m) return m[1]!;
+    }
+  } catch {
+    // no folder: nothing was submitted from it
+  }
+  if (!rec.token) return null;
+  const q = await exec("squeue", ["-h", "--me", "-t", "all", "-o", "%i|%k"]);
+  if (q.code !== 0) throw new Error(`squeue did not answer (${(q.stderr || q.stdout).trim() || `exit code ${q.code}`}), so whether a job was submitted for ${rec.jobDir} is unknown`);
+  for (const line of q.stdout.split("\n")) {
+    const bar = line.indexOf("|");
+    if (bar > 0 && line.slice(bar + 1).trim() === rec.token) return line.slice(0, bar).trim();
+  }
+  return null;
+}
+
 export async function listJobs(cacheDir: string, env: NodeJS.ProcessEnv): Promise<JobView[]> {
   const recs = await readJobRecords(cacheDir);
   if (recs.length === 0) return [];
-  const ids = [...new Set(recs.map((r) => r.jobId))];
-  const q = await run("squeue", ["-h", "-t", "all", "-j", ids.join(","), "-o", "%i|%T|%r|%N"], env);
+  const exec: Exec = (cmd, args) => run(cmd, args, env);
+  // Records of an engine killed while submitting: name the job if Slurm made one.
+  const found = new Map<string, string | null>();
+  for (const r of recs) {
+    if (r.jobId !== "" || found.has(r.jobDir)) continue;
+    found.set(r.jobDir, await findSubmittedJob(r, exec).catch(() => null));
+  }
+  const resolved = recs.map((r) => (r.jobId === "" ? { ...r, jobId: found.get(r.jobDir) ?? "" } : r));
+  const ids = [...new Set(resolved.map((r) => r.jobId).filter((id) => id !== ""))];
+  const q = ids.length ? await exec("squeue", ["-h", "-t", "all", "-j", ids.join(","), "-o", "%i|%T|%r|%N"]) : { code: 1, stdout: "", stderr: "" };
   const st = q.code === 0 ? parseSqueue(q.stdout) : new Map<string, JobStatus>();
-  return recs.map((r) => ({ ...r, status: st.get(r.jobId) ?? null }));
+  return resolved.map((r) => ({ ...r, status: st.get(r.jobId) ?? null }));
 }
 
 /** Cancels the jobs (scancel) ; the records are dropped by the next run that meets them. */

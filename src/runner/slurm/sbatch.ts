@@ -21,6 +21,11 @@ export interface SbatchRequest {
   chdir: string;
   /** The command, one argument per element; quoted for bash here. */
   command: readonly string[];
+  /**
+   * Slurm's comment on the job: a token the engine records before it calls sbatch, so that a run
+   * after an engine killed between sbatch and its record still finds the job (squeue %k).
+   */
+  comment?: string;
 }
 
 /** Slurm's time format for a limit in minutes: "MM" below an hour would be ambiguous, so H:MM:00 / D-HH:MM:00. */
@@ -40,7 +45,7 @@ export function shellQuote(s: string): string {
 }
 
 /** Option names that may not be set through `options:` (sed-pipe sets them, or they change what runs). */
-const RESERVED = new Set(["job-name", "output", "error", "chdir", "cpus-per-task", "mem", "gres", "gpus", "time", "wrap", "array", "parsable", "requeue", "no-requeue", "dependency"]);
+const RESERVED = new Set(["job-name", "output", "error", "chdir", "cpus-per-task", "mem", "gres", "gpus", "time", "wrap", "array", "parsable", "requeue", "no-requeue", "dependency", "comment"]);
 
 export function sbatchScript(r: SbatchRequest): string {
   const res = r.resources;
@@ -54,6 +59,10 @@ export function sbatchScript(r: SbatchRequest): string {
     // sed-pipe retries transient failures itself (--retries): Slurm must not rerun a job behind its back.
     "#SBATCH --no-requeue",
   ];
+  if (r.comment !== undefined) {
+    if (/[\n\r|]/.test(r.comment)) throw new Error(`job comment "${r.comment}" holds a line break or "|"`);
+    lines.push(`#SBATCH --comment=${shellQuote(r.comment)}`);
+  }
   if (res.memoryMb !== null) lines.push(`#SBATCH --mem=${Math.ceil(res.memoryMb)}M`);
   if (res.gpus > 0) lines.push(`#SBATCH --gres=gpu:${res.gpus}`);
   if (res.timeMinutes !== null) lines.push(`#SBATCH --time=${slurmTime(res.timeMinutes)}`);

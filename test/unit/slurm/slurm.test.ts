@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { sbatchScript, shellQuote, slurmTime, type JobResources } from "../../../src/runner/slurm/sbatch.ts";
 import { classifyEnd, describeEnd, isActive, parseSacct, parseSqueue } from "../../../src/runner/slurm/queue.ts";
 import { SlurmExecutor, splitGroup } from "../../../src/runner/slurm/executor.ts";
-import { JobStore } from "../../../src/runner/slurm/job-store.ts";
+import { JobStore, type JobRecord } from "../../../src/runner/slurm/job-store.ts";
 import type { JobGroup, WorkerSpec } from "../../../src/runner/worker-protocol.ts";
 import type { JobHooks, WorkerOutcome } from "../../../src/runner/worker-pool.ts";
 import { tempDir, removeDir, withTimeout } from "../../helpers/tmp.ts";
@@ -22,6 +22,7 @@ test("sbatch script: resources as #SBATCH lines, options sorted, the command quo
     output: "/shared/ws/cache/slurm/r-1/slurm-%j.out",
     chdir: "/shared/ws",
     command: ["/opt/node/bin/node", "--enable-source-maps", "/shared/ws/cache/build/ab.mjs", "--sed-pipe-job", "/shared/ws/cache/slurm/r-1/group.json"],
+    comment: "sed-pipe:0b1e",
   });
   assert.is(
     script,
@@ -33,6 +34,7 @@ test("sbatch script: resources as #SBATCH lines, options sorted, the command quo
       "#SBATCH --ntasks=1",
       "#SBATCH --cpus-per-task=8",
       "#SBATCH --no-requeue",
+      "#SBATCH --comment=sed-pipe:0b1e",
       "#SBATCH --mem=32768M",
       "#SBATCH --gres=gpu:1",
       "#SBATCH --time=12:00:00",
@@ -47,6 +49,7 @@ test("sbatch script: resources as #SBATCH lines, options sorted, the command quo
   assert.throws(() => sbatchScript({ name: "x", resources: { ...RES, options: { time: "1" } }, output: "o", chdir: "/", command: ["true"] }), /set by sed-pipe itself/);
   assert.throws(() => sbatchScript({ name: "x", resources: { ...RES, options: { Account: "a" } }, output: "o", chdir: "/", command: ["true"] }), /not an option name/);
   assert.throws(() => sbatchScript({ name: "x", resources: { ...RES, options: { account: "a\nb" } }, output: "o", chdir: "/", command: ["true"] }), /line break/);
+  assert.throws(() => sbatchScript({ name: "x", resources: { ...RES, options: { comment: "mine" } }, output: "o", chdir: "/", command: ["true"] }), /set by sed-pipe itself/);
 });
 
 test("time limits and quoting", () => {
@@ -97,6 +100,8 @@ test("grouping: at most `max` per job, at least `minJobs` jobs, GPU and time-lim
 interface Fake {
   calls: string[][];
   states: Map<string, string>;
+  /** Job id -> the job's comment (read from its script, as sbatch would). */
+  comments: Map<string, string>;
   exec(cmd: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
 }
 
@@ -105,12 +110,18 @@ function fakeSlurm(): Fake {
   const f: Fake = {
     calls: [],
     states: new Map(),
+    comments: new Map(),
     async exec(cmd, args) {
       f.calls.push([cmd, ...args]);
       if (cmd === "sbatch") {
         const id = String(next++);
+        const comment = /^#SBATCH --comment=(.*)$/m.exec(await readFile(args[args.length - 1]!, "utf8"))?.[1];
+        if (comment) f.comments.set(id, comment);
         f.states.set(id, "PENDING");
         return { code: 0, stdout: `${id}\n`, stderr: "" };
+      }
+      if (cmd === "squeue" && args.includes("--me")) {
+        return { code: 0, stdout: [...f.states.keys()].map((id) => `${id}|${f.comments.get(id) ?? "(null)"}\n`).join(""), stderr: "" };
       }
       if (cmd === "squeue") {
         const ids = args[args.indexOf("-j") + 1]!.split(",");
@@ -161,8 +172,13 @@ async function project(): Promise<string> {
 
 /** What the job would do: write each instance's output and result (ok, or a failure for the ids in `fail`). */
 async function completeJob(root: string, f: Fake, jobId: string, fail: string[] = []): Promise<void> {
-  const store = await JobStore.open(join(root, "cache"));
-  const recs = store.all().filter((r) => r.jobId === jobId);
+  // The engine records the job id just after sbatch answers: wait for that record.
+  let recs: JobRecord[] = [];
+  for (let i = 0; i < 1000 && recs.length === 0; i++) {
+    recs = (await JobStore.open(join(root, "cache"))).all().filter((r) => r.jobId === jobId);
+    if (recs.length === 0) await new Promise((r) => setTimeout(r, 10));
+  }
+  if (recs.length === 0) throw new Error(`no record of job ${jobId} after 10 s`);
   const group = JSON.parse(await readFile(join(recs[0]!.jobDir, "group.json"), "utf8")) as JobGroup;
   for (const inst of group.instances) {
     for (const out of Object.values(inst.spec.outs)) await writeFile(out, `made by ${inst.spec.instanceId}`);
@@ -178,15 +194,30 @@ async function settleSoon(p: Promise<WorkerOutcome>): Promise<WorkerOutcome> {
   return withTimeout(p, 10_000, "executor outcome");
 }
 
-async function waitUntil(cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 400 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
+async function waitUntil(cond: () => boolean | Promise<boolean>, what = "the condition"): Promise<void> {
+  for (let i = 0; i < 1000; i++) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`waited 10 s for ${what}`);
 }
+
+/** Executors a test made: closed after each test, passed or failed (an open one keeps polling). */
+const live: SlurmExecutor[] = [];
+function executor(o: ConstructorParameters<typeof SlurmExecutor>[0]): SlurmExecutor {
+  const ex = new SlurmExecutor(o);
+  live.push(ex);
+  return ex;
+}
+test.after.each(async () => {
+  for (const ex of live.splice(0)) await withTimeout(ex.close(), 10_000, "closing an executor");
+});
 
 test("instances that become ready together share one job; outputs reach the instances' paths; records cleared", async () => {
   const root = await project();
   try {
     const f = fakeSlurm();
-    const ex = new SlurmExecutor(opts(root, f, { minJobs: 1 }));
+    const ex = executor(opts(root, f, { minJobs: 1 }));
     const ids = ["ev@a", "ev@b", "ev@c"];
     for (const id of ids) await mkdir(join(spec(root, id).outs.out!, ".."), { recursive: true });
     const runs = ids.map((id) => ex.run(spec(root, id), hooks(root, id)));
@@ -222,7 +253,7 @@ test("a job recorded by an earlier engine is adopted, never submitted again", as
     dead = true;
     // A new engine asks for the same instance and inputs.
     f.states.set("100", "RUNNING");
-    const second = new SlurmExecutor(opts(root, f, { runId: "r2" }));
+    const second = executor(opts(root, f, { runId: "r2" }));
     const h = hooks(root, "ev@a");
     const outcome = second.run(spec(root, "ev@a"), h);
     await new Promise((r) => setTimeout(r, 100));
@@ -236,11 +267,66 @@ test("a job recorded by an earlier engine is adopted, never submitted again", as
   }
 });
 
+test("an engine killed between sbatch and its record: the next finds the job by its comment or its output file, or submits afresh", async () => {
+  const root = await project();
+  try {
+    const f = fakeSlurm();
+    // The first engine dies inside sbatch: Slurm makes the job, the engine never hears its id.
+    let sbatched = false;
+    const first = new SlurmExecutor(opts(root, f, { exec: async (cmd: string, args: string[]) => {
+      if (sbatched) return new Promise<never>(() => {});
+      const r = await f.exec(cmd, args);
+      if (cmd === "sbatch") {
+        sbatched = true;
+        return new Promise<never>(() => {});
+      }
+      return r;
+    } }));
+    await mkdir(join(spec(root, "ev@a").outs.out!, ".."), { recursive: true });
+    void first.run(spec(root, "ev@a"), hooks(root, "ev@a")).catch(() => {});
+    await waitUntil(() => sbatched, "sbatch");
+    const rec = (await JobStore.open(join(root, "cache"))).all();
+    assert.equal(rec.map((r) => [r.instanceId, r.jobId]), [["ev@a", ""]], "recorded before sbatch, without an id");
+    assert.match(rec[0]!.token ?? "", /^sed-pipe:[0-9a-f-]{36}$/);
+
+    // Still queued: found by its comment, adopted, no second sbatch.
+    const second = executor(opts(root, f, { runId: "r2" }));
+    const h = hooks(root, "ev@a");
+    const outcome = second.run(spec(root, "ev@a"), h);
+    await waitUntil(() => h.jobs.includes("100 ADOPTED"), "adoption");
+    await completeJob(root, f, "100");
+    assert.ok((await settleSoon(outcome)).ok);
+    assert.is(f.calls.filter((c) => c[0] === "sbatch").length, 1, "no second sbatch");
+    assert.equal((await JobStore.open(join(root, "cache"))).all(), []);
+
+    // A job that started (its output file names it), running without the comment: found by the file.
+    f.states.set("777", "RUNNING");
+    const store = await JobStore.open(join(root, "cache"));
+    const jobDir = join(root, "cache/slurm/old-1");
+    await mkdir(jobDir, { recursive: true });
+    await writeFile(join(jobDir, "slurm-777.out"), "");
+    await store.set({ ...rec[0]!, instanceId: "ev@b", jobDir, token: "sed-pipe:gone" });
+    // And one sbatch never made: no file, no comment in squeue: dropped and submitted afresh.
+    await store.set({ ...rec[0]!, instanceId: "ev@c", jobDir: join(root, "cache/slurm/old-2"), token: "sed-pipe:never" });
+    const third = executor(opts(root, f, { runId: "r3", minJobs: 1 }));
+    const hb = hooks(root, "ev@b");
+    const hc = hooks(root, "ev@c");
+    void third.run({ ...spec(root, "ev@b"), fingerprint: rec[0]!.fingerprint }, hb);
+    void third.run({ ...spec(root, "ev@c"), fingerprint: rec[0]!.fingerprint }, hc);
+    await waitUntil(() => hb.jobs.includes("777 ADOPTED") && f.calls.filter((c) => c[0] === "sbatch").length === 2, "adoption of 777 and one new sbatch");
+    assert.not.ok(hc.jobs.some((j) => j.endsWith("ADOPTED")));
+    await waitUntil(async () => (await JobStore.open(join(root, "cache"))).all().every((r) => r.jobId !== ""), "the new job's record");
+    assert.equal((await JobStore.open(join(root, "cache"))).all().map((r) => [r.instanceId, r.jobId]).sort(), [["ev@b", "777"], ["ev@c", "101"]]);
+  } finally {
+    await removeDir(root);
+  }
+});
+
 test("end states without a result are named; transient ones are retried with --retries", async () => {
   const root = await project();
   try {
     const f = fakeSlurm();
-    const ex = new SlurmExecutor(opts(root, f, { retries: 1 }));
+    const ex = executor(opts(root, f, { retries: 1 }));
     for (const id of ["t@a", "n@a"]) await mkdir(join(spec(root, id).outs.out!, ".."), { recursive: true });
     const timeout = ex.run(spec(root, "t@a"), { ...hooks(root, "t@a"), resources: { ...RES, timeMinutes: 30 } });
     await waitUntil(() => f.states.size === 1);
@@ -266,7 +352,7 @@ test("a job cancelled from outside is reported as such; an abort cancels the job
   const root = await project();
   try {
     const f = fakeSlurm();
-    const ex = new SlurmExecutor(opts(root, f));
+    const ex = executor(opts(root, f));
     for (const id of ["x@a", "y@a"]) await mkdir(join(spec(root, id).outs.out!, ".."), { recursive: true });
     const outside = ex.run(spec(root, "x@a"), hooks(root, "x@a"));
     await waitUntil(() => f.states.size === 1);
@@ -292,7 +378,7 @@ test("sbatch refusing a job fails its instances with sbatch's words and a hint",
   const root = await project();
   try {
     const f = fakeSlurm();
-    const ex = new SlurmExecutor({ ...opts(root, f), exec: async (cmd: string, args: string[]) => (cmd === "sbatch" ? { code: 1, stdout: "", stderr: "sbatch: error: Batch job submission failed: Invalid partition name specified" } : f.exec(cmd, args)) });
+    const ex = executor({ ...opts(root, f), exec: async (cmd: string, args: string[]) => (cmd === "sbatch" ? { code: 1, stdout: "", stderr: "sbatch: error: Batch job submission failed: Invalid partition name specified" } : f.exec(cmd, args)) });
     await mkdir(join(spec(root, "z@a").outs.out!, ".."), { recursive: true });
     const o = await settleSoon(ex.run(spec(root, "z@a"), hooks(root, "z@a")));
     assert.is(!o.ok && o.error, "sbatch refused the job: sbatch: error: Batch job submission failed: Invalid partition name specified");

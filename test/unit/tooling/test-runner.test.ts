@@ -5,7 +5,7 @@ import * as assert from "uvu/assert";
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 // @ts-expect-error: plain ESM script without types
-import { parseOutput, parseRequire, summarize, summaryText } from "../../run.mjs";
+import { parseOutput, parseRequire, runFile, summarize, summaryText } from "../../run.mjs";
 
 const REPO = fileURLToPath(new URL("../../..", import.meta.url));
 const FIXTURE = "test/fixtures/runner/prereq-fixture.ts";
@@ -77,6 +77,16 @@ test("parseOutput: a crash, a missing summary and a plain test.skip are visible"
   assert.equal([killed.failed, killed.problem], [1, "killed by SIGKILL"]);
   const failing = parseOutput("  Total:     5\n  Passed:    3\n  Skipped:   0\n", 1, null);
   assert.is(failing.failed, 2);
+});
+
+test("a file that printed its summary but does not exit is killed soon and counted as a failure", async () => {
+  const started = Date.now();
+  const r = await runFile(`${REPO}/test/fixtures/runner/linger-fixture.ts`, 120_000, 1500);
+  assert.ok(Date.now() - started < 30_000, "killed long before the file timeout");
+  assert.is(r.passed, 1);
+  assert.is(r.failed, 1);
+  assert.is(r.problem, "killed by SIGKILL");
+  assert.match(r.output, /printed its summary but did not exit within 1\.5 s/);
 });
 
 test.run();
