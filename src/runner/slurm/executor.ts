@@ -11,7 +11,7 @@
 import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { createWriteStream, type WriteStream } from "node:fs";
-import { mkdir, readFile, rename, rm, stat, writeFile, open } from "node:fs/promises";
+import { copyFile, link, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile, open } from "node:fs/promises";
 import { basename, join, relative } from "node:path";
 import { bundleStage } from "../stage-bundle.ts";
 import { WORKER_SOURCE } from "../worker-path.ts";
@@ -89,6 +89,8 @@ export class SlurmExecutor implements Executor {
   private queued: Pending[] = [];
   private groupTimer: NodeJS.Timeout | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
+  private polling = false;
+  private pollAgain: number | undefined;
   private pollMs: number;
   private groups = 0;
   private bundles = new Map<string, Promise<{ entry: string; execArgv: string[] }>>();
@@ -337,13 +339,32 @@ export class SlurmExecutor implements Executor {
   // ---------------------------------------------------------------------------------------------
   // Polling
 
+  /**
+   * One poll at a time: two would both see a finished job and both take its outputs. A poll asked
+   * for while one runs (a new submission, an adoption) comes right after it.
+   */
   private schedulePoll(ms: number): void {
-    if (this.closed || this.pollTimer) return;
+    if (this.closed) return;
+    if (this.polling) {
+      this.pollAgain = Math.min(this.pollAgain ?? ms, ms);
+      return;
+    }
+    if (this.pollTimer) return;
     this.pollTimer = setTimeout(() => {
       this.pollTimer = undefined;
-      void this.poll().finally(() => {
-        if (this.pending.size > 0) this.schedulePoll(this.pollMs);
-      });
+      this.polling = true;
+      void this.poll()
+        .catch((err: unknown) => {
+          // Never an unhandled rejection (it would kill the engine and orphan every job): the
+          // instances keep waiting and the next poll tries again.
+          for (const p of this.pending) p.log.write(`# polling failed: ${(err as Error).message}\n`);
+        })
+        .finally(() => {
+          this.polling = false;
+          const again = this.pollAgain;
+          this.pollAgain = undefined;
+          if (this.pending.size > 0) this.schedulePoll(again ?? this.pollMs);
+        });
     }, ms);
   }
 
@@ -364,38 +385,50 @@ export class SlurmExecutor implements Executor {
     let changed = false;
     for (const p of withJob) {
       if (p.settled) continue;
-      const st = known.get(p.rec!.jobId);
-      if (st && (!p.status || p.status.state !== st.state || p.status.nodes !== st.nodes)) {
+      try {
+        if (await this.check(p, known.get(p.rec!.jobId))) changed = true;
+      } catch (err) {
+        // What went wrong with one instance's files fails that instance, not the engine.
         changed = true;
-        p.status = st;
-        p.hooks.onJob?.({ jobId: st.jobId, state: st.state, nodes: st.nodes });
-      }
-      if (await this.readEvents(p)) changed = true;
-      const result = await readResult(p.rec!.dir);
-      if (result) {
-        // A failure is named with the job's end state (FAILED, CANCELLED by someone else, TIMEOUT,
-        // PREEMPTED...), so wait for the job to end when nothing else runs in it (a second or so);
-        // a failure inside a group that runs on is reported at once.
-        const alone = ![...this.pending].some((q) => q !== p && !q.settled && q.rec?.jobId === p.rec!.jobId);
-        if (!result.ok && st && isActive(st.state) && (alone || (result.aborted && !p.aborted)) && this.waitForEnd(p)) continue;
-        changed = true;
-        await this.finish(p, result, st);
-        continue;
-      }
-      if (st && isActive(st.state)) continue;
-      if (!st) {
-        // Slurm forgot the job (purged long ago) and it left no result: it died without one.
-        changed = true;
-        await this.finishWithoutResult(p, { jobId: p.rec!.jobId, state: "FAILED", reason: "unknown to Slurm now", nodes: "" });
-        continue;
-      }
-      // Ended: give the stage's last words a chance (files on a shared file system arrive late).
-      if (!this.waitForLateResult(p)) {
-        changed = true;
-        await this.finishWithoutResult(p, st);
+        const message = `taking the result of Slurm job ${p.rec?.jobId ?? "?"} failed: ${(err as Error).message}`;
+        await this.forget(p).catch(() => {});
+        p.settle({ ok: false, error: message, aborted: p.aborted, tail: [...p.tail], info: { name: "SlurmError", message, hint: `the job's folder was ${relative(this.o.root, p.rec?.jobDir ?? this.o.cacheDir)}` } });
       }
     }
     this.pollMs = changed ? (this.o.pollMs ?? 1000) : Math.min(this.o.maxPollMs ?? 15_000, Math.ceil(this.pollMs * 1.5));
+  }
+
+  /** One instance at one poll: events, result, end state. True when something changed. */
+  private async check(p: Pending, st: JobStatus | undefined): Promise<boolean> {
+    let changed = false;
+    if (st && (!p.status || p.status.state !== st.state || p.status.nodes !== st.nodes)) {
+      changed = true;
+      p.status = st;
+      p.hooks.onJob?.({ jobId: st.jobId, state: st.state, nodes: st.nodes });
+    }
+    if (await this.readEvents(p)) changed = true;
+    const result = await readResult(p.rec!.dir);
+    if (result) {
+      // A failure is named with the job's end state (FAILED, CANCELLED by someone else, TIMEOUT,
+      // PREEMPTED...), so wait for the job to end when nothing else runs in it (a second or so);
+      // a failure inside a group that runs on is reported at once.
+      const alone = ![...this.pending].some((q) => q !== p && !q.settled && q.rec?.jobId === p.rec!.jobId);
+      if (!result.ok && st && isActive(st.state) && (alone || (result.aborted && !p.aborted)) && this.waitForEnd(p)) return changed;
+      await this.finish(p, result, st);
+      return true;
+    }
+    if (st && isActive(st.state)) return changed;
+    if (!st) {
+      // Slurm forgot the job (purged long ago) and it left no result: it died without one.
+      await this.finishWithoutResult(p, { jobId: p.rec!.jobId, state: "FAILED", reason: "unknown to Slurm now", nodes: "" });
+      return true;
+    }
+    // Ended: give the stage's last words a chance (files on a shared file system arrive late).
+    if (!this.waitForLateResult(p)) {
+      await this.finishWithoutResult(p, st);
+      return true;
+    }
+    return changed;
   }
 
   private async sacct(ids: string[]): Promise<Map<string, JobStatus>> {
@@ -466,10 +499,24 @@ export class SlurmExecutor implements Executor {
       return this.finishWithoutResult(p, st);
     }
     if (r.ok) {
-      // The stage's outputs move to the instance's temporary paths; the instance pipeline commits them.
+      // The stage's outputs reach the instance's temporary paths as hard links (the job's folder
+      // keeps them until the record is dropped: an engine killed between here and the commit leaves
+      // them for the next one to adopt); the instance pipeline verifies and commits them.
+      const missing: string[] = [];
       for (const [name, tmp] of Object.entries(p.spec.outs)) {
         const from = p.rec!.outs[name];
-        if (from && (await stat(from).catch(() => null))) await rename(from, tmp);
+        if (!from || !(await stat(from).catch(() => null))) {
+          missing.push(name);
+          continue;
+        }
+        await rm(tmp, { recursive: true, force: true });
+        await linkTree(from, tmp);
+      }
+      if (missing.length > 0 && this.firstResubmit(p)) {
+        // The stage said ok but its outputs are gone from the job's folder (an earlier sed-pipe of
+        // another version moved them, or someone deleted them): the work is run again.
+        this.line(p, "log", `# Slurm job ${p.rec!.jobId} finished but its outputs ${missing.join(", ")} are gone from ${relative(this.o.root, p.rec!.dir)}; running it again`);
+        return this.resubmit(p);
       }
       await this.forget(p);
       p.settle({ ok: true });
@@ -497,14 +544,8 @@ export class SlurmExecutor implements Executor {
     }
     if (end === "transient" && p.attempt <= (this.o.retries ?? 0)) {
       this.line(p, "log", `# ${describeEnd(st)}; resubmitting (attempt ${p.attempt + 1} of ${(this.o.retries ?? 0) + 1})`);
-      const store = await this.store;
-      if (p.fingerprint) await store.delete(p.spec.instanceId, p.fingerprint);
-      p.rec = undefined;
-      p.status = undefined;
-      p.eventsOffset = 0;
       p.attempt++;
-      this.enqueue(p);
-      return;
+      return this.resubmit(p);
     }
     const what = describeEnd(st, { memoryMb: p.resources.memoryMb, timeMinutes: p.resources.timeMinutes });
     const where = relative(this.o.root, output);
@@ -516,6 +557,25 @@ export class SlurmExecutor implements Executor {
       tail: [...p.tail, ...outTail.map((l) => `[job output] ${l}`)],
       info: { name: "SlurmJobError", message: what, hint: `the job's output is ${where}` },
     });
+  }
+
+  /** Once per instance: outputs found missing after an ok result send it back to the queue one time only. */
+  private resubmitted = new WeakSet<Pending>();
+  private firstResubmit(p: Pending): boolean {
+    if (this.resubmitted.has(p)) return false;
+    this.resubmitted.add(p);
+    return true;
+  }
+
+  /** Drops the instance's job (record and folder) and queues it for a new one. */
+  private async resubmit(p: Pending): Promise<void> {
+    await this.forget(p);
+    p.rec = undefined;
+    p.status = undefined;
+    p.eventsOffset = 0;
+    this.endChecks.delete(p);
+    this.lateChecks.delete(p);
+    this.enqueue(p);
   }
 
   /** Drops the record; removes the instance's folder, and the job's once no instance of it is left. */
@@ -573,6 +633,23 @@ export class SlurmExecutor implements Executor {
       await this.forget(p);
       p.settle({ ok: false, error: "interrupted", aborted: true, tail: [] });
     }
+  }
+}
+
+/** `from` (a file or a folder) at `to` by hard links, file by file; copies where links cannot be made. */
+export async function linkTree(from: string, to: string): Promise<void> {
+  const st = await lstat(from);
+  if (st.isDirectory()) {
+    await mkdir(to, { recursive: true });
+    for (const e of await readdir(from)) await linkTree(join(from, e), join(to, e));
+    return;
+  }
+  try {
+    await link(from, to);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== "EXDEV" && code !== "EPERM" && code !== "ENOTSUP" && code !== "EMLINK") throw err;
+    await copyFile(from, to);
   }
 }
 

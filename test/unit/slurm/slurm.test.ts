@@ -267,6 +267,46 @@ test("a job recorded by an earlier engine is adopted, never submitted again", as
   }
 });
 
+test("a finished group adopted by a new engine: every instance takes its own outputs once (polls never overlap)", async () => {
+  const root = await project();
+  try {
+    const f = fakeSlurm();
+    let dead = false;
+    const first = new SlurmExecutor(opts(root, f, { minJobs: 1, exec: (cmd: string, args: string[]) => (dead ? new Promise<never>(() => {}) : f.exec(cmd, args)) }));
+    const ids = ["ev@a", "ev@b", "ev@c", "ev@d"];
+    for (const id of ids) await mkdir(join(spec(root, id).outs.out!, ".."), { recursive: true });
+    for (const id of ids) void first.run(spec(root, id), hooks(root, id)).catch(() => {});
+    await waitUntil(() => f.calls.some((c) => c[0] === "sbatch"), "sbatch");
+    await completeJob(root, f, "100");
+    dead = true;
+    // The new engine asks for the four one after another, each adoption asking for a poll at once.
+    // A slow controller keeps each poll in flight while the next adoption comes.
+    let inFlight = 0;
+    let most = 0;
+    const slow = async (cmd: string, args: string[]) => {
+      if (cmd !== "squeue") return f.exec(cmd, args);
+      most = Math.max(most, ++inFlight);
+      await new Promise((r) => setTimeout(r, 40));
+      inFlight--;
+      return f.exec(cmd, args);
+    };
+    const second = executor(opts(root, f, { runId: "r2", pollMs: 1, exec: slow }));
+    const runs: Promise<WorkerOutcome>[] = [];
+    for (const id of ids) {
+      runs.push(settleSoon(second.run(spec(root, id), hooks(root, id))));
+      await new Promise((r) => setTimeout(r, 15));
+    }
+    const outs = await Promise.all(runs);
+    assert.equal(outs.map((o) => o.ok || o.error), [true, true, true, true]);
+    assert.is(most, 1, "one squeue at a time");
+    for (const id of ids) assert.is(await readFile(spec(root, id).outs.out!, "utf8"), `made by ${id}`);
+    assert.is(f.calls.filter((c) => c[0] === "sbatch").length, 1);
+    assert.equal((await JobStore.open(join(root, "cache"))).all(), []);
+  } finally {
+    await removeDir(root);
+  }
+});
+
 test("an engine killed between sbatch and its record: the next finds the job by its comment or its output file, or submits afresh", async () => {
   const root = await project();
   try {
