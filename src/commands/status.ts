@@ -25,7 +25,8 @@ export function registerStatusCommands(program: Command, cli: CliContext): void 
       const { listJobs } = await import("../runner/slurm/jobs.ts");
       const jobs = new Map((await listJobs(ws.cacheDir, cli.env)).filter((j) => j.jobId !== "").map((j) => [j.instanceId, j]));
       const rows = steps.map((s) => {
-        const j = jobs.get(s.id);
+        // A fresh instance's record is a leftover (its engine died after the commit): the next run drops it.
+        const j = stateOf(s, byId) === "fresh" ? undefined : jobs.get(s.id);
         const job = j ? { executor: "slurm", jobId: j.jobId, state: j.status?.state ?? "UNKNOWN", nodes: j.status?.nodes ?? "", submittedAt: j.submittedAt } : undefined;
         return { id: s.id, state: stateOf(s, byId), action: s.action, reason: s.reason, changes: s.changes, ...(job ? { job } : {}) };
       });

@@ -131,7 +131,15 @@ export async function executeRun(o: ExecuteOptions): Promise<RunResult> {
   const executor =
     o.executor ??
     (o.slurm
-      ? new SlurmExecutor({ ...o.slurm, root: p.root, cacheDir: o.cacheDir, runId, fromSource: !!o.fromSource })
+      ? new SlurmExecutor({
+          ...o.slurm,
+          root: p.root,
+          cacheDir: o.cacheDir,
+          runId,
+          fromSource: !!o.fromSource,
+          // An engine killed after a commit, before it dropped the job's record: nothing to adopt.
+          committed: (id, fingerprint) => o.lock.snapshot.instances[id]?.fingerprint === fingerprint,
+        })
       : new WorkerPool({ cacheDir: o.cacheDir, maxWorkers: o.jobs + 1, env: o.workerEnv, fromSource: !!o.fromSource }));
   const ctx: RunContext = {
     pipeline: p,

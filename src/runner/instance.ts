@@ -153,8 +153,9 @@ async function runStage(c: RunContext, inst: StageInstance, fpBefore: Fingerprin
   const scratch = scratchPathFor(c.cacheDir, inst.id);
   const tmp = await prepareOutputs(c, inst);
   await mkdir(scratch, { recursive: true });
+  let release: (() => Promise<void>) | undefined;
   try {
-    await execute(c, inst, fpBefore, tmp.outs, scratch, logPath, t0);
+    release = await execute(c, inst, fpBefore, tmp.outs, scratch, logPath, t0);
     await verify(c, inst, tmp.outs, fpBefore);
     await commit(c, inst, fpBefore, tmp.outs, Date.now() - t0);
     await rm(scratch, { recursive: true, force: true });
@@ -162,11 +163,13 @@ async function runStage(c: RunContext, inst: StageInstance, fpBefore: Fingerprin
     c.counts.ran++;
     c.emit({ type: "instance-done", id: inst.id, action: "ran", reason, durationMs: Date.now() - t0 });
   } finally {
+    await release?.();
     await rm(tmp.dir, { recursive: true, force: true });
   }
 }
 
-async function execute(c: RunContext, inst: StageInstance, fp: Fingerprint, outs: Record<string, string>, scratch: string, logPath: string, t0: number): Promise<void> {
+/** Runs the stage on the executor; returns the outcome's `release` (call it after the commit). */
+async function execute(c: RunContext, inst: StageInstance, fp: Fingerprint, outs: Record<string, string>, scratch: string, logPath: string, t0: number): Promise<(() => Promise<void>) | undefined> {
   const root = c.pipeline.root;
   const deps: Record<string, string> = {};
   for (const [name, path] of Object.entries(inst.deps)) deps[name] = absPath(root, path);
@@ -204,7 +207,11 @@ async function execute(c: RunContext, inst: StageInstance, fp: Fingerprint, outs
     const tail = info?.hint ? [...outcome.tail, `hint: ${info.hint}`] : outcome.tail;
     throw new InstanceFailure(outcome.error, tail, outcome.aborted, info ? { name: info.name, ...(info.hint ? { hint: info.hint } : {}), ...(info.exitCode !== undefined ? { exitCode: info.exitCode } : {}) } : {});
   }
-  if (c.signal.aborted) throw new InstanceFailure("interrupted", [], true);
+  if (c.signal.aborted) {
+    await outcome.release?.();
+    throw new InstanceFailure("interrupted", [], true);
+  }
+  return outcome.release;
 }
 
 /** Every declared out exists, and the inputs are still those hashed before the stage ran. */

@@ -22,7 +22,11 @@ const TSX_URL = import.meta.resolve("tsx");
 const TAIL_LINES = 20;
 
 export type WorkerOutcome =
-  | { ok: true }
+  /**
+   * `release`: call once the outputs are committed or given up. Until then the executor keeps what
+   * it needs to hand them over again after a crash (the Slurm executor: the job's record and folder).
+   */
+  | { ok: true; release?: () => Promise<void> }
   | { ok: false; error: string; aborted: boolean; tail: string[]; info?: ErrorInfo };
 
 export interface JobHooks {

@@ -48,6 +48,11 @@ export interface SlurmOptions {
   pollMs?: number;
   maxPollMs?: number;
   fromSource?: boolean;
+  /**
+   * Whether an instance's outputs at a fingerprint are committed (pipeline.lock): records of such
+   * jobs (an engine killed between its commit and dropping the record) are dropped at start.
+   */
+  committed?: (instanceId: string, fingerprint: string) => boolean;
   /** Runs a Slurm command (tests inject fakes); default: execFile with `env`. */
   exec?: (cmd: string, args: string[]) => Promise<{ code: number; stdout: string; stderr: string }>;
 }
@@ -100,7 +105,10 @@ export class SlurmExecutor implements Executor {
 
   constructor(private readonly o: SlurmOptions) {
     this.exec = o.exec ?? runCommand(o.env);
-    this.store = JobStore.open(o.cacheDir);
+    this.store = JobStore.open(o.cacheDir).then(async (store) => {
+      for (const r of store.all()) if (o.committed?.(r.instanceId, r.fingerprint)) await this.dropRecord(store, r);
+      return store;
+    });
     this.pollMs = o.pollMs ?? 1000;
   }
 
@@ -518,8 +526,8 @@ export class SlurmExecutor implements Executor {
         this.line(p, "log", `# Slurm job ${p.rec!.jobId} finished but its outputs ${missing.join(", ")} are gone from ${relative(this.o.root, p.rec!.dir)}; running it again`);
         return this.resubmit(p);
       }
-      await this.forget(p);
-      p.settle({ ok: true });
+      // The record and the job's folder stay until the instance pipeline committed the outputs.
+      p.settle({ ok: true, release: () => this.forget(p) });
       return;
     }
     const job = st ?? p.status;
@@ -584,6 +592,15 @@ export class SlurmExecutor implements Executor {
     if (!rec) return;
     const store = await this.store;
     if (p.fingerprint) await store.delete(p.spec.instanceId, p.fingerprint);
+    await this.dropFolders(store, rec, p);
+  }
+
+  private async dropRecord(store: JobStore, rec: JobRecord): Promise<void> {
+    await store.delete(rec.instanceId, rec.fingerprint);
+    await this.dropFolders(store, rec);
+  }
+
+  private async dropFolders(store: JobStore, rec: JobRecord, p?: Pending): Promise<void> {
     await rm(rec.dir, { recursive: true, force: true });
     const others = [...this.pending].some((q) => q !== p && !q.settled && q.rec?.jobDir === rec.jobDir) || store.all().some((r) => r.jobDir === rec.jobDir);
     if (!others) {

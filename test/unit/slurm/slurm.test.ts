@@ -3,7 +3,7 @@
 // grouping into jobs, adoption without a second submission, named failures, retries, cancellation.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { sbatchScript, shellQuote, slurmTime, type JobResources } from "../../../src/runner/slurm/sbatch.ts";
 import { classifyEnd, describeEnd, isActive, parseSacct, parseSqueue } from "../../../src/runner/slurm/queue.ts";
@@ -231,6 +231,9 @@ test("instances that become ready together share one job; outputs reach the inst
     assert.equal(outs.map((o) => o.ok || o.error), [true, "boom", true]);
     assert.is(!outs[1]!.ok && outs[1]!.error, "boom");
     assert.is(await readFile(spec(root, "ev@a").outs.out!, "utf8"), "made by ev@a");
+    // Records stay until the outputs are committed: an engine killed before that adopts again.
+    assert.equal((await JobStore.open(join(root, "cache"))).all().map((r) => r.instanceId).sort(), ["ev@a", "ev@c"]);
+    for (const o of outs) if (o.ok) await o.release?.();
     assert.equal((await JobStore.open(join(root, "cache"))).all(), []);
     await ex.close();
   } finally {
@@ -284,7 +287,8 @@ test("a finished group adopted by a new engine: every instance takes its own out
     let inFlight = 0;
     let most = 0;
     const slow = async (cmd: string, args: string[]) => {
-      if (cmd !== "squeue") return f.exec(cmd, args);
+      // Polls only (squeue -j): looking up a record's job by its comment is not a poll.
+      if (cmd !== "squeue" || !args.includes("-j")) return f.exec(cmd, args);
       most = Math.max(most, ++inFlight);
       await new Promise((r) => setTimeout(r, 40));
       inFlight--;
@@ -301,7 +305,33 @@ test("a finished group adopted by a new engine: every instance takes its own out
     assert.is(most, 1, "one squeue at a time");
     for (const id of ids) assert.is(await readFile(spec(root, id).outs.out!, "utf8"), `made by ${id}`);
     assert.is(f.calls.filter((c) => c[0] === "sbatch").length, 1);
+    for (const o of outs) if (o.ok) await o.release?.();
     assert.equal((await JobStore.open(join(root, "cache"))).all(), []);
+  } finally {
+    await removeDir(root);
+  }
+});
+
+test("records of jobs whose outputs were committed (engine killed before it dropped them) are dropped at start", async () => {
+  const root = await project();
+  try {
+    const f = fakeSlurm();
+    const store = await JobStore.open(join(root, "cache"));
+    const jobDir = join(root, "cache/slurm/old-1");
+    await mkdir(join(jobDir, "0-ev_a"), { recursive: true });
+    await mkdir(join(jobDir, "1-ev_b"), { recursive: true });
+    await writeFile(join(jobDir, "slurm-7.out"), "done\n");
+    const rec = { instanceId: "ev@a", fingerprint: "sha256:aa", jobId: "7", dir: join(jobDir, "0-ev_a"), jobDir, outs: {}, submittedAt: "t", attempt: 1 };
+    await store.set(rec);
+    await store.set({ ...rec, instanceId: "ev@b", fingerprint: "sha256:bb", dir: join(jobDir, "1-ev_b") });
+    const ex = executor(opts(root, f, { committed: (id: string, fp: string) => id === "ev@a" && fp === "sha256:aa" }));
+    await mkdir(join(spec(root, "z@a").outs.out!, ".."), { recursive: true });
+    // Any call opens the records; a refused sbatch settles at once.
+    void ex.run(spec(root, "z@a"), { ...hooks(root, "z@a"), signal: AbortSignal.abort() });
+    await waitUntil(async () => (await JobStore.open(join(root, "cache"))).all().length === 1, "the committed record dropped");
+    assert.equal((await JobStore.open(join(root, "cache"))).all().map((r) => r.instanceId), ["ev@b"]);
+    assert.not.ok(await stat(join(jobDir, "0-ev_a")).catch(() => null), "the committed instance's folder is gone");
+    assert.ok(await stat(join(jobDir, "1-ev_b")).catch(() => null), "the job's folder stays for the other instance");
   } finally {
     await removeDir(root);
   }
@@ -335,8 +365,10 @@ test("an engine killed between sbatch and its record: the next finds the job by 
     const outcome = second.run(spec(root, "ev@a"), h);
     await waitUntil(() => h.jobs.includes("100 ADOPTED"), "adoption");
     await completeJob(root, f, "100");
-    assert.ok((await settleSoon(outcome)).ok);
+    const o = await settleSoon(outcome);
+    assert.ok(o.ok);
     assert.is(f.calls.filter((c) => c[0] === "sbatch").length, 1, "no second sbatch");
+    if (o.ok) await o.release?.();
     assert.equal((await JobStore.open(join(root, "cache"))).all(), []);
 
     // A job that started (its output file names it), running without the comment: found by the file.
