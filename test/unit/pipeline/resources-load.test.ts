@@ -2,11 +2,13 @@
 // at the place the value was written, and resources kept out of fingerprints.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { copyFile, mkdir } from "node:fs/promises";
+import { join } from "node:path";
 import { loadPipeline } from "../../../src/pipeline/load.ts";
 import { ConfigError } from "../../../src/errors.ts";
 import { DigestService } from "../../../src/hash/digest.ts";
 import { Hasher } from "../../../src/hash/fingerprint.ts";
-import { rejection, tempProject } from "./temp-project.ts";
+import { REPO, rejection, tempProject } from "./temp-project.ts";
 
 const HEAD = `version: 1
 default_profile: demo
@@ -123,6 +125,26 @@ test("resources are not part of the fingerprint: changing cpus, memory or gpus d
   assert.is.not(one.resources!.cpus, eight.resources!.cpus);
   assert.is(eight.digest, one.digest);
   assert.not.match(eight.parts, /cpus|partition|65536/);
+});
+
+test("the real pipeline.yaml: demo asks 1 cpu everywhere and no GPU; paper declares the cluster's sizes", async () => {
+  const modules = ["stages/download.ts", "stages/cache-features.ts", "stages/train-heads.ts", "stages/eval.ts", "stages/tables.ts"];
+  const p = await tempProject({}, modules);
+  try {
+    await mkdir(join(p.root, "params"));
+    for (const f of ["pipeline.yaml", "params/demo.yaml", "params/paper.yaml"]) await copyFile(join(REPO, f), join(p.root, f));
+    const demo = await loadPipeline(p.root, { contracts: false });
+    for (const inst of demo.instances.values()) assert.equal(inst.resources, { cpus: 1, memoryMb: null, gpus: 0, timeMinutes: null, options: {} }, inst.id);
+    const paper = await loadPipeline(p.root, { profile: "paper", contracts: false });
+    const first = (stage: string) => paper.instances.get(paper.stages.get(stage)!.instanceIds[0]!)!.resources;
+    assert.equal(first("cache-features"), { cpus: 8, memoryMb: 64 * 1024, gpus: 1, timeMinutes: 24 * 60, options: {} });
+    assert.equal(first("train-heads"), { cpus: 8, memoryMb: 32 * 1024, gpus: 1, timeMinutes: 12 * 60, options: {} });
+    assert.equal(first("eval"), { cpus: 4, memoryMb: 16 * 1024, gpus: 0, timeMinutes: null, options: {} });
+    assert.equal(first("download"), { cpus: 1, memoryMb: null, gpus: 0, timeMinutes: null, options: {} });
+    assert.equal(first("tables"), { cpus: 1, memoryMb: null, gpus: 0, timeMinutes: null, options: {} });
+  } finally {
+    await p.cleanup();
+  }
 });
 
 test.run();
