@@ -29,7 +29,7 @@ export interface ProgressEvent {
  * SED_PIPE_NO_BLAS onto them).
  */
 export interface StageSettings {
-  /** Cores this instance may use (the machine's cores / parallel jobs, unless the user set it). */
+  /** Cores this instance may use: its stage's resources.cpus (clamped to the machine on a local run), unless the user set it. */
   readonly cores: number;
   /** OpenBLAS threads for this instance's process (default: cores). */
   readonly blasThreads: number;

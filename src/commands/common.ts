@@ -49,6 +49,19 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv): Partial<StageSettings> 
   return out;
 }
 
+/**
+ * GPUs of this machine that local runs hand out to stages' `resources.gpus`: `--gpus`, else
+ * SED_PIPE_GPUS (an integer >= 0), else 0. A bad value is a usage error (exit 2), before anything runs.
+ */
+export function gpusFrom(env: NodeJS.ProcessEnv, flag: number | undefined): number {
+  if (flag !== undefined) return flag;
+  const v = env.SED_PIPE_GPUS;
+  if (v === undefined || v.trim() === "") return 0;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new SedPipeError(`SED_PIPE_GPUS must be a whole number >= 0, got "${v}"`, { hint: "unset it, or set e.g. SED_PIPE_GPUS=1 (the GPUs local runs may give stages)", exitCode: EXIT.usage });
+  return n;
+}
+
 /** SED_PIPE_CACHE_LINK: how artifacts and cache objects share bytes ("copy", the default, or "hardlink"). */
 export function linkModeFromEnv(env: NodeJS.ProcessEnv): "copy" | "hardlink" {
   const v = env.SED_PIPE_CACHE_LINK;

@@ -9,7 +9,7 @@ import type { LockStore } from "../store/lock-file.ts";
 import type { RunLock } from "../store/run-lock.ts";
 import type { ExecuteOptions, RunResult } from "../runner/execute.ts";
 import type { ExecutorSetting } from "../pipeline/types.ts";
-import { EXAMPLES, failIfBusy, intOption, openFor, settingsFromEnv, takeRunLock } from "./common.ts";
+import { EXAMPLES, failIfBusy, gpusFrom, intOption, openFor, settingsFromEnv, takeRunLock, warnLine } from "./common.ts";
 
 export function registerRunCommand(program: Command, cli: CliContext): void {
   program
@@ -18,7 +18,8 @@ export function registerRunCommand(program: Command, cli: CliContext): void {
     .argument("[targets...]", "stages or instances (unique prefixes work); their upstream closure is included")
     .option("-n, --dry-run", "print the plan with a reason per instance; run nothing")
     .option("-f, --force [stage]", "run even if fresh: every target, or only this stage/instance")
-    .addOption(new Option("-j, --jobs <n>", "instances run in parallel").argParser(intOption("--jobs", 1)))
+    .addOption(new Option("-j, --jobs <n>", "instances run in parallel, at most (default: the cores); within that, stages' resources decide").argParser(intOption("--jobs", 1)))
+    .addOption(new Option("--gpus <n>", "GPUs this machine gives stages that ask for them (default: SED_PIPE_GPUS, else 0); local runs only").argParser(intOption("--gpus", 0)))
     .option("-k, --keep-going", "after a failure, keep running instances that do not depend on it")
     .option("-p, --profile <name>", "params profile from pipeline.yaml (default: default_profile)")
     .option("-b, --backend <name>", "compute backend for stages: auto, tfjs-node-gpu, tfjs-node, wasm (best matMul path), wasm+blas, wasm-fixed, cpu", "auto")
@@ -34,12 +35,14 @@ export function registerRunCommand(program: Command, cli: CliContext): void {
         "sed-pipe run tables",
         "sed-pipe run --dry-run",
         "sed-pipe run eval -j 2 --keep-going",
+        "sed-pipe run tables --profile paper --gpus 1",
         "sed-pipe run train --force train-heads@ood_gen",
         "sed-pipe run tables --profile paper --executor slurm --retries 2",
       ]),
     )
     .action(async (targets: string[], opts) => {
       if (!["auto", "ink", "plain"].includes(opts.ui)) throw new SedPipeError(`--ui must be auto, ink or plain (got "${opts.ui}")`);
+      const gpus = gpusFrom(cli.env, opts.gpus);
       if (opts.wait === false && !opts.dryRun) await failIfBusy(cli);
       const [{ matchTarget, resolveTargets }, { executeRun }, { planner }, { LockStore: LockStoreClass }, { pickSink }] = await Promise.all([
         import("../pipeline/select.ts"),
@@ -71,6 +74,7 @@ export function registerRunCommand(program: Command, cli: CliContext): void {
       // On a cluster the scheduler decides what runs at once: -j only caps the jobs in flight.
       const jobs: number = opts.jobs ?? (slurm ? 1000 : defaultJobs());
       const settings = settingsFromEnv(cli.env);
+      if (slurm && opts.gpus !== undefined) warnLine(cli, "--gpus counts this machine's GPUs for local runs; on Slurm, jobs get the GPUs their stage's resources ask for");
       const ac = new AbortController();
       const killNow = new AbortController();
       let signals = 0;
@@ -101,6 +105,7 @@ export function registerRunCommand(program: Command, cli: CliContext): void {
           lock: lockStore,
           cacheDir: ws.cacheDir,
           jobs,
+          gpus,
           keepGoing: !!opts.keepGoing,
           force,
           dryRun: !!opts.dryRun,

@@ -5,7 +5,7 @@ import type { CliContext } from "./context.ts";
 import { availableParallelism } from "node:os";
 import { Option, type Command } from "commander";
 import { EXIT, SedPipeError } from "../errors.ts";
-import { fingerprintBackend, intOption, linkModeFromEnv, settingsFromEnv } from "./common.ts";
+import { fingerprintBackend, gpusFrom, intOption, linkModeFromEnv, settingsFromEnv } from "./common.ts";
 
 /** The part of the CLI context this command uses. */
 export type WatchCommandContext = Pick<CliContext, "cwd" | "env" | "out" | "err" | "root" | "setExit" | "onSignal" | "stdout">;
@@ -20,7 +20,8 @@ export function registerWatchCommands(program: Command, cli: WatchCommandContext
     .command("watch")
     .description("run the targets, then rerun what became stale whenever pipeline.yaml, params, stage code or deps change")
     .argument("[targets...]", "stages or instances (default: everything); their upstream closure is included")
-    .addOption(new Option("-j, --jobs <n>", "instances run in parallel").argParser(intOption("--jobs", 1)))
+    .addOption(new Option("-j, --jobs <n>", "instances run in parallel, at most (default: the cores); within that, stages' resources decide").argParser(intOption("--jobs", 1)))
+    .addOption(new Option("--gpus <n>", "GPUs this machine gives stages that ask for them (default: SED_PIPE_GPUS, else 0)").argParser(intOption("--gpus", 0)))
     .option("-k, --keep-going", "after a failure, keep running instances that do not depend on it")
     .option("-p, --profile <name>", "params profile from pipeline.yaml")
     .option("-b, --backend <name>", "compute backend for stages", "auto")
@@ -41,6 +42,7 @@ export function registerWatchCommands(program: Command, cli: WatchCommandContext
         import("../ui/pick-sink.ts"),
       ]);
       const settings = settingsFromEnv(cli.env);
+      const gpus = gpusFrom(cli.env, opts.gpus);
       const root = cli.root();
       const stdout = deps.stdout ?? cli.stdout ?? { isTTY: false, write: (t: string) => cli.out(t) };
       const stop = new AbortController();
@@ -84,6 +86,7 @@ export function registerWatchCommands(program: Command, cli: WatchCommandContext
               link: linkModeFromEnv(cli.env),
               workerEnv: cli.env,
               jobs: opts.jobs ?? Math.max(1, availableParallelism()),
+              gpus,
               keepGoing: !!opts.keepGoing,
               signal: stop.signal,
               killSignal: killNow.signal,

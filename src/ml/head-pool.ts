@@ -25,7 +25,7 @@ export const MIN_POOLED_HEAD = 1 << 20;
  * here reads the environment: src/cli.ts maps SED_PIPE_CORES and SED_PIPE_HEAD_THREADS.
  */
 export interface HeadThreadSettings {
-  /** Cores the caller may use (the runner gives a stage cores / parallel jobs). Default: all of them. */
+  /** Cores the caller may use (the runner gives a stage its declared resources.cpus). Default: all of them. */
   readonly cores?: number;
   /** null or absent: decide by head size, backend and cores; 1 = never; n = force n (any head size). */
   readonly headThreads?: number | null;

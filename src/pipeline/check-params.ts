@@ -42,21 +42,23 @@ function paramsNodeOf(env: ProvenanceEnv, stage: string): Node | null {
   return decl && isMap(decl) ? (pairOf(decl, "params")?.value ?? null) : null;
 }
 
-function who(ids: string[]): string {
+/** "eval@a", or "eval@a and 5 other eval instances". */
+export function who(ids: string[]): string {
   if (ids.length === 1) return ids[0]!;
   const stages = new Set(ids.map((id) => id.split("@")[0]));
   const kind = stages.size === 1 ? ` ${[...stages][0]} instances` : " instances";
   return `${ids[0]} and ${ids.length - 1} other${kind}`;
 }
 
-function aliasNote(f: Finding): string[] {
+/** Where an aliased value was anchored, and through which alias the first instance reached it. */
+export function aliasNote(origin: Origin, firstId: string): string[] {
   const notes: string[] = [];
-  if (f.origin.alias) {
-    const a = f.origin.alias;
+  if (origin.alias) {
+    const a = origin.alias;
     notes.push(`  (the value of the alias *${a.name}${a.anchor ? `, anchored at ${posString(a.anchor.src.pos(a.anchor.start))}` : ""})`);
   }
-  const v = f.origin.via[f.origin.via.length - 1];
-  if (v) notes.push(`  (inside the value anchored as &${v.name}: ${f.ids[0]} reaches it through *${v.name} at ${posString(v.use.src.pos(v.use.start))})`);
+  const v = origin.via[origin.via.length - 1];
+  if (v) notes.push(`  (inside the value anchored as &${v.name}: ${firstId} reaches it through *${v.name} at ${posString(v.use.src.pos(v.use.start))})`);
   return notes;
 }
 
@@ -97,7 +99,7 @@ export function findParamErrors(inp: ParamsCheckInput): Finding[] {
 /** The ConfigError for `findings` (all of them counted, the first MAX_PARAM_ERRORS shown). */
 export function paramsError(findings: Finding[]): ConfigError {
   const shown = findings.slice(0, MAX_PARAM_ERRORS);
-  const parts = shown.map((f) => [formatAt(f.span, `${f.text} (${who(f.ids)})`), ...aliasNote(f)].join("\n"));
+  const parts = shown.map((f) => [formatAt(f.span, `${f.text} (${who(f.ids)})`), ...aliasNote(f.origin, f.ids[0]!)].join("\n"));
   if (findings.length > shown.length) parts.push(`... and ${findings.length - shown.length} more params errors`);
   const contracts = [...new Set(findings.flatMap((f) => [...f.contracts]))];
   return new ConfigError(parts.join("\n"), {

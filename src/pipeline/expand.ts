@@ -22,6 +22,8 @@ export interface StageYaml {
   outs?: Record<string, string>;
   cache?: boolean;
   desc?: string;
+  /** Checked after interpolation (check-resources.ts): a map, or a `${...}` naming one. */
+  resources?: unknown;
 }
 
 /** The fan-out element(s) of an instance: the foreach list node + index, or one per matrix axis. */
@@ -51,6 +53,8 @@ export interface Expanded {
   spans: Map<string, InstanceSpans>;
   /** Which fan-out element(s) each instance came from (for pointing at its params' sources). */
   items: Map<string, ItemOrigin>;
+  /** Instance id -> its interpolated `resources:` (only for stages that declare them), not yet checked. */
+  resources: Map<string, unknown>;
 }
 
 /** Normalises a dep/out path; returns a project-relative posix path or (deps only) an absolute one. */
@@ -139,7 +143,7 @@ function elementsOf(inp: ExpandInput, stageName: string, st: StageYaml): Element
 }
 
 /** One instance of a stage: params, deps and outs interpolated for its element. */
-function instanceOf(inp: ExpandInput, stageName: string, st: StageYaml, id: string, el: Element, module: string, pos: SourcePos): { inst: StageInstance; deps: Record<string, Span>; outs: Record<string, Span> } {
+function instanceOf(inp: ExpandInput, stageName: string, st: StageYaml, id: string, el: Element, module: string, pos: SourcePos): { inst: StageInstance; deps: Record<string, Span>; outs: Record<string, Span>; resources: unknown } {
   const { root, doc, src } = inp;
   const base = ["stages", stageName];
   const ctx: InterpContext = { params: inp.params, item: el.suffix === null ? NO_ITEM : el.item, paramsLabel: inp.paramsLabel };
@@ -178,8 +182,11 @@ function instanceOf(inp: ExpandInput, stageName: string, st: StageYaml, id: stri
     outSpans[name] = span;
   }
 
+  // Interpolated like params (a value may come from the profile or the item); checked in check-resources.ts.
+  const resources = st.resources === undefined ? undefined : resolveNode(locate(doc, [...base, "resources"]).node, doc, src, ctx);
+
   const inst: StageInstance = { id, stage: stageName, module, item: el.suffix === null ? null : el.item, params, deps, outs, pos, cache: st.cache ?? true };
-  return { inst, deps: depSpans, outs: outSpans };
+  return { inst, deps: depSpans, outs: outSpans, resources };
 }
 
 /** Every stage's instances, in declaration order. */
@@ -189,6 +196,7 @@ export function expandStages(inp: ExpandInput): Expanded {
   const instances: StageInstance[] = [];
   const spans = new Map<string, InstanceSpans>();
   const items = new Map<string, ItemOrigin>();
+  const resources = new Map<string, unknown>();
   for (const [stageName, st] of Object.entries(inp.stages)) {
     const base = ["stages", stageName];
     const stageSpan = spanFor(doc, src, base, true);
@@ -214,8 +222,9 @@ export function expandStages(inp: ExpandInput): Expanded {
       }
       seen.add(id);
       ids.push(id);
-      const { inst, deps, outs } = instanceOf(inp, stageName, st, id, el, module, pos);
+      const { inst, deps, outs, resources: raw } = instanceOf(inp, stageName, st, id, el, module, pos);
       instances.push(inst);
+      if (raw !== undefined) resources.set(id, raw);
       spans.set(id, { stage: stageSpan, deps, outs });
       items.set(id, el.origin);
     }
@@ -223,5 +232,5 @@ export function expandStages(inp: ExpandInput): Expanded {
     if (st.desc !== undefined) decl.desc = st.desc;
     stages.set(stageName, decl);
   }
-  return { stages, instances, spans, items };
+  return { stages, instances, spans, items, resources };
 }

@@ -9,6 +9,7 @@ import { ConfigError } from "../errors.ts";
 import { describeValue } from "../schema-issues.ts";
 import { configErrorAt, SourceText, type Span } from "./diagnostics.ts";
 import { findParamErrors, paramsError } from "./check-params.ts";
+import { applyResources } from "./check-resources.ts";
 import { loadContracts } from "./contracts.ts";
 import { expandStages, type Expanded } from "./expand.ts";
 import { buildGraph } from "./graph.ts";
@@ -18,7 +19,7 @@ import type { ProvenanceEnv, YamlSource } from "./provenance.ts";
 import type { Pipeline, StageInstance } from "./types.ts";
 import { spanFor, toPosix } from "./yaml-paths.ts";
 
-const STAGE_KEYS = ["module", "foreach", "matrix", "deps", "params", "outs", "cache", "desc"] as const;
+const STAGE_KEYS = ["module", "foreach", "matrix", "deps", "params", "outs", "cache", "desc", "resources"] as const;
 
 const pathOrPaths = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]);
 const fanSchema = z.union([z.string(), z.array(z.unknown())]);
@@ -31,6 +32,8 @@ const StageSchema = z.strictObject({
   outs: z.record(z.string(), z.string()).optional(),
   cache: z.boolean().optional(),
   desc: z.string().optional(),
+  // A map or a `${...}` naming one; its keys and values are checked after interpolation (check-resources.ts).
+  resources: z.unknown().optional(),
 });
 const PipelineSchema = z.strictObject({
   version: z.literal(1),
@@ -151,6 +154,8 @@ export async function loadPipeline(rootIn: string, opts: LoadOptions = {}): Prom
 
   const profile = await readProfile(root, cfg, doc, src, opts.profile);
   const expanded = expandStages({ root, stages: cfg.stages, doc, src, params: profile.params, paramsLabel: profile.files.map((f) => f.src.name).join(" + ") });
+  const stageSpans = new Map([...expanded.spans].map(([id, s]) => [id, s.stage]));
+  applyResources({ env: { pipeline: { src, doc }, params: profile.files }, instances: expanded.instances, raw: expanded.resources, items: expanded.items, stageSpans });
   const { graph, order } = buildGraph(root, expanded.instances, expanded.spans);
 
   if (opts.contracts !== false) await applyContracts(root, expanded, { pipeline: { src, doc }, params: profile.files });

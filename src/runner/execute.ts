@@ -4,7 +4,6 @@
 // argv/env, never decides exit codes (src/cli.ts does).
 import { setMaxListeners } from "node:events";
 import { mkdir, readdir, rm } from "node:fs/promises";
-import { availableParallelism } from "node:os";
 import { join, relative } from "node:path";
 import { randomBytes } from "node:crypto";
 import type { Pipeline, PlanStep } from "../pipeline/types.ts";
@@ -14,7 +13,9 @@ import type { LockStore } from "../store/lock-file.ts";
 import { assess, type Fingerprinter, type Planner } from "./assess.ts";
 import { EVENT_SCHEMA_VERSION, type EventSink, type RunCounts, type RunDoneEvent } from "./events.ts";
 import { bringUpToDate, logPathFor, type RunContext } from "./instance.ts";
-import { countSlots, schedule, type InstanceFailure } from "./scheduler.ts";
+import { countSlots, schedule, type InstanceFailure, type Slots } from "./scheduler.ts";
+import { fitToMachine, localMachine, NOTHING, resourceSlots, type Fitted, type Machine, type Need } from "./resource-slots.ts";
+import { DEFAULT_RESOURCES } from "../pipeline/resources.ts";
 import type { StageSettings } from "../stage-api.ts";
 import { WorkerPool, type Executor } from "./worker-pool.ts";
 import { SlurmExecutor, type SlurmOptions } from "./slurm/executor.ts";
@@ -33,7 +34,12 @@ export interface ExecuteOptions {
   store: ContentStore;
   lock: LockStore;
   cacheDir: string;
+  /** Instances running at once, at most (-j); on a local run, resources decide within that cap. */
   jobs: number;
+  /** GPUs of this machine for local runs (--gpus / SED_PIPE_GPUS, read by the CLI); default 0. */
+  gpus?: number;
+  /** The local budget; default: this machine (cores, memory less a margin, `gpus`). Tests set it. */
+  machine?: Machine;
   keepGoing: boolean;
   /** Instance ids to run even when fresh. */
   force: string[];
@@ -76,10 +82,45 @@ function newRunId(): string {
   return `${new Date().toISOString().replace(/[:.]/g, "-")}-${randomBytes(3).toString("hex")}`;
 }
 
-/** Each instance's share of the machine: cores / parallel jobs, unless the user set a value. */
-export function instanceSettings(user: Partial<StageSettings>, machineCores: number, jobs: number): StageSettings {
-  const cores = user.cores ?? Math.max(1, Math.floor(machineCores / jobs));
+/**
+ * An instance's settings: cores = its declared cpus, clamped to `machineCores` on a local run (null:
+ * a cluster job, which runs where it gets what it asked for), unless the user set a value.
+ */
+export function instanceSettings(user: Partial<StageSettings>, cpus: number, machineCores: number | null): StageSettings {
+  const cores = user.cores ?? Math.max(1, machineCores === null ? cpus : Math.min(cpus, machineCores));
   return { cores, blasThreads: user.blasThreads ?? cores, headThreads: user.headThreads ?? null, blas: user.blas ?? true };
+}
+
+/**
+ * Local capacity: what each instance takes of the machine (resource-slots.ts), or for a cluster a count
+ * of jobs in flight (the cluster's scheduler places them). A step planned fresh (and not waiting on
+ * its upstream) is only checked, never run: it takes a count slot and nothing else, so it does not
+ * wait behind a busy GPU. Warnings say once per stage when a request was clamped to the machine.
+ */
+function slotsFor(o: ExecuteOptions, steps: readonly PlanStep[], machine: Machine, warn: (id: string, message: string) => void): Slots {
+  if (o.slurm) return countSlots(o.jobs);
+  const p = o.pipeline;
+  const planned = new Map(steps.map((s) => [s.id, s]));
+  const fitted = new Map<string, Fitted>();
+  const fitOf = (id: string): Fitted => {
+    let f = fitted.get(id);
+    if (!f) fitted.set(id, (f = fitToMachine(p.instances.get(id)?.resources ?? DEFAULT_RESOURCES, machine)));
+    return f;
+  };
+  const warned = new Set<string>();
+  const need = (id: string): Need => {
+    const step = planned.get(id);
+    if (step && step.action === "skip" && !step.pending) return NOTHING;
+    const f = fitOf(id);
+    const stage = p.instances.get(id)?.stage ?? id;
+    for (const note of f.notes) {
+      if (warned.has(`${stage}\0${note}`)) continue;
+      warned.add(`${stage}\0${note}`);
+      warn(id, `${note} (said once for stage ${stage})`);
+    }
+    return f.need;
+  };
+  return resourceSlots({ machine, jobs: o.jobs, need });
 }
 
 function planCounts(steps: readonly PlanStep[]) {
@@ -125,6 +166,7 @@ export async function executeRun(o: ExecuteOptions): Promise<RunResult> {
   }
 
   const tmpRoot = join(o.cacheDir, "tmp", runId);
+  const machine = o.machine ?? localMachine(o.gpus ?? 0);
   // Every instance in flight listens to the run's signal (hundreds at once on a cluster).
   setMaxListeners(Math.max(10, 2 * o.jobs + 10), o.signal);
   if (o.killSignal) setMaxListeners(Math.max(10, 2 * o.jobs + 10), o.killSignal);
@@ -146,7 +188,7 @@ export async function executeRun(o: ExecuteOptions): Promise<RunResult> {
     cacheDir: o.cacheDir,
     tmpRoot,
     backend: o.backend,
-    settings: instanceSettings(o.settings ?? {}, availableParallelism(), o.jobs),
+    settingsFor: (inst) => instanceSettings(o.settings ?? {}, (inst.resources ?? DEFAULT_RESOURCES).cpus, o.slurm ? null : machine.cores),
     graceMs: o.graceMs ?? 3000,
     planner: o.planner,
     observer,
@@ -173,7 +215,7 @@ export async function executeRun(o: ExecuteOptions): Promise<RunResult> {
     await schedule({
       order: o.order,
       upstream: a.upstream,
-      slots: countSlots(o.jobs),
+      slots: slotsFor(o, steps, machine, (id, message) => o.emit({ type: "warning", id, message })),
       keepGoing: o.keepGoing,
       signal: o.signal,
       process: (id) => bringUpToDate(ctx, id),

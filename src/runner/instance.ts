@@ -41,7 +41,8 @@ export interface RunContext {
   /** cache/tmp/<run id>: temporary outputs of this run. */
   tmpRoot: string;
   backend: string;
-  settings: StageSettings;
+  /** The settings an instance's stage gets (its cores follow its declared cpus). */
+  settingsFor(inst: StageInstance): StageSettings;
   graceMs: number;
   planner: Planner;
   observer: Observer;
@@ -187,7 +188,7 @@ async function execute(c: RunContext, inst: StageInstance, fp: Fingerprint, outs
       outs,
       scratch,
       backend: c.backend,
-      settings: c.settings,
+      settings: c.settingsFor(inst),
       fingerprint: fp.digest,
     },
     {

@@ -17,7 +17,13 @@ export class InstanceFailure extends Error {
   }
 }
 
-/** Capacity: how many instances may run at once (a count today; resources can implement the same). */
+/**
+ * Capacity: how many instances may run at once (countSlots), or what they take of the machine
+ * (resource-slots.ts). Each scheduling pass offers every ready instance in start order: a refusal
+ * does not end the pass, so a smaller instance behind a refused one may still start (a Slots that
+ * needs an instance to go first refuses the others). An instance refused once is offered again on
+ * every pass until it starts or the run stops.
+ */
 export interface Slots {
   /** Takes capacity for `id` if there is enough; false leaves it waiting. */
   tryTake(id: string): boolean;
@@ -131,8 +137,7 @@ export async function schedule(s: ScheduleInput): Promise<ScheduleResult> {
       for (const id of startOrder) {
         if (state.get(id) !== "waiting") continue;
         if (!(s.upstream[id] ?? []).every((u) => state.get(u) === "ok")) continue;
-        if (!s.slots.tryTake(id)) break;
-        start(id);
+        if (s.slots.tryTake(id)) start(id);
       }
     }
     if (running.size === 0) {

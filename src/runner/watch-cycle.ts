@@ -32,6 +32,8 @@ export interface WatchCycleOptions {
   /** How artifacts and cache objects share bytes. */
   link?: "copy" | "hardlink";
   jobs: number;
+  /** GPUs of this machine for stages' resources (--gpus / SED_PIPE_GPUS). */
+  gpus?: number;
   keepGoing: boolean;
   signal: AbortSignal;
   killSignal?: AbortSignal;
@@ -130,6 +132,7 @@ export async function runWatchCycle(o: WatchCycleOptions): Promise<WatchCycleRes
       lock: await LockStore.open(ws.root),
       cacheDir: ws.cacheDir,
       jobs: o.jobs,
+      ...(o.gpus !== undefined ? { gpus: o.gpus } : {}),
       keepGoing: o.keepGoing,
       force: [],
       dryRun: false,

@@ -6,10 +6,10 @@ import { main } from "../../../src/cli.ts";
 import { acquireRunLock } from "../../../src/store/run-lock.ts";
 import { tempDir, removeDir } from "../../helpers/tmp.ts";
 
-async function call(argv: string[], cwd = process.cwd()) {
+async function call(argv: string[], cwd = process.cwd(), env: NodeJS.ProcessEnv = {}) {
   let out = "";
   let err = "";
-  const code = await main(argv, { cwd, out: (t) => void (out += t), err: (t) => void (err += t), color: false, env: {} });
+  const code = await main(argv, { cwd, out: (t) => void (out += t), err: (t) => void (err += t), color: false, env });
   return { code, out, err };
 }
 
@@ -31,6 +31,12 @@ test("usage errors exit 2", async () => {
   assert.match(r.err, /unknown command 'frobnicate'/);
   assert.is((await call(["name", "--dataset", "x"])).code, 2);
   assert.is((await call(["run", "--jobs", "0"])).code, 2);
+  const g = await call(["run", "--gpus", "-1"]);
+  assert.is(g.code, 2);
+  assert.match(g.err, /--gpus must be an integer >= 0/);
+  const env = await call(["run", "--dry-run"], process.cwd(), { SED_PIPE_GPUS: "two" });
+  assert.is(env.code, 2);
+  assert.match(env.err, /^error: SED_PIPE_GPUS must be a whole number >= 0, got "two"\nhint: unset it, or set e\.g\. SED_PIPE_GPUS=1/);
 });
 
 test("run --no-wait fails at once while a live run holds the workspace: before loading the pipeline", async () => {

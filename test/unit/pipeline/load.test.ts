@@ -43,7 +43,7 @@ async function load(stages: string, params = PARAMS, modules = ["stages/s.ts"]) 
 test("unknown key: position, caret and the allowed keys", async () => {
   const e = await loadError(`  s:\n    module: stages/s.ts\n    outz: {a: artifacts/a}\n`);
   assert.is(e.message, 'pipeline.yaml:9:5: unknown key "outz" in stage "s"\n 9 |     outz: {a: artifacts/a}\n   |     ^^^^');
-  assert.is(e.hint, "allowed keys: module, foreach, matrix, deps, params, outs, cache, desc");
+  assert.is(e.hint, "allowed keys: module, foreach, matrix, deps, params, outs, cache, desc, resources");
 });
 
 test("unknown top-level key", async () => {

@@ -9,7 +9,7 @@ import { LockStore } from "../../../src/store/lock-file.ts";
 import { DigestService } from "../../../src/hash/digest.ts";
 import { Hasher } from "../../../src/hash/fingerprint.ts";
 import { planner } from "../../../src/runner/workspace.ts";
-import type { Pipeline } from "../../../src/pipeline/types.ts";
+import type { Pipeline, Resources } from "../../../src/pipeline/types.ts";
 import { makePipeline } from "../../helpers/literal-pipeline.ts";
 import { tempDir, removeDir, withTimeout } from "../../helpers/tmp.ts";
 
@@ -58,6 +58,12 @@ export async function run(ctx) {
   e.hint = "fix lr in params/demo.yaml";
   e.exitCode = 2;
   throw e;
+}`,
+  "res.ts": `import { writeFileSync } from "node:fs";
+export async function run(ctx) {
+  const t0 = Date.now();
+  await new Promise((r) => setTimeout(r, 150));
+  writeFileSync(ctx.outs.out, JSON.stringify({ cores: ctx.settings.cores, blasThreads: ctx.settings.blasThreads, t0, t1: Date.now() }));
 }`,
   "wait.ts": `import { appendFileSync, writeFileSync } from "node:fs";
 export async function run(ctx) {
@@ -497,6 +503,44 @@ test("`cache: false` outputs are recorded by digest but never stored", () =>
         await rm(join(root, "artifacts/gen.json"));
         const r = await run(p);
         assert.equal(r.result.counts.ran, 1, "gen reruns: nothing to restore it from");
+      } finally {
+        await removeDir(root);
+      }
+    })(),
+    60_000,
+  ));
+
+test("resources: cores follow declared cpus (clamped to the machine), what does not fit waits, oversized asks warn once per stage", () =>
+  withTimeout(
+    (async () => {
+      const root = await project();
+      try {
+        const res = (over: Partial<Resources>): Resources => ({ cpus: 1, memoryMb: null, gpus: 0, timeMinutes: null, options: {}, ...over });
+        const inst = (id: string, resources: Resources) => ({ id, stage: id.split("@")[0]!, module: "stages/res.ts", params: { id }, deps: {}, outs: { out: `artifacts/${id.replace("@", "-")}.json` }, resources });
+        const p = makePipeline(root, [
+          inst("a@1", res({ cpus: 2 })),
+          inst("a@2", res({ cpus: 2 })),
+          inst("big@1", res({ cpus: 8, gpus: 1 })),
+          inst("big@2", res({ cpus: 8, gpus: 1 })),
+          inst("one", res({})),
+        ]);
+        const r = await run(p, { jobs: 4, machine: { cores: 2, gpus: 0, memoryMb: 4096 } });
+        assert.is(r.result.outcome, "ok");
+        const out = async (id: string) => JSON.parse(await readFile(join(root, `artifacts/${id.replace("@", "-")}.json`), "utf8")) as { cores: number; blasThreads: number; t0: number; t1: number };
+        const got = Object.fromEntries(await Promise.all(["a@1", "a@2", "big@1", "big@2", "one"].map(async (id) => [id, await out(id)] as const)));
+        assert.equal(Object.fromEntries(Object.entries(got).map(([id, o]) => [id, [o.cores, o.blasThreads]])), { "a@1": [2, 2], "a@2": [2, 2], "big@1": [2, 2], "big@2": [2, 2], one: [1, 1] });
+        // Every instance but "one" takes both cores: no two of them overlap in time, and "one" overlaps none of them.
+        const ids = Object.keys(got);
+        for (const x of ids) for (const y of ids) if (x < y) assert.ok(got[x]!.t1 <= got[y]!.t0 || got[y]!.t1 <= got[x]!.t0, `${x} and ${y} ran at the same time`);
+        const warnings = r.events.flatMap((e) => (e.type === "warning" ? [`${e.id}: ${e.message}`] : []));
+        assert.equal(warnings.sort(), [
+          "big@1: asks 1 GPU, this machine has none (set --gpus or SED_PIPE_GPUS if it has some): it runs on a CPU backend (said once for stage big)",
+          "big@1: asks 8 cpus, this machine has 2: it gets all 2 and runs alone (said once for stage big)",
+        ]);
+        // A second run finds everything fresh: nothing waits, nothing warns.
+        const again = await run(p, { jobs: 4, machine: { cores: 2, gpus: 0, memoryMb: 4096 } });
+        assert.equal(again.result.counts, { ran: 0, skipped: 5, restored: 0, failed: 0, blocked: 0 });
+        assert.not.ok(again.events.some((e) => e.type === "warning"));
       } finally {
         await removeDir(root);
       }

@@ -1,0 +1,23 @@
+// Per-instance settings on literals: cores from the declared cpus, local clamping, user overrides.
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { instanceSettings } from "../../../src/runner/execute.ts";
+
+test("cores = declared cpus; blas threads follow; head threads decided later", () => {
+  assert.equal(instanceSettings({}, 1, 2), { cores: 1, blasThreads: 1, headThreads: null, blas: true });
+  assert.equal(instanceSettings({}, 4, 16), { cores: 4, blasThreads: 4, headThreads: null, blas: true });
+});
+
+test("a local run clamps cpus to the machine's cores; a cluster job (null) gets what it asked for", () => {
+  assert.is(instanceSettings({}, 8, 2).cores, 2);
+  assert.is(instanceSettings({}, 8, 2).blasThreads, 2);
+  assert.is(instanceSettings({}, 8, null).cores, 8);
+  assert.is(instanceSettings({}, 0, null).cores, 1, "never below one core");
+});
+
+test("what the user set wins (SED_PIPE_CORES, SED_PIPE_BLAS_THREADS, SED_PIPE_HEAD_THREADS, SED_PIPE_NO_BLAS)", () => {
+  assert.equal(instanceSettings({ cores: 3 }, 8, 16), { cores: 3, blasThreads: 3, headThreads: null, blas: true });
+  assert.equal(instanceSettings({ blasThreads: 1, headThreads: 2, blas: false }, 8, 4), { cores: 4, blasThreads: 1, headThreads: 2, blas: false });
+});
+
+test.run();
