@@ -176,7 +176,7 @@ async function main(): Promise<void> {
     for (let t = 0; t < TRIALS; t++) {
       const dir = await project(12, (i) => 300 + ((i * 7919) % 1200));
       try {
-        const delay = 200 + rand() * 7000;
+        const delay = 1000 + rand() * 6000;
         const run = startCli(dir, ["run", "sum"], slurm);
         const exited = await Promise.race([run.done.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), delay))]);
         const live = cluster.sh("squeue", ["-h", "-o", "%i|%Z"]).split("\n").filter((l) => l.endsWith(`|${dir}`)).length;

@@ -71,6 +71,16 @@ function parseCount(v: unknown, min: number): number | null {
 /** Option names that a key of `resources:` sets: written through `options:` they would contradict it. */
 const SET_BY_KEY: Record<string, string> = { "cpus-per-task": "cpus", mem: "memory", "mem-per-cpu": "memory", gres: "gpus", gpus: "gpus", time: "time" };
 
+/**
+ * Scheduler options sed-pipe sets on every job itself (it names, places and tracks the job), and
+ * the ones a key of `resources:` sets: none may come through `options:` (src/runner/slurm/sbatch.ts
+ * checks again at submit time).
+ */
+export const RESERVED_OPTIONS: ReadonlySet<string> = new Set([
+  ...Object.keys(SET_BY_KEY),
+  ...["job-name", "output", "error", "chdir", "ntasks", "wrap", "array", "parsable", "requeue", "no-requeue", "dependency", "comment"],
+]);
+
 function parseOptions(v: unknown, problems: ResourceProblem[]): Record<string, string> {
   if (v === null || v === undefined) return {};
   if (typeof v !== "object" || Array.isArray(v)) {
@@ -86,6 +96,10 @@ function parseOptions(v: unknown, problems: ResourceProblem[]): Record<string, s
     }
     if (SET_BY_KEY[k]) {
       problems.push({ path: ["options", k], at: "key", text: `${where}: set this through resources.${SET_BY_KEY[k]}, not options` });
+      continue;
+    }
+    if (RESERVED_OPTIONS.has(k)) {
+      problems.push({ path: ["options", k], at: "key", text: `${where}: sed-pipe sets --${k} on every job itself (it names, places and tracks its jobs); remove this option` });
       continue;
     }
     if (typeof raw !== "string" && typeof raw !== "number") {

@@ -1,5 +1,6 @@
 // The sbatch script of a sed-pipe job: resources as #SBATCH lines, the worker command, nothing else.
 // Pure (no I/O, no clock): tested on literals.
+import { RESERVED_OPTIONS } from "../../pipeline/resources.ts";
 
 /** What a job asks the scheduler for (src/pipeline's Resources, as the Slurm executor reads them). */
 export interface JobResources {
@@ -44,8 +45,6 @@ export function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
-/** Option names that may not be set through `options:` (sed-pipe sets them, or they change what runs). */
-const RESERVED = new Set(["job-name", "output", "error", "chdir", "cpus-per-task", "mem", "gres", "gpus", "time", "wrap", "array", "parsable", "requeue", "no-requeue", "dependency", "comment"]);
 
 export function sbatchScript(r: SbatchRequest): string {
   const res = r.resources;
@@ -68,7 +67,7 @@ export function sbatchScript(r: SbatchRequest): string {
   if (res.timeMinutes !== null) lines.push(`#SBATCH --time=${slurmTime(res.timeMinutes)}`);
   for (const [k, v] of Object.entries(res.options).sort(([a], [b]) => (a < b ? -1 : 1))) {
     if (!/^[a-z][a-z0-9-]*$/.test(k)) throw new Error(`scheduler option "${k}" is not an option name`);
-    if (RESERVED.has(k)) throw new Error(`scheduler option "${k}" is set by sed-pipe itself`);
+    if (RESERVED_OPTIONS.has(k)) throw new Error(`scheduler option "${k}" is set by sed-pipe itself`);
     if (/[\n\r]/.test(v)) throw new Error(`scheduler option "${k}" holds a line break`);
     lines.push(`#SBATCH --${k}=${shellQuote(v)}`);
   }

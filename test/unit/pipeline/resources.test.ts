@@ -75,7 +75,7 @@ test("every problem is named with its key, what was given and what to write inst
 test("resources must be a map; options must be a map of scheduler option names to scalars", () => {
   const notMap = parseResources("8 cpus");
   assert.equal(notMap, { ok: false, problems: [{ path: [], text: 'resources: expected a map of cpus, memory, gpus, time, options, got the string "8 cpus"; write e.g. {cpus: 4, memory: 16G}' }] });
-  const opts = parseResources({ options: { Partition: "gpu", mem: "4G", qos: ["a"], account: "a\nb", constraint: "a100|h100" } });
+  const opts = parseResources({ options: { Partition: "gpu", mem: "4G", output: "/tmp/x.out", qos: ["a"], account: "a\nb", constraint: "a100|h100" } });
   assert.ok(!opts.ok);
   if (opts.ok) return;
   assert.equal(
@@ -83,6 +83,7 @@ test("resources must be a map; options must be a map of scheduler option names t
     [
       ["options.Partition", "key", 'resources.options.Partition: "Partition" is not an option name'],
       ["options.mem", "key", "resources.options.mem: set this through resources.memory, not options"],
+      ["options.output", "key", "resources.options.output: sed-pipe sets --output on every job itself (it names, places and tracks its jobs)"],
       ["options.qos", "value", "resources.options.qos: expected a string, got a list"],
       ["options.account", "value", "resources.options.account: holds a line break"],
     ],
