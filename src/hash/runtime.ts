@@ -7,12 +7,12 @@ import { join } from "node:path";
 
 /**
  * Optional native kernels the tfjs code loads with require() at run time (esbuild cannot see those
- * imports): counted for every instance whose code imports tfjs, since they change float results.
+ * imports): counted for instances on a wasm backend, since they change its float results.
  */
 export const TFJS_NATIVE_PACKAGES = ["@sed-pipe/blas"] as const;
 
 /**
- * Packages whose version can change a stage's numbers or data (besides every @tensorflow/* package):
+ * Packages whose version can change a stage's numbers or data (besides the backend's, backendPackages):
  * codecs, the HDF5 library, and `mnist`, whose digits are the demo's data set.
  */
 export const NUMERIC_PACKAGES = ["h5wasm", "pngjs", "jpeg-js", "mnist"] as const;
@@ -51,12 +51,26 @@ function nativeBuildTag(root: string, pkg: string): string {
   return tag;
 }
 
-function tensorflowPackages(root: string): string[] {
-  try {
-    return readdirSync(join(root, "node_modules", "@tensorflow")).map((n) => `@tensorflow/${n}`).sort();
-  } catch {
-    return [];
-  }
+/** Each backend's own packages (src/ml/backend-choice.ts names the backends). */
+const BACKEND_OWN: Record<string, readonly string[]> = {
+  "tfjs-node-gpu": ["@tensorflow/tfjs-node-gpu"],
+  "tfjs-node": ["@tensorflow/tfjs-node"],
+  webgpu: ["@tensorflow/tfjs-backend-webgpu", "webgpu"],
+  wasm: ["@tensorflow/tfjs-backend-wasm", ...TFJS_NATIVE_PACKAGES],
+  "wasm+blas": ["@tensorflow/tfjs-backend-wasm", ...TFJS_NATIVE_PACKAGES],
+  "wasm-fixed": ["@tensorflow/tfjs-backend-wasm", ...TFJS_NATIVE_PACKAGES],
+  cpu: ["@tensorflow/tfjs-backend-cpu"],
+};
+
+/**
+ * The packages whose versions identify a computation on a backend: tfjs-core and the backend's own
+ * packages, never the other backends that happen to be installed (an optional GPU backend that
+ * installs on one machine and not on another must not make the same computation look different).
+ * An unknown name (unresolved "auto") counts every backend's.
+ */
+export function backendPackages(backend: string): string[] {
+  const own = BACKEND_OWN[backend] ?? Object.values(BACKEND_OWN).flat();
+  return [...new Set(["@tensorflow/tfjs-core", ...own])].sort();
 }
 
 /**
@@ -79,12 +93,12 @@ export async function runtimeParts(
   const uses = (pkg: string) => imports === undefined || [...imports].some((i) => i === pkg || i.startsWith(pkg + "/"));
   if (imports === undefined || [...imports].some((i) => i.startsWith("@tensorflow/"))) {
     out.backend = backend;
-    for (const pkg of tensorflowPackages(root)) out[pkg] = packageVersion(root, pkg) ?? "absent";
-    for (const pkg of TFJS_NATIVE_PACKAGES) {
+    for (const pkg of backendPackages(backend)) {
+      const v = packageVersion(root, pkg);
+      if (!(TFJS_NATIVE_PACKAGES as readonly string[]).includes(pkg)) out[pkg] = v ?? "absent";
       // Installed is not the same as loadable (a missing libopenblas makes src/ml fall back), but
       // loading native code to find out is what this module must not do.
-      const v = packageVersion(root, pkg);
-      out[pkg] = v === undefined ? "absent" : opts.blas === false ? `${v} (disabled by SED_PIPE_NO_BLAS=1)` : `${v}${nativeBuildTag(root, pkg)}`;
+      else out[pkg] = v === undefined ? "absent" : opts.blas === false ? `${v} (disabled by SED_PIPE_NO_BLAS=1)` : `${v}${nativeBuildTag(root, pkg)}`;
     }
   }
   for (const pkg of NUMERIC_PACKAGES) {

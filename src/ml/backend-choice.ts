@@ -8,10 +8,14 @@ import { SedPipeError } from "../errors.ts";
  * "wasm" uses the fastest matMul path that loads (OpenBLAS kernels, else transpose-first); "wasm+blas"
  * and "wasm-fixed" force one (their float results differ in the last bits, so the name is fingerprinted).
  */
-export const BACKEND_NAMES = ["tfjs-node-gpu", "tfjs-node", "wasm", "wasm+blas", "wasm-fixed", "cpu"] as const;
+export const BACKEND_NAMES = ["tfjs-node-gpu", "tfjs-node", "webgpu", "wasm", "wasm+blas", "wasm-fixed", "cpu"] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
 
-/** What `auto` tries, in order. */
+/**
+ * What `auto` tries, in order. `webgpu` is not in it yet: whether a hardware adapter exists is only
+ * known by loading Dawn, which the engine's fingerprint of every instance must not pay; it is used
+ * when asked for (`--backend webgpu`).
+ */
 export const AUTO_ORDER: readonly BackendName[] = ["tfjs-node-gpu", "tfjs-node", "wasm", "cpu"];
 
 export interface BackendChoice {

@@ -52,6 +52,15 @@ async function activate(name: BackendName, blas: BlasSettings): Promise<string> 
       note = `matMul: ${r.path} (${r.reason})`;
       break;
     }
+    case "webgpu": {
+      // Asked for by name, so a software adapter (llvmpipe: tests, CI) is accepted; the log says which.
+      const { setupWebGpu, describeAdapter } = await import("./webgpu.ts");
+      const adapter = await setupWebGpu({ allowSoftware: true });
+      await import("@tensorflow/tfjs-backend-webgpu");
+      if (!(await tf.setBackend("webgpu"))) throw new Error("setBackend('webgpu') returned false");
+      note = `adapter: ${describeAdapter(adapter)}`;
+      break;
+    }
     case "cpu":
       await import("@tensorflow/tfjs-backend-cpu");
       if (!(await tf.setBackend("cpu"))) throw new Error("setBackend('cpu') returned false");

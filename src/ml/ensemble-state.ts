@@ -13,6 +13,11 @@ interface HostHead {
   slots: Record<string, Float32Array>;
 }
 
+/** CPU backends (wasm, cpu, tfjs-node) read tensors synchronously; a GPU backend (webgpu) cannot. */
+function hostReadsAreSync(): boolean {
+  return tf.getBackend() !== "webgpu";
+}
+
 /**
  * The ensemble's weights and optimiser state. On device by default; with keep_inactive_on_cpu they live
  * as host Float32Arrays and only the active heads are uploaded per step (the reference parks inactive
@@ -40,7 +45,9 @@ export class EnsembleState {
         this.slotNames.map((s) => [s, slots?.[i]?.[s] ? packHead(slots[i][s], this.layout) : new Float32Array(this.layout.total)]),
       ),
     }));
-    if (cfg.keep_inactive_on_cpu) {
+    // Host-kept heads are read back after every step, which only a CPU backend does synchronously;
+    // on a GPU (webgpu) every head stays resident on the device instead.
+    if (cfg.keep_inactive_on_cpu && hostReadsAreSync()) {
       this.host = hostHeads;
       this.device = heads.map(() => null);
     } else {
@@ -99,14 +106,22 @@ export class EnsembleState {
     if (!this.device[i]) tf.dispose(deviceTensors(h));
   }
 
+  /** Reads every tensor of t into a new flat buffer, asynchronously (the only way a GPU backend reads). */
+  private async toHostAsync(t: HeadTensors): Promise<Float32Array> {
+    if (hostReadsAreSync()) return this.toHost(t);
+    const out = new Float32Array(this.layout.total);
+    for (const [i, k] of HEAD_PARAM_NAMES.entries()) out.set((await t[k].data()) as Float32Array, this.layout.offsets[i]);
+    return out;
+  }
+
   /** Host copies of weights and slots (reads the device once per tensor). */
-  snapshot(): EnsembleSnapshot {
+  async snapshot(): Promise<EnsembleSnapshot> {
     const heads: HeadArrays[] = [];
     const slots: Record<string, HeadArrays>[] = [];
     for (let i = 0; i < this.size; i++) {
       const d = this.device[i];
       const h: HostHead = d
-        ? { params: this.toHost(d.params), slots: Object.fromEntries(Object.entries(d.slots).map(([s, t]) => [s, this.toHost(t)])) }
+        ? { params: await this.toHostAsync(d.params), slots: Object.fromEntries(await Promise.all(Object.entries(d.slots).map(async ([s, t]) => [s, await this.toHostAsync(t)] as const))) }
         : { params: this.host[i]!.params.slice(), slots: Object.fromEntries(Object.entries(this.host[i]!.slots).map(([s, a]) => [s, a.slice()])) };
       heads.push(unpackHead(h.params, this.layout));
       slots.push(Object.fromEntries(Object.entries(h.slots).map(([s, a]) => [s, unpackHead(a, this.layout)])));

@@ -65,7 +65,7 @@ function onThisThread(st: EnsembleState): EnsembleTrainer {
       const x = tf.tensor2d(b.embed, [b.count, st.shape.dim]);
       const y = tf.tensor1d(b.label, "int32");
       try {
-        sedTrainStep(st, loss, { x, y, ...pick }, acc);
+        await sedTrainStep(st, loss, { x, y, ...pick }, acc);
       } finally {
         tf.dispose([x, y]);
       }

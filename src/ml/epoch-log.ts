@@ -25,8 +25,10 @@ export class StepAccumulators {
   }
 
   /** One host read of the four sums. */
-  read(): StepMeans {
-    const v = tf.tidy(() => tf.stack([this.task, this.repulsion, this.total, this.skipped]).dataSync());
+  async read(): Promise<StepMeans> {
+    const t = tf.stack([this.task, this.repulsion, this.total, this.skipped]);
+    const v = await t.data();
+    t.dispose();
     const n = Math.max(1, this.steps);
     return { task: v[0] / n, repulsion: v[1] / n, total: v[2] / n, skipped: v[3] };
   }

@@ -225,10 +225,17 @@ export class EnsembleEvaluator {
     return this.acc.scores;
   }
 
-  private forward(p: HeadTensors, x: tf.Tensor2D, out: Float32Array, offset: number): void {
+  /**
+   * One head's logits into out at offset. The read is asynchronous (a GPU backend cannot read
+   * synchronously) and per head, so only one head's logits are on the device at a time.
+   */
+  private async forward(p: HeadTensors, x: tf.Tensor2D, out: Float32Array, offset: number): Promise<void> {
     const y = tf.tidy(() => headLogits(p, x, this.ensemble.shape));
-    out.set(y.dataSync() as Float32Array, offset);
-    y.dispose();
+    try {
+      out.set((await y.data()) as Float32Array, offset);
+    } finally {
+      y.dispose();
+    }
   }
 
   /**
@@ -236,7 +243,7 @@ export class EnsembleEvaluator {
    * whole chunk (bigger matMuls); statistics are taken per eval batch of `batchSize` rows inside it, so a
    * chunk must start on a batch boundary (every chunk but the last is a multiple of batchSize).
    */
-  addBatch(embed: Float32Array, labels: ArrayLike<number>, count: number): void {
+  async addBatch(embed: Float32Array, labels: ArrayLike<number>, count: number): Promise<void> {
     const { dim, classes } = this.ensemble.shape;
     if (count <= 0) return;
     this.acc.checkChunk(embed, labels, count);
@@ -245,10 +252,10 @@ export class EnsembleEvaluator {
     const x = tf.tensor2d(embed.subarray(0, count * dim), [count, dim]);
     let soupOut: Float32Array | null = null;
     try {
-      for (let h = 0; h < m; h++) this.forward(this.heads[h], x, all, h * count * classes);
+      for (let h = 0; h < m; h++) await this.forward(this.heads[h]!, x, all, h * count * classes);
       if (this.soupHead) {
         soupOut = new Float32Array(count * classes);
-        this.forward(this.soupHead, x, soupOut, 0);
+        await this.forward(this.soupHead, x, soupOut, 0);
       }
     } finally {
       x.dispose();

@@ -28,42 +28,48 @@ export interface StepInput {
  * active heads only. Everything stays on the device; the loss parts are added to `acc`. A native
  * backend replaces this one function.
  */
-export function sedTrainStep(st: EnsembleState, loss: EffectiveLoss, inp: StepInput, acc: StepAccumulators): void {
+export async function sedTrainStep(st: EnsembleState, loss: EffectiveLoss, inp: StepInput, acc: StepAccumulators): Promise<void> {
   const cfg = st.cfg;
   const o = cfg.optimizer;
   const heads = inp.active.map((i) => st.acquire(i));
-  interface StepOut {
+  interface Grads {
     task: tf.Scalar;
     repulsion: tf.Scalar;
     total: tf.Scalar;
-    next: DeviceHead[] | null;
-    skipped: tf.Scalar | null;
+    grads: HeadTensors[];
+    finite: tf.Scalar | null;
   }
-  const compute = (): StepOut => {
-    const fwd = heads.map((h) => headForwardCached(h.params, inp.x, st.shape));
-    const l = sedLossWithGrad(fwd.map((f) => f.logits), inp.y, cfg.num_classes, loss, inp.ref);
-    const grads = heads.map((h, j) => headBackward(h.params, fwd[j].cache, l.dlogits[j]));
-    if (!inp.update) return { task: l.task, repulsion: l.repulsion, total: l.total, next: null, skipped: null };
-    if (o.type === "sgd" && o.nan_check) {
-      // The reference's NaN-checking SGD wrapper tests `isnan().any()` on the host each step, and so
-      // does this: one boolean read (free on wasm/cpu), and a skipped step costs no update at all.
-      if (gradsFinite(grads.flatMap((g) => HEAD_PARAM_NAMES.map((k) => g[k]))).dataSync()[0] === 0) {
-        return { task: l.task, repulsion: l.repulsion, total: l.total, next: null, skipped: tf.scalar(1) };
-      }
+  let g: Grads | null = null;
+  let next: DeviceHead[] | null = null;
+  let skipped: tf.Scalar | null = null;
+  try {
+    g = tf.tidy(() => {
+      const fwd = heads.map((h) => headForwardCached(h.params, inp.x, st.shape));
+      const l = sedLossWithGrad(fwd.map((f) => f.logits), inp.y, cfg.num_classes, loss, inp.ref);
+      const grads = inp.update ? heads.map((h, j) => headBackward(h.params, fwd[j].cache, l.dlogits[j])) : [];
+      const finite = inp.update && o.type === "sgd" && o.nan_check ? gradsFinite(grads.flatMap((gr) => HEAD_PARAM_NAMES.map((k) => gr[k]))) : null;
+      return { task: l.task, repulsion: l.repulsion, total: l.total, grads, finite } as unknown as tf.TensorContainer;
+    }) as unknown as Grads;
+    // The reference's NaN-checking SGD wrapper tests `isnan().any()` on the host each step, and so
+    // does this: one boolean read, asynchronous (a GPU backend cannot read synchronously), and a
+    // skipped step costs no update at all.
+    if (g.finite && (await g.finite.data())[0] === 0) skipped = tf.scalar(1);
+    else if (inp.update) {
+      const gr = g;
+      for (const i of inp.active) st.headSteps[i]++;
+      next = tf.tidy(() => heads.map((h, j): DeviceHead => updatedHead(h, gr.grads[j]!, o, st.slotNames, inp.lr, st.headSteps[inp.active[j]!]!)) as unknown as tf.TensorContainer) as unknown as DeviceHead[];
+      // The new state outlives any tidy scope the caller may have opened around this step.
+      for (const h of next) for (const t of deviceTensors(h)) tf.keep(t);
     }
-    for (const i of inp.active) st.headSteps[i]++;
-    const next = heads.map((h, j): DeviceHead => updatedHead(h, grads[j], o, st.slotNames, inp.lr, st.headSteps[inp.active[j]]));
-    return { task: l.task, repulsion: l.repulsion, total: l.total, next, skipped: null };
-  };
-  const out = tf.tidy(() => compute() as unknown as tf.TensorContainer) as unknown as StepOut;
-  // The new state outlives any tidy scope the caller may have opened around this step.
-  if (out.next) for (const h of out.next) for (const t of deviceTensors(h)) tf.keep(t);
-  acc.add({ task: out.task, repulsion: out.repulsion, total: out.total, skipped: out.skipped ?? undefined });
-  tf.dispose([out.task, out.repulsion, out.total, ...(out.skipped ? [out.skipped] : [])]);
-  heads.forEach((h, j) => {
-    if (out.next) st.release(inp.active[j], out.next[j], h);
-    else st.releaseUnchanged(inp.active[j], h);
-  });
+    acc.add({ task: g.task, repulsion: g.repulsion, total: g.total, skipped: skipped ?? undefined });
+  } finally {
+    if (g) tf.dispose([g.task, g.repulsion, g.total, ...g.grads.flatMap((h) => Object.values(h) as tf.Tensor[]), ...(g.finite ? [g.finite] : [])]);
+    if (skipped) skipped.dispose();
+    heads.forEach((h, j) => {
+      if (next) st.release(inp.active[j]!, next[j]!, h);
+      else st.releaseUnchanged(inp.active[j]!, h);
+    });
+  }
 }
 
 interface ValBatch {
@@ -76,7 +82,7 @@ interface ValBatch {
  * the end. Batches outer (every head per batch) when heads live on the device or the repulsion term
  * needs them all at once; heads outer otherwise (host-kept heads are uploaded once per evaluation).
  */
-export function evaluateEnsemble(st: EnsembleState, val: EvalSource, batchSize: number, opts: EvalOptions = {}): EvalResult {
+export async function evaluateEnsemble(st: EnsembleState, val: EvalSource, batchSize: number, opts: EvalOptions = {}): Promise<EvalResult> {
   const loss = opts.loss;
   if (loss?.computeRepulsion && !opts.refRng) throw new Error("evaluateEnsemble: refRng is required for the repulsion term");
   const cached: ValBatch[] = [];
@@ -87,7 +93,7 @@ export function evaluateEnsemble(st: EnsembleState, val: EvalSource, batchSize: 
   try {
     if (!st.cfg.keep_inactive_on_cpu || loss?.computeRepulsion) tallyBatchesOuter(st, cached, tally, opts);
     else tallyHeadsOuter(st, cached, tally, opts);
-    return tally.result(val.rows, cached.length, loss !== undefined);
+    return await tally.result(val.rows, cached.length, loss !== undefined);
   } finally {
     tf.dispose(cached.flatMap((b) => [b.x, b.y]));
     tally.dispose();

@@ -109,7 +109,7 @@ async function trainEpoch(run: Run, e: number, lastAcc: number): Promise<{ row: 
   const acc = new StepAccumulators();
   try {
     const steps = await runSteps(run, { e, frozen, lr, phase, streams, lastAcc }, acc);
-    const sums = acc.read();
+    const sums = await acc.read();
     const evalOpts = { signal: hooks.signal, loss: run.loss, refRng: epochStream(seed, 4) };
     const val = run.val ? await run.trainer.evaluate(run.val, cfg.eval_batch_size, evalOpts) : noValidation();
     const row = epochRow({ epoch: e, frozen, lr, steps, sums, val, startedMs });
@@ -134,7 +134,7 @@ async function runSteps(
     await run.trainer.step(b, { active, ref, lr: ep.lr, update: !ep.frozen }, acc);
     step++;
     if (step % logEvery === 0) {
-      const r = acc.read();
+      const r = await acc.read();
       // acc = mean per-head val accuracy of the last finished epoch (absent before the first one).
       const metrics: Record<string, number> = Number.isNaN(ep.lastAcc) ? { loss: r.total } : { loss: r.total, acc: ep.lastAcc };
       hooks.progress?.({ phase: ep.phase, done: step, total: run.stepsPerEpoch, unit: "step", metrics });

@@ -61,9 +61,9 @@ export class EvalTally {
   }
 
   /** Accuracies over `rows` samples; losses as means over `batches` (NaN without a loss). */
-  result(rows: number, batches: number, withLoss: boolean): EvalResult {
-    const counts = this.correct.dataSync();
-    const l = this.lossSum.dataSync();
+  async result(rows: number, batches: number, withLoss: boolean): Promise<EvalResult> {
+    // Asynchronous host reads (a GPU backend cannot read synchronously).
+    const [counts, l] = await Promise.all([this.correct.data(), this.lossSum.data()]);
     const n = Math.max(1, rows);
     const nb = Math.max(1, batches);
     return {

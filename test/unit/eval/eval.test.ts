@@ -7,6 +7,17 @@ import { EnsembleEvaluator, forwardRows, soupArrays } from "../../../src/ml/eval
 import { InputError } from "../../../src/errors.ts";
 import { Rng } from "../../../src/rng.ts";
 
+/** Like assert.throws, for a promise: it must reject with an error matching `want`. */
+async function rejects(p: Promise<unknown>, want: RegExp | ((err: unknown) => boolean)): Promise<void> {
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(want instanceof RegExp ? want.test((err as Error).message) : want(err), `rejected with: ${(err as Error).message}`);
+    return;
+  }
+  assert.unreachable("expected a rejection");
+}
+
 const shape: HeadShape = { dim: 6, hidden: 12, classes: 4 };
 
 function ensemble(m: number, seed: number): EnsembleArrays {
@@ -55,7 +66,7 @@ test("accuracies match a direct forward; batching does not change accuracy; no t
     const ev = new EnsembleEvaluator(e, 50, { batchSize: bs, quirks: false, subset: null, soup: true });
     for (let s = 0; s < 50; s += bs) {
       const c = Math.min(bs, 50 - s);
-      ev.addBatch(x.subarray(s * shape.dim, (s + c) * shape.dim), y.subarray(s, s + c), c);
+      await ev.addBatch(x.subarray(s * shape.dim, (s + c) * shape.dim), y.subarray(s, s + c), c);
     }
     const sum = ev.summary();
     assert.ok(Math.abs(sum.accuracy.ensemble - expected) < 1e-12, `batch ${bs}: ${sum.accuracy.ensemble} vs ${expected}`);
@@ -71,26 +82,26 @@ test("forward chunks of several eval batches give the same statistics as one bat
   await initBackend("cpu");
   const e = ensemble(3, 8);
   const { x, y } = rows(45, 9);
-  const run = (chunk: number) => {
+  const run = async (chunk: number) => {
     const ev = new EnsembleEvaluator(e, 45, { batchSize: 7, quirks: true, subset: null, soup: true });
     for (let s = 0; s < 45; s += chunk) {
       const c = Math.min(chunk, 45 - s);
-      ev.addBatch(x.subarray(s * shape.dim, (s + c) * shape.dim), y.subarray(s, s + c), c);
+      await ev.addBatch(x.subarray(s * shape.dim, (s + c) * shape.dim), y.subarray(s, s + c), c);
     }
     const out = { sum: ev.summary(), mi: Array.from(ev.scores.mutual_information_per_sample) };
     ev.dispose();
     return out;
   };
-  const a = run(7);
-  const b = run(21);
+  const a = await run(7);
+  const b = await run(21);
   assert.is(a.sum.batches, 7);
   assert.is(b.sum.batches, 7);
   assert.equal(b.sum.accuracy, a.sum.accuracy);
   for (const [k, v] of Object.entries(a.sum.diversity)) assert.ok(Math.abs(v - b.sum.diversity[k as keyof typeof a.sum.diversity]) < 1e-6, k);
   a.mi.forEach((v, i) => assert.ok(Math.abs(v - b.mi[i]) < 1e-6));
   const ev = new EnsembleEvaluator(e, 45, { batchSize: 7, quirks: false, subset: null, soup: false });
-  ev.addBatch(x, y, 5);
-  assert.throws(() => ev.addBatch(x, y, 7), /not on an eval batch boundary/);
+  await ev.addBatch(x, y, 5);
+  await rejects(ev.addBatch(x, y, 7), /not on an eval batch boundary/);
   ev.dispose();
   assert.is(forwardRows(32), 256);
   assert.is(forwardRows(256), 256);
@@ -106,7 +117,7 @@ test("identical heads: soup = ensemble = every head, PDS = 1, one distinct predi
   const ev = new EnsembleEvaluator(e, 20, { batchSize: 8, quirks: false, subset: null, soup: true });
   for (let s = 0; s < 20; s += 8) {
     const c = Math.min(8, 20 - s);
-    ev.addBatch(x.subarray(s * shape.dim), y.subarray(s), c);
+    await ev.addBatch(x.subarray(s * shape.dim), y.subarray(s), c);
   }
   const sum = ev.summary();
   assert.is(sum.accuracy.soup, sum.accuracy.ensemble);
@@ -121,15 +132,15 @@ test("subset evaluation uses masked votes; labels outside the class set and empt
   const e = ensemble(3, 6);
   const { x } = rows(10, 7);
   const ev = new EnsembleEvaluator(e, 10, { batchSize: 10, quirks: false, subset: Int32Array.from([0, 2]), soup: true });
-  assert.throws(() => ev.addBatch(x, new Int32Array(10).fill(2), 10), (err: unknown) => err instanceof InputError && /outside the 2 classes the class subset has/.test((err as Error).message));
-  ev.addBatch(x, new Int32Array(10).fill(1), 10);
+  await rejects(ev.addBatch(x, new Int32Array(10).fill(2), 10), (err: unknown) => err instanceof InputError && /outside the 2 classes the class subset has/.test((err as Error).message));
+  await ev.addBatch(x, new Int32Array(10).fill(1), 10);
   const s = ev.summary();
   assert.is(s.label_classes, 2);
   assert.ok(s.diversity.div_continous_unique <= 3);
   ev.dispose();
   const plain = new EnsembleEvaluator(e, 10, { batchSize: 10, quirks: false, subset: null, soup: false });
-  assert.throws(() => plain.addBatch(x, new Int32Array(10).fill(4), 10), /label 4 of row 0 is outside the 4 classes the model has/);
-  assert.throws(() => plain.addBatch(x.subarray(0, 5), new Int32Array(10), 10), /feature batch holds 5 values, expected 10x6/);
+  await rejects(plain.addBatch(x, new Int32Array(10).fill(4), 10), /label 4 of row 0 is outside the 4 classes the model has/);
+  await rejects(plain.addBatch(x.subarray(0, 5), new Int32Array(10), 10), /feature batch holds 5 values, expected 10x6/);
   plain.dispose();
   const empty = new EnsembleEvaluator(e, 0, { batchSize: 4, quirks: false, subset: null, soup: false });
   assert.throws(() => empty.summary(), /no rows/);

@@ -34,8 +34,8 @@ function withTimeout<T>(p: Promise<T>, ms = 60_000): Promise<T> {
 
 const same = (a: Float32Array, b: Float32Array) => a.length === b.length && a.every((v, i) => Object.is(v, b[i]));
 
-function snapshotCopy(st: EnsembleState) {
-  const s = st.snapshot();
+async function snapshotCopy(st: EnsembleState) {
+  const s = await st.snapshot();
   return {
     heads: s.heads.map((h) => Object.fromEntries(HEAD_PARAM_NAMES.map((k) => [k, h[k].slice()])) as HeadArrays),
     slots: s.slots.map((o) => Object.fromEntries(Object.entries(o).map(([n, h]) => [n, Object.fromEntries(HEAD_PARAM_NAMES.map((k) => [k, h[k].slice()]))]))),
@@ -46,7 +46,7 @@ for (const [label, over] of [
   ["adamw on device", {}],
   ["sgd, inactive heads on the host", { optimizer: { type: "sgd", lr: 0.05, momentum: 0.9, weight_decay: 1e-4, nan_check: true }, keep_inactive_on_cpu: true }],
 ] as [string, Partial<TrainConfigInput>][]) {
-  test(`2-of-M selection updates only the active heads; inactive weights and optimizer state stay bit-identical (${label})`, () => {
+  test(`2-of-M selection updates only the active heads; inactive weights and optimizer state stay bit-identical (${label})`, async () => {
     const cfg = cfgOf(over);
     const rng = new Rng(3);
     const st = new EnsembleState(cfg, Array.from({ length: 4 }, () => initHeadArrays(headShapeOf(cfg), rng)));
@@ -55,13 +55,13 @@ for (const [label, over] of [
     const x = tf.tensor2d(data.embed, [8, DIM]);
     const y = tf.tensor1d(data.label, "int32");
     // warm step on heads 0 and 2 so every head's state differs from zeros before the checked step
-    sedTrainStep(st, effectiveLoss(cfg), { x, y, active: [0, 2], ref: 0, lr: 0.01, update: true }, acc);
-    sedTrainStep(st, effectiveLoss(cfg), { x, y, active: [1, 3], ref: 1, lr: 0.01, update: true }, acc);
-    const before = snapshotCopy(st);
+    await sedTrainStep(st, effectiveLoss(cfg), { x, y, active: [0, 2], ref: 0, lr: 0.01, update: true }, acc);
+    await sedTrainStep(st, effectiveLoss(cfg), { x, y, active: [1, 3], ref: 1, lr: 0.01, update: true }, acc);
+    const before = (await snapshotCopy(st));
     const nBefore = tf.memory().numTensors;
-    sedTrainStep(st, effectiveLoss(cfg), { x, y, active: [1, 2], ref: 0, lr: 0.01, update: true }, acc);
+    await sedTrainStep(st, effectiveLoss(cfg), { x, y, active: [1, 2], ref: 0, lr: 0.01, update: true }, acc);
     assert.is(tf.memory().numTensors, nBefore, "tensor count is stable across steps");
-    const after = snapshotCopy(st);
+    const after = (await snapshotCopy(st));
     for (const i of [0, 3]) {
       for (const k of HEAD_PARAM_NAMES) assert.ok(same(before.heads[i][k], after.heads[i][k]), `inactive head ${i} ${k} changed`);
       for (const s of Object.keys(before.slots[i])) for (const k of HEAD_PARAM_NAMES) assert.ok(same(before.slots[i][s][k], after.slots[i][s][k]), `inactive head ${i} slot ${s}.${k} changed`);
@@ -74,35 +74,35 @@ for (const [label, over] of [
   });
 }
 
-test("a step whose gradients hold a NaN is skipped and counted (SGD nan_check)", () => {
+test("a step whose gradients hold a NaN is skipped and counted (SGD nan_check)", async () => {
   const cfg = cfgOf({ optimizer: { type: "sgd", lr: 0.05, momentum: 0.9, weight_decay: 1e-4, nan_check: true } });
   const st = new EnsembleState(cfg, Array.from({ length: 4 }, (_, i) => initHeadArrays(headShapeOf(cfg), new Rng(i))));
   const data = clusters(8, DIM, 3, 1);
   const acc = new StepAccumulators();
   const bad = data.embed.slice();
   bad[3] = NaN;
-  const before = snapshotCopy(st);
-  tf.tidy(() => sedTrainStep(st, effectiveLoss(cfg), { x: tf.tensor2d(bad, [8, DIM]), y: tf.tensor1d(data.label, "int32"), active: [0, 1], ref: 0, lr: 0.05, update: true }, acc));
-  assert.is(acc.read().skipped, 1);
-  const mid = snapshotCopy(st);
+  const before = (await snapshotCopy(st));
+  await sedTrainStep(st, effectiveLoss(cfg), { x: tf.tensor2d(bad, [8, DIM]), y: tf.tensor1d(data.label, "int32"), active: [0, 1], ref: 0, lr: 0.05, update: true }, acc);
+  assert.is((await acc.read()).skipped, 1);
+  const mid = (await snapshotCopy(st));
   for (const k of HEAD_PARAM_NAMES) assert.ok(same(before.heads[0][k], mid.heads[0][k]) && same(before.slots[0].momentum[k], mid.slots[0].momentum[k]), `${k} changed by a skipped step`);
-  tf.tidy(() => sedTrainStep(st, effectiveLoss(cfg), { x: tf.tensor2d(data.embed, [8, DIM]), y: tf.tensor1d(data.label, "int32"), active: [0, 1], ref: 0, lr: 0.05, update: true }, acc));
-  assert.is(acc.read().skipped, 1);
-  assert.not.ok(same(mid.heads[0]["head.weight"], snapshotCopy(st).heads[0]["head.weight"]));
+  await sedTrainStep(st, effectiveLoss(cfg), { x: tf.tensor2d(data.embed, [8, DIM]), y: tf.tensor1d(data.label, "int32"), active: [0, 1], ref: 0, lr: 0.05, update: true }, acc);
+  assert.is((await acc.read()).skipped, 1);
+  assert.not.ok(same(mid.heads[0]["head.weight"], (await snapshotCopy(st)).heads[0]["head.weight"]));
   acc.dispose();
   st.dispose();
 });
 
-test("frozen step: forward/backward, no update", () => {
+test("frozen step: forward/backward, no update", async () => {
   const cfg = cfgOf();
   const st = new EnsembleState(cfg, Array.from({ length: 4 }, (_, i) => initHeadArrays(headShapeOf(cfg), new Rng(i))));
   const data = clusters(8, DIM, 3, 1);
   const acc = new StepAccumulators();
-  const before = snapshotCopy(st);
-  tf.tidy(() => sedTrainStep(st, effectiveLoss(cfg), { x: tf.tensor2d(data.embed, [8, DIM]), y: tf.tensor1d(data.label, "int32"), active: [0, 1], ref: 0, lr: 0.05, update: false }, acc));
-  const r = acc.read();
+  const before = (await snapshotCopy(st));
+  await sedTrainStep(st, effectiveLoss(cfg), { x: tf.tensor2d(data.embed, [8, DIM]), y: tf.tensor1d(data.label, "int32"), active: [0, 1], ref: 0, lr: 0.05, update: false }, acc);
+  const r = (await acc.read());
   assert.ok(r.task > 0 && r.total > 0);
-  for (const k of HEAD_PARAM_NAMES) assert.ok(same(before.heads[0][k], snapshotCopy(st).heads[0][k]));
+  for (const k of HEAD_PARAM_NAMES) assert.ok(same(before.heads[0][k], (await snapshotCopy(st)).heads[0][k]));
   assert.equal(st.headSteps, [0, 0, 0, 0]);
   acc.dispose();
   st.dispose();
@@ -113,16 +113,16 @@ for (const [label, over] of [
   ["host-kept heads, heads outer, repulsion never computed", { keep_inactive_on_cpu: true, use_always_labeled: false, lambda: 0.5, patch_diversity_lambda: null, smoothing_eps: null }],
   ["host-kept heads, batches outer because of the repulsion term", { keep_inactive_on_cpu: true }],
 ] as [string, Partial<TrainConfigInput>][]) {
-  test(`evaluateEnsemble: per-head and mean-logit accuracy, eval-mode losses over all heads (${label})`, () => {
+  test(`evaluateEnsemble: per-head and mean-logit accuracy, eval-mode losses over all heads (${label})`, async () => {
     const cfg = cfgOf({ n_models: 3, ...over });
     const shape = headShapeOf(cfg);
     const st = new EnsembleState(cfg, [0, 1, 2].map((i) => initHeadArrays(shape, new Rng(i))));
     const v = clusters(20, DIM, 3, 4);
     const n0 = tf.memory().numTensors;
     const loss = effectiveLoss(cfg);
-    const r = evaluateEnsemble(st, memoryEvalSource(v.embed, v.label, DIM), 7, { loss, refRng: new Rng(9) });
+    const r = await evaluateEnsemble(st, memoryEvalSource(v.embed, v.label, DIM), 7, { loss, refRng: new Rng(9) });
     assert.is(tf.memory().numTensors, n0, "no tensors leak from evaluation");
-    const { heads } = st.snapshot();
+    const { heads } = await st.snapshot();
     const logits = heads.map((h) => tf.tidy(() => HL.headLogits(HL.headTensorsFromArrays(h, shape), tf.tensor2d(v.embed, [20, DIM]), shape).arraySync()));
     const argmax = (row: number[]) => row.indexOf(Math.max(...row));
     const acc = (rows: number[][]) => rows.filter((row, n) => argmax(row) === v.label[n]).length / 20;
@@ -210,7 +210,7 @@ test("features of the wrong width are refused with a clear error", async () => {
   }
 });
 
-test("50 heads with keep_inactive_on_cpu: only the active pair ever lives on the backend", () => {
+test("50 heads with keep_inactive_on_cpu: only the active pair ever lives on the backend", async () => {
   // The paper's 50-head ensemble is 1.1 GB of weights plus 1.1 GB of SGD momentum: more than the
   // wasm heap holds with activations. Kept on the host, device memory must not grow with M.
   const M = 50;
@@ -220,21 +220,21 @@ test("50 heads with keep_inactive_on_cpu: only the active pair ever lives on the
   const y = tf.tensor1d(data.label, "int32");
   const base = tf.memory().numBytes;
   const perHead = headParamCount(headShapeOf(cfgOf(over))) * 4 * 2; // weights + momentum, float32
-  const deviceBytes = (keepOnHost: boolean) => {
+  const deviceBytes = async (keepOnHost: boolean) => {
     const cfg = cfgOf({ ...over, keep_inactive_on_cpu: keepOnHost });
     const rng = new Rng(5);
     const st = new EnsembleState(cfg, Array.from({ length: M }, () => initHeadArrays(headShapeOf(cfg), rng)));
     const acc = new StepAccumulators();
     for (const active of [[0, 1], [7, 42], [13, 49]]) {
-      sedTrainStep(st, effectiveLoss(cfg), { x, y, active, ref: 0, lr: 0.05, update: true }, acc);
+      await sedTrainStep(st, effectiveLoss(cfg), { x, y, active, ref: 0, lr: 0.05, update: true }, acc);
     }
     const held = tf.memory().numBytes - base;
     st.dispose();
     acc.dispose();
     return held;
   };
-  const onHost = deviceBytes(true);
-  const onDevice = deviceBytes(false);
+  const onHost = await deviceBytes(true);
+  const onDevice = await deviceBytes(false);
   assert.ok(onDevice >= M * perHead, `on device: ${onDevice} bytes for ${M} heads of ${perHead}`);
   assert.ok(onHost <= 2 * perHead, `host-kept: ${onHost} bytes on the backend, more than the active pair (${2 * perHead})`);
   tf.dispose([x, y]);
