@@ -295,15 +295,17 @@ async function prepareBatch(
       }),
     ),
   );
+  // Every image of the batch decodes at once (sharp works on libuv's thread pool); the transforms
+  // below run here, in order, as each decoded image is needed.
+  const decoded = bytes.map((b, k) => (b instanceof Error ? Promise.reject(b) : decodeImage(b, list.items[idx[k]].file)));
+  for (const d of decoded) d.catch(() => undefined);
   const pixels = new Float32Array(idx.length * per);
   const labels: number[] = [];
   const indices: number[] = [];
   for (let k = 0; k < idx.length; k++) {
     const item = list.items[idx[k]];
     try {
-      const b = bytes[k];
-      if (b instanceof Error) throw b;
-      const img = decodeImage(b, item.file);
+      const img = await decoded[k]!;
       const off = labels.length * per;
       if (ds.transform === "eval") {
         const t = transform as EvalTransform;

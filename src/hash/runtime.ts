@@ -15,7 +15,7 @@ export const TFJS_NATIVE_PACKAGES = ["@sed-pipe/blas"] as const;
  * Packages whose version can change a stage's numbers or data (besides the backend's, backendPackages):
  * codecs, the HDF5 library, and `mnist`, whose digits are the demo's data set.
  */
-export const NUMERIC_PACKAGES = ["h5wasm", "pngjs", "jpeg-js", "mnist"] as const;
+export const NUMERIC_PACKAGES = ["h5wasm", "pngjs", "sharp", "mnist"] as const;
 
 function packageVersion(root: string, pkg: string): string | undefined {
   try {
@@ -75,7 +75,7 @@ export function backendPackages(backend: string): string[] {
 
 /**
  * Runtime keys for an instance. `imports` = bare package specifiers its code closure imports:
- * the backend and tfjs versions count only for code that imports tfjs, and h5wasm/pngjs/jpeg-js/mnist
+ * the backend and tfjs versions count only for code that imports tfjs, and h5wasm/pngjs/sharp/mnist
  * only for code that imports them, so switching `--backend` does not rerun `download` or `tables`.
  * With `imports` undefined every key is included.
  */

@@ -1,7 +1,6 @@
-// Image decoding (JPEG via jpeg-js, PNG via pngjs) to 8-bit RGB, and the reference's eval/train
+// Image decoding (JPEG via sharp/libjpeg-turbo, PNG via pngjs) to 8-bit RGB, and the reference's eval/train
 // transforms (torchvision Resize/CenterCrop/RandomResizedCrop/RandomHorizontalFlip/Normalize) to
 // float CHW. Resampling re-implements Pillow's antialiased bilinear. Knows nothing about datasets.
-import jpeg from "jpeg-js";
 import { PNG } from "pngjs";
 import { InputError } from "../errors.ts";
 import { Rng } from "../rng.ts";
@@ -35,48 +34,102 @@ export interface TrainTransform {
 
 /**
  * Decodes JPEG or PNG bytes (sniffed by magic, not by extension) to RGB; grayscale is replicated,
- * alpha dropped (as PIL's convert("RGB")). PNG is lossless, so pixels equal PIL's. JPEG is where we
- * differ from the reference: jpeg-js is not libjpeg-turbo (PIL's decoder). Measured against PIL 9.4
- * on a 300x200 test image: 4:4:4 max |diff| 3, mean 0.54 levels; grayscale max 1, mean 0.07; 4:2:0
- * (most ImageNet JPEGs) mean 1.64 but up to 104 at sharp colour edges, because jpeg-js upsamples
- * chroma differently from libjpeg's "fancy" (triangular) upsampling.
+ * alpha dropped (as PIL's convert("RGB")). JPEG goes through sharp (libvips with libjpeg-turbo, the
+ * library PIL decodes with: the same IDCT and "fancy" chroma upsampling), so pixels equal PIL's bit
+ * for bit (test/unit/features/images.test.ts: 4:2:0 with sharp colour edges, 4:2:2, 4:4:4,
+ * progressive, grayscale, odd sizes); jpeg-js, used before, differed by up to 104 levels at 4:2:0
+ * colour edges. sharp decodes on libuv's thread pool, so a batch's images decode in parallel while
+ * this thread resizes. PNG is lossless: pngjs's pixels equal PIL's.
  */
-export function decodeImage(bytes: Uint8Array, file: string): RgbImage {
+export async function decodeImage(bytes: Uint8Array, file: string): Promise<RgbImage> {
   const bad = (why: string, cause?: unknown) =>
     new InputError(`${file}: cannot decode image (${why})`, {
       hint: "the file is corrupt or not a JPEG/PNG; replace it, or set featurizer.on_bad_image: skip",
       cause,
     });
-  let rgba: Uint8Array;
-  let width: number;
-  let height: number;
   if (bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) {
+    const sharp = await loadSharp();
+    let out: { data: Buffer; info: { width: number; height: number; channels: number } };
+    let cmyk = false;
     try {
-      const img = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 1024 });
-      ({ width, height } = img);
-      rgba = img.data as Uint8Array;
+      // No EXIF rotation (PIL applies none either). CMYK files (a few dozen in ImageNet) are read as
+      // CMYK and converted with PIL's own formula below: libvips' colour-managed conversion differs
+      // from PIL's by ~30 levels on average.
+      const opts = { failOn: "error", limitInputPixels: 2 ** 28 } as const;
+      cmyk = (await sharp(bytes, opts).metadata()).space === "cmyk";
+      const img = sharp(bytes, opts);
+      out = await (cmyk ? img.pipelineColourspace("cmyk").toColourspace("cmyk") : img.toColourspace("srgb")).raw().toBuffer({ resolveWithObject: true });
     } catch (err) {
-      throw bad(`JPEG: ${(err as Error).message}`, err);
+      throw bad(`JPEG: ${(err as Error).message.split("\n")[0]}`, err);
     }
-  } else if (bytes.length >= 8 && Buffer.from(bytes.subarray(0, 8)).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))) {
+    const { width, height, channels } = out.info;
+    if (!(width > 0 && height > 0) || out.data.length < width * height * channels) throw bad(`bad size ${width}x${height}`);
+    if (cmyk && channels === 4) return { width, height, data: cmykToRgb(out.data, width * height) };
+    return { width, height, data: toRgb(out.data, width * height, channels) };
+  }
+  if (bytes.length >= 8 && Buffer.from(bytes.subarray(0, 8)).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))) {
+    let png: { width: number; height: number; data: Uint8Array };
     try {
-      const png = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-      ({ width, height } = png);
-      rgba = png.data;
+      png = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
     } catch (err) {
       throw bad(`PNG: ${(err as Error).message}`, err);
     }
-  } else {
-    throw bad("neither JPEG nor PNG by its first bytes");
+    if (!(png.width > 0 && png.height > 0) || png.data.length < png.width * png.height * 4) throw bad(`bad size ${png.width}x${png.height}`);
+    return { width: png.width, height: png.height, data: toRgb(png.data, png.width * png.height, 4) };
   }
-  if (!(width > 0 && height > 0) || rgba.length < width * height * 4) throw bad(`bad size ${width}x${height}`);
-  const data = new Uint8Array(width * height * 3);
-  for (let i = 0, j = 0; i < width * height; i++, j += 4) {
-    data[i * 3] = rgba[j];
-    data[i * 3 + 1] = rgba[j + 1];
-    data[i * 3 + 2] = rgba[j + 2];
+  throw bad("neither JPEG nor PNG by its first bytes");
+}
+
+/** PIL's CMYK -> RGB (Convert.c cmyk2rgb): channel = (255 - k) - v * (255 - k) / 255, rounded as PIL rounds. */
+function cmykToRgb(src: Uint8Array, pixels: number): Uint8Array {
+  const data = new Uint8Array(pixels * 3);
+  for (let i = 0; i < pixels; i++) {
+    const nk = 255 - src[i * 4 + 3]!;
+    for (let c = 0; c < 3; c++) {
+      const t = src[i * 4 + c]! * nk + 128;
+      data[i * 3 + c] = Math.max(0, Math.min(255, nk - ((t + (t >> 8)) >> 8)));
+    }
   }
-  return { width, height, data };
+  return data;
+}
+
+/** RGB from 1 (gray), 2 (gray + alpha), 3 or 4 (RGBA) channels. */
+function toRgb(src: Uint8Array, pixels: number, channels: number): Uint8Array {
+  if (channels === 3) return new Uint8Array(src.buffer, src.byteOffset, pixels * 3);
+  const data = new Uint8Array(pixels * 3);
+  for (let i = 0; i < pixels; i++) {
+    const j = i * channels;
+    if (channels <= 2) data[i * 3] = data[i * 3 + 1] = data[i * 3 + 2] = src[j]!;
+    else {
+      data[i * 3] = src[j]!;
+      data[i * 3 + 1] = src[j + 1]!;
+      data[i * 3 + 2] = src[j + 2]!;
+    }
+  }
+  return data;
+}
+
+type Sharp = typeof import("sharp").default;
+let sharpModule: Promise<Sharp> | undefined;
+
+/** sharp, loaded once; its prebuilt libvips ships inside the registry package for common platforms. */
+function loadSharp(): Promise<Sharp> {
+  sharpModule ??= import("sharp").then(
+    (m) => {
+      const sharp = m.default;
+      // One libvips thread per image: parallelism comes from decoding a batch's images at once.
+      sharp.concurrency(1);
+      sharp.cache(false);
+      return sharp;
+    },
+    (err: unknown) => {
+      sharpModule = undefined;
+      throw new InputError(`cannot decode JPEG images: the sharp package does not load here (${(err as Error).message.split("\n")[0]})`, {
+        hint: "sharp ships prebuilt libvips for linux (glibc and musl, x64/arm64), macOS and Windows; run `npm ci` again, or see https://sharp.pixelplumbing.com/install",
+      });
+    },
+  );
+  return sharpModule;
 }
 
 // ---------------------------------------------------------------------------------------------

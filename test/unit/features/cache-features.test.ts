@@ -98,7 +98,7 @@ test("eval pass: rows in ImageFolder order, labels and indices, features equal a
     assert.equal(Array.from(b.label), [0, 0, 0, 1, 1]);
     assert.equal(Array.from(b.index), [0, 1, 2, 3, 4]);
     // independent path: decode + eval transform + forward for image dog/1.png (row 4)
-    const img = decodeImage(await readFile(join(root, "images", "dog", "1.png")), "dog/1.png");
+    const img = await decodeImage(await readFile(join(root, "images", "dog", "1.png")), "dog/1.png");
     const px = new Float32Array(3 * 64);
     normalizeInto(evalCrop(img, FEATURIZER.eval_transform), NORM.mean, NORM.std, px, 0);
     const m = createVit(await readVitWeights(join(root, "models", "vit.safetensors"), ARCH), ARCH);
