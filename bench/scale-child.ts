@@ -5,6 +5,8 @@ import { readFileSync } from "node:fs";
 import { loadReferenceEnsemble } from "../src/ml/reference-ensemble.ts";
 import { readVitWeights } from "../src/ml/vit-checkpoint.ts";
 import { DEIT3_BASE_ARCH } from "../src/ml/vit.ts";
+import { loadEnsemble } from "../src/ml/heads.ts";
+import { readSafetensors } from "../src/io/safetensors.ts";
 
 const READERS: Record<string, (file: string) => Promise<number>> = {
   /** The eval stage's `format: reference-pkl` path; returns float32 values held. */
@@ -19,6 +21,20 @@ const READERS: Record<string, (file: string) => Promise<number>> = {
     const w = await readVitWeights(file, DEIT3_BASE_ARCH);
     let n = 0;
     for (const t of w.values()) n += t.data.length;
+    return n;
+  },
+  /** The eval stage's path for a trained ensemble (train-heads' `ensemble.safetensors`). */
+  "ensemble-st": async (file) => {
+    const ens = await loadEnsemble(file);
+    let n = 0;
+    for (const h of ens.heads) for (const a of Object.values(h)) n += a.length;
+    return n;
+  },
+  /** What train-heads' resume (loadCheckpoint) reads: every tensor of a safetensors file. */
+  "train-ckpt-st": async (file) => {
+    const f = await readSafetensors(file);
+    let n = 0;
+    for (const t of Object.values(f.tensors)) n += t.data.length;
     return n;
   },
 };

@@ -1,9 +1,10 @@
 // The paper's big files at real size (issue 14 "rehearsal"): generates a reference-format
 // 50-head `50_models.pkl` (1.1 GB) and a DeiT-3 Base `.pth` (346 MB) with bench/make-scale-files.py,
-// then reads each through the project's real loading path in a child process and prints wall
+// and sed-pipe's own 50-head `ensemble.safetensors` (1.1 GB) and train-heads resume checkpoint
+// (3.3 GB) with bench/scale-safetensors.ts, then reads each through the project's real loading path in a child process and prints wall
 // time, MB/s and the child's peak RSS (VmHWM) against the file size. Goals: the 1.1 GB pickle in
 // <= 30 s with peak RSS <= 1.5x its size. Needs a python3 with torch (SED_TORCH_PYTHON, else
-// python3 / /usr/bin/python3 on PATH); without one it says SKIP. Files go to a temp folder that is
+// python3 / /usr/bin/python3 on PATH); without one those rows say SKIP. Files go to a temp folder that is
 // deleted at the end, unless SED_SCALE_DIR names a folder to keep (and reuse) them in.
 // SED_SCALE_OPTIMIZER=sgd adds the SGD momentum the published file carries (2.2 GB).
 import { spawnSync } from "node:child_process";
@@ -19,8 +20,9 @@ interface Case {
   /** Reader name in bench/scale-child.ts. */
   reader: string;
   file: string;
-  /** make-scale-files.py arguments after the output path. */
+  /** Generator arguments after the output path: make-scale-files.py (torch) or scale-safetensors.ts (node). */
   make: string[];
+  maker: "torch" | "node";
   goal?: { seconds: number; rssOverSize: number };
 }
 
@@ -35,10 +37,6 @@ function torchPython(): string | { skip: string } {
 }
 
 const py = torchPython();
-if (typeof py !== "string") {
-  console.log(`SKIP scale: ${py.skip}`);
-  process.exit(0);
-}
 const keep = process.env.SED_SCALE_DIR;
 const dir = keep ?? mkdtempSync(join(tmpdir(), "sed-scale-bench-"));
 mkdirSync(dir, { recursive: true });
@@ -48,24 +46,42 @@ const cases: Case[] = [
     reader: "reference-pkl",
     file: join(dir, `50_models${optimizer === "none" ? "" : `-${optimizer}`}.pkl`),
     make: ["ensemble", "--heads", "50", "--optimizer", optimizer],
+    maker: "torch",
     goal: { seconds: 30, rssOverSize: 1.5 },
   },
-  { reader: "deit-pth", file: join(dir, "deit_3_base_224_21k.pth"), make: ["deit"] },
+  { reader: "deit-pth", file: join(dir, "deit_3_base_224_21k.pth"), make: ["deit"], maker: "torch" },
+  {
+    reader: "ensemble-st",
+    file: join(dir, "ensemble.safetensors"),
+    make: ["ensemble", "50"],
+    maker: "node",
+    goal: { seconds: 30, rssOverSize: 1.5 },
+  },
+  // 50 heads with AdamW's two slots: what a 50-head train-heads run resumes from (> 2 GiB).
+  { reader: "train-ckpt-st", file: join(dir, "train-checkpoint.safetensors"), make: ["train-checkpoint", "50"], maker: "node", goal: { seconds: 60, rssOverSize: 1.5 } },
 ];
 
 let failed = 0;
 try {
   for (const c of cases) {
+    if (c.maker === "torch" && typeof py !== "string") {
+      console.log(`${c.reader.padEnd(14)} SKIP: ${py.skip}`);
+      continue;
+    }
     if (!existsSync(c.file)) {
       const t0 = performance.now();
-      const g = spawnSync(py, [join(here, "make-scale-files.py"), c.make[0], c.file, ...c.make.slice(1)], { stdio: "inherit" });
-      if (g.status !== 0) throw new Error(`make-scale-files.py ${c.make.join(" ")} failed`);
+      const [cmd, args] =
+        c.maker === "torch"
+          ? [py as string, [join(here, "make-scale-files.py"), c.make[0], c.file, ...c.make.slice(1)]]
+          : [process.execPath, ["--import", "tsx", join(here, "scale-safetensors.ts"), c.make[0], c.file, ...c.make.slice(1)]];
+      const g = spawnSync(cmd, args, { stdio: "inherit" });
+      if (g.status !== 0) throw new Error(`generating ${c.file} (${c.make.join(" ")}) failed`);
       console.log(`generated ${c.file} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     }
     const size = statSync(c.file).size;
     const r = spawnSync(process.execPath, ["--import", "tsx", join(here, "scale-child.ts"), c.reader, c.file], { encoding: "utf8" });
     if (r.status !== 0) {
-      console.log(`${c.reader}: FAILED (${r.status ?? r.signal})\n${r.stderr.slice(-2000)}`);
+      console.log(`${c.reader.padEnd(14)} FAILED (${r.status ?? r.signal})\n${r.stderr.slice(-1500)}`);
       failed++;
       continue;
     }
