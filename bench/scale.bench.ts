@@ -6,7 +6,8 @@
 // <= 30 s with peak RSS <= 1.5x its size. Needs a python3 with torch (SED_TORCH_PYTHON, else
 // python3 / /usr/bin/python3 on PATH); without one those rows say SKIP. Files go to a temp folder that is
 // deleted at the end, unless SED_SCALE_DIR names a folder to keep (and reuse) them in.
-// SED_SCALE_OPTIMIZER=sgd adds the SGD momentum the published file carries (2.2 GB).
+// SED_SCALE_OPTIMIZER=sgd adds the SGD momentum the published file carries (2.2 GB);
+// SED_SCALE_HEADS=100 with it makes a 4.4 GB (zip64) pickle.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -23,7 +24,10 @@ interface Case {
   /** Generator arguments after the output path: make-scale-files.py (torch) or scale-safetensors.ts (node). */
   make: string[];
   maker: "torch" | "node";
-  goal?: { seconds: number; rssOverSize: number };
+  /** Seconds allowed per GB of file (the issue's "1.1 GB in <= 30 s" is 27.3 s/GB), and peak RSS / file size. */
+  goal?: { secondsPerGB: number; rssOverSize: number };
+  /** A real-size total to extrapolate the measured rate to. */
+  extrapolate?: { label: string; bytes: number };
 }
 
 function torchPython(): string | { skip: string } {
@@ -41,13 +45,15 @@ const keep = process.env.SED_SCALE_DIR;
 const dir = keep ?? mkdtempSync(join(tmpdir(), "sed-scale-bench-"));
 mkdirSync(dir, { recursive: true });
 const optimizer = process.env.SED_SCALE_OPTIMIZER ?? "none";
+const heads = process.env.SED_SCALE_HEADS ?? "50";
 const cases: Case[] = [
   {
     reader: "reference-pkl",
-    file: join(dir, `50_models${optimizer === "none" ? "" : `-${optimizer}`}.pkl`),
-    make: ["ensemble", "--heads", "50", "--optimizer", optimizer],
+    file: join(dir, `${heads}_models${optimizer === "none" ? "" : `-${optimizer}`}.pkl`),
+    make: ["ensemble", "--heads", heads, "--optimizer", optimizer],
     maker: "torch",
-    goal: { seconds: 30, rssOverSize: 1.5 },
+    goal: { secondsPerGB: 30 / 1.1, rssOverSize: 1.5 },
+    extrapolate: { label: "the four published .pkl (3.2 GB)", bytes: 3.2e9 },
   },
   { reader: "deit-pth", file: join(dir, "deit_3_base_224_21k.pth"), make: ["deit"], maker: "torch" },
   {
@@ -55,10 +61,10 @@ const cases: Case[] = [
     file: join(dir, "ensemble.safetensors"),
     make: ["ensemble", "50"],
     maker: "node",
-    goal: { seconds: 30, rssOverSize: 1.5 },
+    goal: { secondsPerGB: 30 / 1.1, rssOverSize: 1.5 },
   },
   // 50 heads with AdamW's two slots: what a 50-head train-heads run resumes from (> 2 GiB).
-  { reader: "train-ckpt-st", file: join(dir, "train-checkpoint.safetensors"), make: ["train-checkpoint", "50"], maker: "node", goal: { seconds: 60, rssOverSize: 1.5 } },
+  { reader: "train-ckpt-st", file: join(dir, "train-checkpoint.safetensors"), make: ["train-checkpoint", "50"], maker: "node", goal: { secondsPerGB: 30 / 1.1, rssOverSize: 1.5 } },
 ];
 
 let failed = 0;
@@ -89,15 +95,19 @@ try {
     const ratio = m.peakRss / size;
     let verdict = "";
     if (c.goal) {
-      const ok = m.seconds <= c.goal.seconds && ratio <= c.goal.rssOverSize;
+      const seconds = (c.goal.secondsPerGB * size) / 1e9;
+      const ok = m.seconds <= seconds && ratio <= c.goal.rssOverSize;
       if (!ok) failed++;
-      verdict = `  goal <= ${c.goal.seconds} s, <= ${c.goal.rssOverSize}x: ${ok ? "met" : "MISSED"}`;
+      verdict = `  goal <= ${seconds.toFixed(0)} s, <= ${c.goal.rssOverSize}x: ${ok ? "met" : "MISSED"}`;
     }
     console.log(
       `${c.reader.padEnd(14)} ${mb(size).padStart(8)}  ${m.seconds.toFixed(2)} s  ${(size / 1e6 / m.seconds).toFixed(0)} MB/s  ` +
         `${(m.values / 1e6).toFixed(1)}M float32 held  peak RSS ${mb(m.peakRss)} = ${ratio.toFixed(2)}x file ` +
         `(process at start ${mb(m.rssBefore)})${verdict}`,
     );
+    if (c.extrapolate) {
+      console.log(`${"".padEnd(14)} at this rate ${c.extrapolate.label}: ${((c.extrapolate.bytes / size) * m.seconds).toFixed(0)} s`);
+    }
   }
 } finally {
   if (!keep) rmSync(dir, { recursive: true, force: true });
