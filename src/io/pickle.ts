@@ -69,7 +69,9 @@ export function unpickle(buf: Uint8Array, options: UnpickleOptions = {}): unknow
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const dec = new TextDecoder("utf-8");
   let pos = 0;
-  const stack: unknown[] = [];
+  // MARK saves the stack by reference and starts an empty one; popping the mark swaps back. No
+  // copying, no spread (a spread of 300k items overflows the call stack).
+  let stack: unknown[] = [];
   const metastack: unknown[][] = [];
   const memo = new Map<number, unknown>();
 
@@ -107,11 +109,15 @@ export function unpickle(buf: Uint8Array, options: UnpickleOptions = {}): unknow
     if (stack.length === 0) fail("stack underflow");
     return stack[stack.length - 1];
   };
+  // Not `stack.push(popMark())`: that evaluates `stack` (the marked one) before popMark swaps it.
+  const push = (v: unknown): void => {
+    stack.push(v);
+  };
   const popMark = (): unknown[] => {
-    const items = stack.splice(0);
+    const items = stack;
     const prev = metastack.pop();
     if (!prev) fail("MARK missing");
-    stack.push(...prev!);
+    stack = prev!;
     return items;
   };
   const decodeLong = (b: Uint8Array): number | bigint => {
@@ -148,7 +154,8 @@ export function unpickle(buf: Uint8Array, options: UnpickleOptions = {}): unknow
       case 0x2e: // STOP
         return pop();
       case 0x28: // MARK
-        metastack.push(stack.splice(0));
+        metastack.push(stack);
+        stack = [];
         break;
       case 0x30: // POP
         pop();
@@ -271,13 +278,13 @@ export function unpickle(buf: Uint8Array, options: UnpickleOptions = {}): unknow
         break;
       }
       case 0x74: // TUPLE
-        stack.push(popMark());
+        push(popMark());
         break;
       case 0x5d: // EMPTY_LIST
         stack.push([]);
         break;
       case 0x6c: // LIST
-        stack.push(popMark());
+        push(popMark());
         break;
       case 0x61: {
         // APPEND
@@ -328,7 +335,7 @@ export function unpickle(buf: Uint8Array, options: UnpickleOptions = {}): unknow
         break;
       }
       case 0x91: // FROZENSET
-        stack.push(new Set(popMark()));
+        push(new Set(popMark()));
         break;
       // --- memo
       case 0x70: // PUT
@@ -408,7 +415,7 @@ export function unpickle(buf: Uint8Array, options: UnpickleOptions = {}): unknow
         // INST (protocol 0)
         const module = line();
         const name = line();
-        stack.push(callGlobal(makeGlobal(module, name), popMark()));
+        push(callGlobal(makeGlobal(module, name), popMark()));
         break;
       }
       case 0x6f: {
@@ -452,9 +459,11 @@ export function unpickle(buf: Uint8Array, options: UnpickleOptions = {}): unknow
 }
 
 function appendTo(target: unknown, items: unknown[], fail: (m: string) => never): void {
-  if (Array.isArray(target)) target.push(...items);
-  else if (isPyObject(target)) (target.items ??= []).push(...items);
+  let dest: unknown[];
+  if (Array.isArray(target)) dest = target;
+  else if (isPyObject(target)) dest = target.items ??= [];
   else fail("APPEND on a non-list");
+  for (const it of items) dest!.push(it);
 }
 
 /** Python builtins whose meaning is fixed; undefined = not a builtin this reader maps. */

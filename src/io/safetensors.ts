@@ -1,6 +1,7 @@
 // Reads and writes the safetensors format (8-byte little-endian header length, JSON header, raw
 // little-endian tensor bytes). Owns no model semantics: names and shapes are the caller's.
-import { open, readFile } from "node:fs/promises";
+import { open, type FileHandle } from "node:fs/promises";
+import { readFullyAt } from "./read-at.ts";
 import { writeFileAtomic } from "./atomic.ts";
 import { InputError } from "../errors.ts";
 import { widenHalfFloats } from "./half-float.ts";
@@ -61,50 +62,94 @@ export async function writeSafetensors(
   await writeFileAtomic(file, encodeSafetensors(tensors, metadata));
 }
 
-/** Parses safetensors bytes; `source` names the file in errors. */
-export function decodeSafetensors(buf: Uint8Array, source = "<buffer>"): SafetensorsFile {
-  const bad = (why: string) =>
-    new InputError(`${source}: not a valid safetensors file (${why})`, {
-      hint: "re-create or re-download the file; safetensors = 8-byte header length, JSON header, tensor bytes",
-    });
-  if (buf.byteLength < 8) throw bad("shorter than 8 bytes");
-  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const n = Number(dv.getBigUint64(0, true));
-  if (n <= 0 || 8 + n > buf.byteLength) throw bad(`header length ${n} exceeds the file`);
+/** One tensor's place in the data section, as the header gives it (validated against `dataBytes`). */
+interface TensorEntry {
+  name: string;
+  dtype: SafeDtype;
+  shape: number[];
+  begin: number;
+  end: number;
+}
+
+function badFile(source: string, why: string): InputError {
+  return new InputError(`${source}: not a valid safetensors file (${why})`, {
+    hint: "re-create or re-download the file; safetensors = 8-byte header length, JSON header, tensor bytes",
+  });
+}
+
+function parseHeader(json: Uint8Array, dataBytes: number, source: string): { entries: TensorEntry[]; metadata: Record<string, string> } {
   let header: Record<string, any>;
   try {
-    header = JSON.parse(Buffer.from(buf.buffer, buf.byteOffset + 8, n).toString("utf8"));
+    header = JSON.parse(Buffer.from(json.buffer, json.byteOffset, json.byteLength).toString("utf8"));
   } catch (err) {
-    throw bad(`header is not JSON: ${(err as Error).message}`);
+    throw badFile(source, `header is not JSON: ${(err as Error).message}`);
   }
-  const dataStart = 8 + n;
-  const tensors: Record<string, SafeTensor> = {};
-  const metadata: Record<string, string> = header.__metadata__ ?? {};
+  const entries: TensorEntry[] = [];
   for (const [name, info] of Object.entries(header)) {
     if (name === "__metadata__") continue;
     const dtype = info?.dtype as SafeDtype;
-    if (!(dtype in BYTES)) throw bad(`tensor "${name}" has unknown dtype ${String(info?.dtype)}`);
+    if (!(dtype in BYTES)) throw badFile(source, `tensor "${name}" has unknown dtype ${String(info?.dtype)}`);
     const shape: number[] = info.shape;
     const [b, e] = info.data_offsets as [number, number];
     const count = shape.reduce((x, y) => x * y, 1);
-    if (!(b >= 0 && e >= b && dataStart + e <= buf.byteLength)) throw bad(`tensor "${name}" lies outside the file`);
-    if (e - b !== count * BYTES[dtype]) throw bad(`tensor "${name}" has ${e - b} bytes for shape [${shape}] ${dtype}`);
+    if (!(b >= 0 && e >= b && e <= dataBytes)) throw badFile(source, `tensor "${name}" lies outside the file`);
+    if (e - b !== count * BYTES[dtype]) throw badFile(source, `tensor "${name}" has ${e - b} bytes for shape [${shape}] ${dtype}`);
+    entries.push({ name, dtype, shape, begin: b, end: e });
+  }
+  return { entries, metadata: header.__metadata__ ?? {} };
+}
+
+/** Parses safetensors bytes; `source` names the file in errors. */
+export function decodeSafetensors(buf: Uint8Array, source = "<buffer>"): SafetensorsFile {
+  if (buf.byteLength < 8) throw badFile(source, "shorter than 8 bytes");
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const n = Number(dv.getBigUint64(0, true));
+  if (n <= 0 || 8 + n > buf.byteLength) throw badFile(source, `header length ${n} exceeds the file`);
+  const dataStart = 8 + n;
+  const { entries, metadata } = parseHeader(buf.subarray(8, dataStart), buf.byteLength - dataStart, source);
+  const tensors: Record<string, SafeTensor> = {};
+  for (const t of entries) {
     // Copy into an aligned buffer: the data may not be aligned for typed-array views.
-    const bytes = new Uint8Array(e - b);
-    bytes.set(buf.subarray(dataStart + b, dataStart + e));
-    tensors[name] = { dtype, shape, data: view(dtype, bytes) };
+    const bytes = new Uint8Array(t.end - t.begin);
+    bytes.set(buf.subarray(dataStart + t.begin, dataStart + t.end));
+    tensors[t.name] = { dtype: t.dtype, shape: t.shape, data: view(t.dtype, bytes) };
   }
   return { tensors, metadata };
 }
 
+/**
+ * Reads a safetensors file tensor by tensor: each tensor's bytes go straight from the file into
+ * its own (aligned) buffer, so the peak is one copy of the data, never the whole file plus the
+ * tensors, and files past fs.readFile's 2 GiB limit read like any other.
+ */
 export async function readSafetensors(file: string): Promise<SafetensorsFile> {
-  let buf: Buffer;
+  let fh: FileHandle;
   try {
-    buf = await readFile(file);
+    fh = await open(file, "r");
   } catch (err) {
     throw new InputError(`${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
-  return decodeSafetensors(buf, file);
+  try {
+    const size = (await fh.stat()).size;
+    if (size < 8) throw badFile(file, "shorter than 8 bytes");
+    const lenBuf = new Uint8Array(8);
+    await readFullyAt(fh, lenBuf, 0, file);
+    const n = Number(new DataView(lenBuf.buffer).getBigUint64(0, true));
+    if (n <= 0 || 8 + n > size) throw badFile(file, `header length ${n} exceeds the file`);
+    const json = new Uint8Array(n);
+    await readFullyAt(fh, json, 8, file);
+    const dataStart = 8 + n;
+    const { entries, metadata } = parseHeader(json, size - dataStart, file);
+    const tensors: Record<string, SafeTensor> = {};
+    for (const t of entries) {
+      const bytes = new Uint8Array(t.end - t.begin);
+      await readFullyAt(fh, bytes, dataStart + t.begin, file);
+      tensors[t.name] = { dtype: t.dtype, shape: t.shape, data: view(t.dtype, bytes) };
+    }
+    return { tensors, metadata };
+  } finally {
+    await fh.close();
+  }
 }
 
 /** Reads only the header (names, dtypes, shapes) without loading tensor bytes. */

@@ -6,6 +6,7 @@ import yauzl from "yauzl";
 import { InputError } from "../errors.ts";
 import { unpickle, isPyObject, type PyObject } from "./pickle.ts";
 import { widenHalfFloats } from "./half-float.ts";
+import { readFullyAt } from "./read-at.ts";
 
 export type TorchDtype = "float32" | "float64" | "float16" | "bfloat16" | "int64" | "int32" | "int16" | "int8" | "uint8" | "bool";
 export type TorchData = Float32Array | Float64Array | BigInt64Array | Int32Array | Int16Array | Int8Array | Uint8Array;
@@ -198,23 +199,35 @@ async function readEntryBytes(
       throw bad(file, `corrupt zip entry ${e.name} (${err.message})`);
     });
     const out = new Uint8Array(end - start);
-    let done = 0;
-    while (done < out.byteLength) {
-      const { bytesRead } = await fh.read(out, done, out.byteLength - done, header.fileDataStart + start + done);
-      if (bytesRead === 0) throw bad(file, `truncated: zip entry ${e.name} ends early`);
-      done += bytesRead;
-    }
+    await readFullyAt(fh, out, header.fileDataStart + start, `${file}: zip entry ${e.name}`);
     return out;
   }
-  // Compressed entries (not written by torch, but valid zips): inflate the whole entry.
+  // Compressed entries (not written by torch, but valid zips): inflate as a stream and keep only
+  // [start, end), so a read costs its own bytes in memory, not the whole entry twice.
   const stream = await new Promise<NodeJS.ReadableStream>((resolve, reject) =>
     zip.openReadStream(e.entry, (err, s) => (err ? reject(err) : resolve(s!))),
   ).catch((err: Error) => {
     throw bad(file, `cannot read zip entry ${e.name} (${err.message})`);
   });
-  const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(c as Buffer);
-  return new Uint8Array(Buffer.concat(chunks)).subarray(start, end);
+  return sliceStream(stream as AsyncIterable<Uint8Array>, start, end, `${file}: zip entry ${e.name}`);
+}
+
+/** Bytes [start, end) of a byte stream, copied once into the result; stops reading at `end`. */
+export async function sliceStream(stream: AsyncIterable<Uint8Array>, start: number, end: number, source: string): Promise<Uint8Array> {
+  const out = new Uint8Array(end - start);
+  let pos = 0; // stream offset of the next chunk
+  for await (const c of stream) {
+    const from = Math.max(start, pos);
+    const to = Math.min(end, pos + c.byteLength);
+    if (to > from) out.set(c.subarray(from - pos, to - pos), from - start);
+    pos += c.byteLength;
+    if (pos >= end) {
+      (stream as unknown as { destroy?: () => void }).destroy?.();
+      return out;
+    }
+  }
+  if (pos < end) throw new InputError(`${source}: truncated (${end} bytes needed, the entry holds ${pos})`);
+  return out;
 }
 
 type StorageReader = (s: Storage, start: number, end: number) => Promise<Uint8Array>;

@@ -69,6 +69,25 @@ test("errors: truncated data, unknown opcode, persistent id without loader — I
   }
 });
 
+test("MARK-delimited runs of any length: 300k-item APPENDS and TUPLE, nested marks keep the outer stack", () => {
+  const n = 300_000;
+  const ints = (k: number) => {
+    const b = new Uint8Array(2 * k);
+    for (let i = 0; i < k; i++) (b[2 * i] = 0x4b), (b[2 * i + 1] = i & 255);
+    return b;
+  };
+  // EMPTY_LIST MARK <n x BININT1> APPENDS STOP
+  const list = unpickle(Uint8Array.from([0x5d, 0x28, ...ints(n), 0x65, 0x2e])) as number[];
+  assert.is(list.length, n);
+  assert.is(list[n - 1], (n - 1) & 255);
+  // MARK <n ints> TUPLE STOP
+  const tuple = unpickle(Uint8Array.from([0x28, ...ints(n), 0x74, 0x2e])) as number[];
+  assert.is(tuple.length, n);
+  // 7 MARK 1 MARK 2 TUPLE TUPLE TUPLE2 STOP -> (7, (1, (2,)))
+  const nested = unpickle(hex("4b07284b01284b027474862e"));
+  assert.equal(nested, [7, [1, [2]]]);
+});
+
 test("a '__proto__' dict key stays data", () => {
   // {'__proto__': 1} protocol 2
   const v = unpickle(hex("80027d71005809000000" + Buffer.from("__proto__").toString("hex") + "71014b01732e")) as Record<string, unknown>;

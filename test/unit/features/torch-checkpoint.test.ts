@@ -45,6 +45,36 @@ test("known tensors: values, dtypes, shapes; non-contiguous views and storage of
   }
 });
 
+test("compressed (deflated) entries read the same tensors as stored ones", async () => {
+  const stored = await openTorchCheckpoint(join(FIX, "known-tensors.pth"));
+  const deflated = await openTorchCheckpoint(join(FIX, "known-tensors-deflated.pth"));
+  try {
+    const a = collectTensors(stored.root);
+    const b = collectTensors(deflated.root);
+    assert.equal([...b.keys()], [...a.keys()]);
+    for (const [k, t] of a) {
+      assert.equal(Array.from((await b.get(k)!.read()) as ArrayLike<number | bigint>), Array.from((await t.read()) as ArrayLike<number | bigint>), k);
+    }
+  } finally {
+    await stored.close();
+    await deflated.close();
+  }
+});
+
+test("a tensor read holds only its own bytes (no whole storage, no whole file)", async () => {
+  for (const f of ["known-tensors.pth", "known-tensors-deflated.pth"]) {
+    const ck = await openTorchCheckpoint(join(FIX, f));
+    try {
+      const m = (ck.root as Record<string, unknown>).model as Record<string, TorchTensor>;
+      // plain: 12 float32 of its own storage; sliced: 6 of a 20-element shared storage.
+      assert.is((await m.plain.read()).buffer.byteLength, 48, f);
+      assert.is((await m.sliced.read()).buffer.byteLength, 24, f);
+    } finally {
+      await ck.close();
+    }
+  }
+});
+
 test("a pickled nn.Module (like 50_models.pkl): _parameters/_buffers/_modules flatten to state-dict names", async () => {
   const ck = await openTorchCheckpoint(join(FIX, "module-object.pth"));
   try {

@@ -1,6 +1,6 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { mkdtemp, writeFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, writeFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { decodeSafetensors, encodeSafetensors, readSafetensors, readSafetensorsHeader, writeSafetensors } from "../../../src/io/safetensors.ts";
@@ -65,6 +65,46 @@ test("truncated and garbage files are clear errors naming the file", async () =>
     } catch (e) {
       assert.instance(e, InputError);
       assert.match((e as Error).message, /junk: not a valid safetensors file/);
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("readSafetensors reads tensor by tensor: each tensor owns exactly its bytes, unaligned data included", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "st-"));
+  try {
+    // A header of odd length (other writers need not pad): every tensor starts unaligned in the file.
+    const header = JSON.stringify({ a: { dtype: "F32", shape: [3], data_offsets: [0, 12] }, b: { dtype: "F64", shape: [2], data_offsets: [12, 28] }, c: { dtype: "U8", shape: [1], data_offsets: [28, 29] } }) + " ";
+    const hb = Buffer.from(header.length % 2 ? header : header + " ");
+    const data = Buffer.concat([Buffer.from(new Float32Array([1, -2, 3.5]).buffer), Buffer.from(new Float64Array([0.25, -8]).buffer), Buffer.from([9])]);
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(hb.length));
+    const file = join(dir, "odd.safetensors");
+    await writeFile(file, Buffer.concat([len, hb, data]));
+    const f = await readSafetensors(file);
+    assert.equal(Array.from(f.tensors.a.data as Float32Array), [1, -2, 3.5]);
+    assert.equal(Array.from(f.tensors.b.data as Float64Array), [0.25, -8]);
+    assert.equal(Array.from(f.tensors.c.data as Uint8Array), [9]);
+    // A 16 MB file: no tensor is a view into a whole-file buffer (the reader never holds the file).
+    const big: Record<string, { dtype: "F32"; shape: number[]; data: Float32Array }> = {};
+    for (let i = 0; i < 4; i++) big[`t${i}`] = { dtype: "F32", shape: [1024, 1024], data: new Float32Array(1024 * 1024).fill(i) };
+    await writeSafetensors(join(dir, "big.safetensors"), big);
+    const g = await readSafetensors(join(dir, "big.safetensors"));
+    for (let i = 0; i < 4; i++) {
+      const d = g.tensors[`t${i}`].data;
+      assert.is(d.buffer.byteLength, 4 * 1024 * 1024);
+      assert.is(d[1024 * 1024 - 1], i);
+    }
+    // Truncated: a tensor reaching past the end is refused before anything is read.
+    const whole = await readFile(join(dir, "big.safetensors"));
+    await writeFile(join(dir, "cut.safetensors"), whole.subarray(0, whole.length - 1));
+    try {
+      await readSafetensors(join(dir, "cut.safetensors"));
+      assert.unreachable();
+    } catch (e) {
+      assert.instance(e, InputError);
+      assert.match((e as Error).message, /cut\.safetensors: not a valid safetensors file \(tensor "t3" lies outside the file\)/);
     }
   } finally {
     await rm(dir, { recursive: true, force: true });
