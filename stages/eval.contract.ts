@@ -45,5 +45,10 @@ export const contract = defineContract({
   version: 1,
   description: "evaluates one ensemble on one dataset's cached features",
   params: z.strictObject({ model: evalModelSchema, dataset: evalDatasetSchema, eval: evalSettingsSchema }),
+  // Outputs: a small JSON and the per-sample scores (float64 each, a dozen names at most): ~100 B a row.
+  estimate: ({ dataset }, deps, facts) => {
+    const rows = facts(dataset.features)?.items ?? null;
+    return { unit: "rows", work: rows, outBytes: rows === null ? null : rows * 100 };
+  },
 });
 export default contract;
