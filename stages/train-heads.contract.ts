@@ -20,6 +20,7 @@ export const contract = defineContract({
       unit: "samples",
       work: rows === null ? null : rows * c.n_epochs,
       outBytes: 4 * perHead * c.n_models,
+      outs: { model: { items: c.n_models, bytes: 4 * perHead * c.n_models } },
       note: `${c.n_epochs} epochs, ${c.n_models} heads, batch ${c.batch_size}`,
     };
   },

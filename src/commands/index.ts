@@ -14,6 +14,7 @@ export const COMMANDS: Array<{ names: string[]; load: () => Promise<Register> }>
   { names: ["cache", "gc"], load: async () => (await import("./cache.ts")).registerCacheCommands },
   { names: ["inspect"], load: async () => (await import("./inspect.ts")).registerInspectCommands },
   { names: ["jobs"], load: async () => (await import("./jobs.ts")).registerJobsCommands },
+  { names: ["calibrate"], load: async () => (await import("./calibrate.ts")).registerCalibrateCommand },
 ];
 
 /** The registrations argv needs: its command's family, or all of them for help, --version or a typo. */

@@ -66,7 +66,8 @@ export function registerRunCommand(program: Command, cli: CliContext): void {
         stdout: cli.stdout ?? { isTTY: false, write: (t: string) => cli.out(t) },
         env: cli.env,
         json: !!opts.json,
-        ui: opts.ui,
+        // A dry run has no live progress, only the plan and its needs: text, also on a terminal.
+        ui: opts.dryRun && opts.ui === "auto" ? "plain" : opts.ui,
         verbose: !!opts.verbose,
         write: cli.out,
       });

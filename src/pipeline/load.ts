@@ -179,9 +179,17 @@ export async function loadPipeline(rootIn: string, opts: LoadOptions = {}): Prom
  */
 function applyEstimates(order: StageInstance[], contracts: Map<string, LoadedContract | null>, inputs: Map<string, InputDecl>): void {
   const produced = new Map<string, DataFacts>();
+  // A file inside an output folder (an ensemble file in its model folder) has that folder's facts.
   const facts = (path: string): DataFacts | undefined => {
     const p = normalizeInputPath(path);
-    return produced.get(p) ?? inputs.get(p);
+    const declared = inputs.get(p);
+    if (declared) return declared;
+    for (let q = p; q.length > 0; q = q.slice(0, Math.max(0, q.lastIndexOf("/")))) {
+      const f = produced.get(q);
+      if (f) return f;
+      if (!q.includes("/")) break;
+    }
+    return undefined;
   };
   for (const inst of order) {
     const c = contracts.get(inst.stage)?.contract;
