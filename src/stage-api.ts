@@ -95,6 +95,36 @@ export interface StageContract<S extends ZodType = ZodType> {
   /** Schema of the instance's resolved `params:` (a zod object schema). */
   params: S;
   description?: string;
+  /**
+   * What one instance will cost, from its parsed params and the declared facts of its deps (the
+   * params file's `inputs:` section, or an upstream instance's estimate): pure, no I/O. Optional: a
+   * stage without it shows "not estimated" in the plan's needs.
+   */
+  estimate?: (params: ZodOutput<S>, deps: Readonly<Record<string, string>>, facts: (path: string) => DataFacts | undefined) => StageEstimate;
+}
+
+/** What is known of a file or folder a stage reads or writes, for estimates (never fingerprinted). */
+export interface DataFacts {
+  /** Distinct samples in it: images in a folder, rows per pass of a feature file. */
+  items?: number;
+  /** Its size on disk, when known. */
+  bytes?: number;
+}
+
+/** A stage instance's cost: the work in its unit (timed by calibration), and what its outputs take. */
+export interface StageEstimate {
+  /** What `work` counts: throughput is calibrated per stage in this unit ("images", "samples", "rows", "B"). */
+  unit: string;
+  /** Units of work, or null when a fact it needs is not declared. */
+  work: number | null;
+  /** Bytes its outputs take on disk, or null when unknown. */
+  outBytes: number | null;
+  /** Facts of its outputs (by out name) that downstream estimates read. */
+  outs?: Record<string, DataFacts>;
+  /** One line on what the numbers assume, e.g. "prebuilt: validated and linked, no featurizing". */
+  note?: string;
+  /** Set when the instance downloads something: where from, and whether a sha256 pins it. */
+  fetch?: { from: string; pinned: boolean };
 }
 
 /** Typed identity: `export const contract = defineContract({ name, version, params: z.strictObject({...}) })`. */

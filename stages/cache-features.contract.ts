@@ -83,5 +83,28 @@ export const contract = defineContract({
       });
     }
   }),
+  // Feature file: per row `embed` (embed_dim float32) + `label` + `index` (float32 each), reference section 4.
+  estimate: ({ dataset: d, featurizer: f }, deps, facts) => {
+    const rowBytes = 4 * (f.arch.embed_dim + 2);
+    if (d.images) {
+      const images = facts(d.images)?.items ?? null;
+      const rows = images === null ? null : images * d.passes;
+      return {
+        unit: "images",
+        work: rows,
+        outBytes: rows === null ? null : rows * rowBytes,
+        ...(images !== null ? { outs: { features: { items: images, bytes: rows! * rowBytes } } } : {}),
+        ...(images === null ? { note: `image count of ${d.images} not declared (inputs: in the params file)` } : d.passes > 1 ? { note: `${d.passes} passes` } : {}),
+      };
+    }
+    const rows = facts(d.prebuilt!)?.items ?? null;
+    return {
+      unit: "images",
+      work: 0,
+      outBytes: rows === null ? null : rows * rowBytes,
+      ...(rows !== null ? { outs: { features: { items: rows, bytes: rows * rowBytes } } } : {}),
+      note: "prebuilt: validated and linked, nothing featurized",
+    };
+  },
 });
 export default contract;

@@ -29,6 +29,8 @@ const urlSource = z.strictObject({
   url: z.string().min(1).refine(isUrl, "must be a URL (https://..., http://... or file:///...)"),
   /** Pinned digest of the downloaded file; absent: logged after the download. */
   sha256: z.string().regex(/^[0-9a-fA-F]{64}$/, "must be 64 hex digits (a sha256)").nullish(),
+  /** Expected size of the downloaded file (as published, may be approximate): for the plan's needs only. */
+  bytes: z.number().int().positive().nullish(),
   extract: z.literal("tar.gz", { error: 'must be "tar.gz" or absent' }).nullish(),
   /** Leading path components dropped when extracting. */
   strip: z.number().int().min(0).default(0),
@@ -47,5 +49,17 @@ export const contract = defineContract({
   version: 1,
   description: "materialises one entry of `sources` (a URL, the demo's MNIST universe or a seeded ViT checkpoint)",
   params: z.strictObject({ source: sourceSchema }),
+  estimate: ({ source }) => {
+    if (source.kind !== "url") return { unit: "B", work: null, outBytes: null, note: "built on this machine, no download" };
+    const bytes = source.bytes ?? null;
+    return {
+      unit: "B",
+      work: bytes,
+      outBytes: bytes,
+      fetch: { from: source.url, pinned: typeof source.sha256 === "string" },
+      ...(bytes !== null ? { outs: { data: { bytes } } } : {}),
+      ...(source.extract && bytes !== null ? { note: "unpacked size taken as the archive's (images and float features compress little)" } : {}),
+    };
+  },
 });
 export default contract;

@@ -45,5 +45,17 @@ export const contract = defineContract({
   version: 1,
   description: "evaluates one ensemble on one dataset's cached features",
   params: z.strictObject({ model: evalModelSchema, dataset: evalDatasetSchema, eval: evalSettingsSchema }),
+  // Work: feature rows times heads (each head runs on every row). Outputs: a small JSON and the
+  // per-sample scores (float64 each, a dozen names at most): ~100 B a row.
+  estimate: ({ model, dataset }, deps, facts) => {
+    const rows = facts(dataset.features)?.items ?? null;
+    const heads = facts(model.path)?.items ?? null;
+    return {
+      unit: "head-rows",
+      work: rows === null || heads === null ? null : rows * heads,
+      outBytes: rows === null ? null : rows * 100,
+      ...(heads === null ? { note: `head count of ${model.path} not known (declare items: in inputs)` } : {}),
+    };
+  },
 });
 export default contract;

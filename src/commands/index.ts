@@ -15,6 +15,7 @@ export const COMMANDS: Array<{ names: string[]; load: () => Promise<Register> }>
   { names: ["inspect"], load: async () => (await import("./inspect.ts")).registerInspectCommands },
   { names: ["jobs"], load: async () => (await import("./jobs.ts")).registerJobsCommands },
   { names: ["doctor"], load: async () => (await import("./doctor.ts")).registerDoctorCommand },
+  { names: ["calibrate"], load: async () => (await import("./calibrate.ts")).registerCalibrateCommand },
 ];
 
 /** The registrations argv needs: its command's family, or all of them for help, --version or a typo. */

@@ -44,7 +44,7 @@ export function registerRunCommand(program: Command, cli: CliContext): void {
       if (!["auto", "ink", "plain"].includes(opts.ui)) throw new SedPipeError(`--ui must be auto, ink or plain (got "${opts.ui}")`);
       const gpus = gpusFrom(cli.env, opts.gpus);
       if (opts.wait === false && !opts.dryRun) await failIfBusy(cli);
-      const [{ matchTarget, resolveTargets }, { executeRun }, { planner }, { LockStore: LockStoreClass }, { pickSink }] = await Promise.all([
+      const [{ matchTarget, resolveTargets }, { executeRun }, { planner, needsFor }, { LockStore: LockStoreClass }, { pickSink }] = await Promise.all([
         import("../pipeline/select.ts"),
         import("../runner/execute.ts"),
         import("../runner/workspace.ts"),
@@ -66,7 +66,8 @@ export function registerRunCommand(program: Command, cli: CliContext): void {
         stdout: cli.stdout ?? { isTTY: false, write: (t: string) => cli.out(t) },
         env: cli.env,
         json: !!opts.json,
-        ui: opts.ui,
+        // A dry run has no live progress, only the plan and its needs: text, also on a terminal.
+        ui: opts.dryRun && opts.ui === "auto" ? "plain" : opts.ui,
         verbose: !!opts.verbose,
         write: cli.out,
       });
@@ -109,6 +110,7 @@ export function registerRunCommand(program: Command, cli: CliContext): void {
           keepGoing: !!opts.keepGoing,
           force,
           dryRun: !!opts.dryRun,
+          needs: (steps) => needsFor(ws, steps),
           backend: opts.backend ?? "auto",
           settings,
           fromSource: cli.env.SED_PIPE_NO_BUNDLE === "1",

@@ -17,9 +17,14 @@ export function registerStatusCommands(program: Command, cli: CliContext): void 
     .option("--exit-code", "exit 1 when anything is not fresh (for CI gates)")
     .addHelpText("after", EXAMPLES(["sed-pipe status", "sed-pipe status eval --json | jq '.instances[] | select(.state != \"fresh\")'"]))
     .action(async (targets: string[], opts) => {
-      const [{ resolveTargets }, { planOnly, stateOf }] = await Promise.all([import("../pipeline/select.ts"), import("../runner/workspace.ts")]);
+      const [{ resolveTargets }, { planOnly, stateOf, needsFor }, { needsLines }] = await Promise.all([
+        import("../pipeline/select.ts"),
+        import("../runner/workspace.ts"),
+        import("../pipeline/needs.ts"),
+      ]);
       const ws = await openFor(cli, opts);
       const steps = await planOnly(ws, resolveTargets(ws.pipeline, targets));
+      const needs = await needsFor(ws, steps);
       const byId = new Map(steps.map((s) => [s.id, s]));
       // Cluster jobs of a run (running now, or left by an engine that was killed): shown per instance.
       const { listJobs } = await import("../runner/slurm/jobs.ts");
@@ -31,7 +36,7 @@ export function registerStatusCommands(program: Command, cli: CliContext): void 
         return { id: s.id, state: stateOf(s, byId), action: s.action, reason: s.reason, changes: s.changes, ...(job ? { job } : {}) };
       });
       if (opts.json) {
-        cli.out(JSON.stringify({ schemaVersion: JSON_SCHEMA_VERSION, profile: ws.pipeline.profile, instances: rows }) + "\n");
+        cli.out(JSON.stringify({ schemaVersion: JSON_SCHEMA_VERSION, profile: ws.pipeline.profile, instances: rows, needs }) + "\n");
       } else {
         const width = Math.min(48, Math.max(0, ...rows.map((r) => r.id.length)));
         const paint = (state: string) =>
@@ -43,6 +48,8 @@ export function registerStatusCommands(program: Command, cli: CliContext): void 
         const n = (st: string) => rows.filter((r) => r.state === st).length;
         const onCluster = rows.filter((r) => r.job).length;
         cli.out(`${n("fresh")} fresh, ${n("stale")} stale, ${n("missing")} missing${onCluster ? `, ${onCluster} with a cluster job (sed-pipe jobs)` : ""} (profile ${ws.pipeline.profile})\n`);
+        // What bringing the stale ones up to date needs; nothing to say when everything is fresh.
+        if (steps.some((s) => s.action === "run")) for (const l of needsLines(needs)) cli.out(l + "\n");
       }
       cli.setExit(opts.exitCode && rows.some((r) => r.state !== "fresh") ? 1 : EXIT.ok);
     });

@@ -10,13 +10,15 @@ import { describeValue } from "../schema-issues.ts";
 import { configErrorAt, SourceText, type Span } from "./diagnostics.ts";
 import { findParamErrors, paramsError } from "./check-params.ts";
 import { applyResources } from "./check-resources.ts";
-import { loadContracts } from "./contracts.ts";
+import { loadContracts, type LoadedContract } from "./contracts.ts";
+import { normalizeInputPath, readInputs } from "./inputs.ts";
+import type { DataFacts } from "../stage-api.ts";
 import { expandStages, type Expanded } from "./expand.ts";
 import { buildGraph } from "./graph.ts";
 import { nodeSpan } from "./interpolate.ts";
 import type { ExecutorSetting } from "./types.ts";
 import type { ProvenanceEnv, YamlSource } from "./provenance.ts";
-import type { Pipeline, StageInstance } from "./types.ts";
+import type { InputDecl, Pipeline, StageInstance } from "./types.ts";
 import { spanFor, toPosix } from "./yaml-paths.ts";
 
 const STAGE_KEYS = ["module", "foreach", "matrix", "deps", "params", "outs", "cache", "desc", "resources"] as const;
@@ -158,19 +160,57 @@ export async function loadPipeline(rootIn: string, opts: LoadOptions = {}): Prom
   applyResources({ env: { pipeline: { src, doc }, params: profile.files }, instances: expanded.instances, raw: expanded.resources, items: expanded.items, stageSpans });
   const { graph, order } = buildGraph(root, expanded.instances, expanded.spans);
 
-  if (opts.contracts !== false) await applyContracts(root, expanded, { pipeline: { src, doc }, params: profile.files });
+  const inputs = readInputs(profile.files, profile.params);
+  if (opts.contracts !== false) {
+    const contracts = await applyContracts(root, expanded, { pipeline: { src, doc }, params: profile.files });
+    applyEstimates(order, contracts, inputs);
+  }
 
   const instances = new Map<string, StageInstance>(order.map((inst) => [inst.id, inst]));
   const p = cfg.profiles[profile.name]!;
   const executor: ExecutorSetting = { kind: p.executor ?? "local", slurm: { ...(p.slurm?.node ? { node: p.slurm.node } : {}), ...(p.slurm?.group_max !== undefined ? { groupMax: p.slurm.group_max } : {}), ...(p.slurm?.retries !== undefined ? { retries: p.slurm.retries } : {}) } };
-  return { root, profile: profile.name, paramsFiles: profile.files.map((f) => f.src.name), stages: expanded.stages, instances, graph, executor };
+  return { root, profile: profile.name, paramsFiles: profile.files.map((f) => f.src.name), stages: expanded.stages, instances, graph, executor, inputs };
+}
+
+/**
+ * Each instance's estimate from its contract, in topological order: an estimate's output facts
+ * (rows of a feature file) are what downstream estimates read, before the declared `inputs:`.
+ * An estimate that throws is a bug in a contract, not the user's: it is dropped (not estimated).
+ */
+function applyEstimates(order: StageInstance[], contracts: Map<string, LoadedContract | null>, inputs: Map<string, InputDecl>): void {
+  const produced = new Map<string, DataFacts>();
+  // A file inside an output folder (an ensemble file in its model folder) has that folder's facts.
+  const facts = (path: string): DataFacts | undefined => {
+    const p = normalizeInputPath(path);
+    const declared = inputs.get(p);
+    if (declared) return declared;
+    for (let q = p; q.length > 0; q = q.slice(0, Math.max(0, q.lastIndexOf("/")))) {
+      const f = produced.get(q);
+      if (f) return f;
+      if (!q.includes("/")) break;
+    }
+    return undefined;
+  };
+  for (const inst of order) {
+    const c = contracts.get(inst.stage)?.contract;
+    if (!c?.estimate) continue;
+    const parsed = c.params.safeParse(inst.params);
+    if (!parsed.success) continue;
+    try {
+      const e = c.estimate(parsed.data, inst.deps, facts);
+      inst.estimate = e;
+      for (const [name, f] of Object.entries(e.outs ?? {})) if (inst.outs[name] !== undefined) produced.set(normalizeInputPath(inst.outs[name]), f);
+    } catch {
+      // not estimated
+    }
+  }
 }
 
 /**
  * Loads each stage's contract, stamps its version on the stage's instances and checks their params:
  * a ConfigError listing every refused value, at its source, when any is refused.
  */
-async function applyContracts(root: string, expanded: Expanded, env: ProvenanceEnv): Promise<void> {
+async function applyContracts(root: string, expanded: Expanded, env: ProvenanceEnv): Promise<Map<string, LoadedContract | null>> {
   const { src, doc } = env.pipeline;
   const decls = [...expanded.stages.values()];
   const byModule = await loadContracts(root, new Map(decls.map((d) => [d.module, spanFor(doc, src, ["stages", d.name, "module"])])));
@@ -182,6 +222,7 @@ async function applyContracts(root: string, expanded: Expanded, env: ProvenanceE
   const stageSpans = new Map([...expanded.spans].map(([id, s]) => [id, s.stage]));
   const findings = findParamErrors({ env, instances: expanded.instances, contracts, items: expanded.items, stageSpans });
   if (findings.length > 0) throw paramsError(findings);
+  return contracts;
 }
 
 /** The active profile and its params files, merged (later files win at the top level). */

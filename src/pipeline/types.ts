@@ -1,6 +1,7 @@
 // Shared data types of the engine: the validated pipeline, fingerprints, the lock and the plan.
 // Types only. src/pipeline + src/hash produce these; src/store + src/runner + src/cli consume them.
 import type { DirectedGraph } from "graphology";
+import type { StageEstimate } from "../stage-api.ts";
 
 /** A position in a YAML file, 1-based. */
 export interface SourcePos {
@@ -42,6 +43,20 @@ export interface StageInstance {
   version?: number;
   /** Declared resources (defaults filled in); absent for instances built without them (tests). */
   resources?: Resources;
+  /** What it will cost (its contract's `estimate`, from the params file's `inputs:` facts); absent: not estimated. */
+  estimate?: StageEstimate;
+}
+
+/** One entry of the params file's `inputs:` section (src/pipeline/inputs.ts). */
+export interface InputDecl {
+  /** Project-relative (or absolute) path, as deps name it. */
+  path: string;
+  desc?: string;
+  how?: string;
+  items?: number;
+  bytes?: number;
+  /** Where it is declared. */
+  pos?: SourcePos;
 }
 
 export interface StageDecl {
@@ -68,6 +83,8 @@ export interface Pipeline {
   graph: DirectedGraph<{ instance: StageInstance }, { paths: string[] }>;
   /** Where the profile's instances run by default (pipeline.yaml `profiles.<name>.executor`). */
   executor?: ExecutorSetting;
+  /** The params file's `inputs:` section by path (manual inputs and data facts); absent = none declared. */
+  inputs?: Map<string, InputDecl>;
 }
 
 export interface ExecutorSetting {

@@ -1,6 +1,7 @@
 // The runner's event stream: typed, UI-agnostic, serialisable as JSON. Every UI sink (plain lines,
 // NDJSON, the Ink TUI) consumes exactly this union and nothing else. No rendering here.
 import type { PlanCounts, PlanStep } from "../pipeline/types.ts";
+import type { Needs } from "../pipeline/needs.ts";
 import type { ProgressEvent } from "../stage-api.ts";
 
 /** Bumped when an event's shape changes incompatibly (consumers of `--json` read it from "plan"). */
@@ -19,6 +20,8 @@ export interface PlanEvent {
   /** Steps by action; `pending` ones are decided when their upstream is done. */
   counts: PlanCounts;
   steps: PlanStep[];
+  /** Downloads, missing manual inputs, disk and time of the steps that would run (src/pipeline/needs.ts). */
+  needs?: Needs;
 }
 
 /** An instance starts executing (worker forked) or restoring from the cache. */

@@ -7,6 +7,8 @@ import { mkdir, readdir, rm } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { randomBytes } from "node:crypto";
 import type { Pipeline, PlanStep } from "../pipeline/types.ts";
+import type { MissingInput, Needs } from "../pipeline/needs.ts";
+import { EXIT, SedPipeError } from "../errors.ts";
 import type { DigestService } from "../hash/digest.ts";
 import type { ContentStore } from "../store/cas.ts";
 import type { LockStore } from "../store/lock-file.ts";
@@ -63,6 +65,11 @@ export interface ExecuteOptions {
   /** Aborted on a second Ctrl-C: kill running stages at once, without the grace period. */
   killSignal?: AbortSignal;
   runId?: string;
+  /**
+   * What the plan needs (downloads, missing manual inputs, disk, time): added to the plan event. A
+   * run (not a dry run) with a missing manual input stops before anything starts.
+   */
+  needs?: (steps: readonly PlanStep[]) => Promise<Needs>;
   /** Test hook: the pid of the worker process running each instance. */
   onWorkerSpawn?: (id: string, pid: number) => void;
 }
@@ -76,6 +83,15 @@ export interface RunResult {
   failures: Map<string, InstanceFailure>;
   /** True when the run was interrupted before the plan was complete: nothing was decided or run. */
   interruptedWhilePlanning?: boolean;
+}
+
+/** Nothing has started: the user must first bring these (each with its path and how). */
+export function missingInputsError(missing: readonly MissingInput[]): SedPipeError {
+  const lines = missing.map((m) => `  ${m.path}${m.desc ? `: ${m.desc}` : ""}\n    ${m.how ?? "(not described in the params file's inputs: section)"}`);
+  return new SedPipeError(`${missing.length === 1 ? "a manual input is" : `${missing.length} manual inputs are`} missing; nothing was run:\n${lines.join("\n")}`, {
+    hint: "put each in place (sed-pipe run --dry-run lists everything the run needs), or run targets that do not need it",
+    exitCode: EXIT.usage,
+  });
 }
 
 function newRunId(): string {
@@ -159,10 +175,15 @@ export async function executeRun(o: ExecuteOptions): Promise<RunResult> {
     return { ...done("interrupted", []), interruptedWhilePlanning: true };
   }
   const steps = o.planner.planRun({ order: o.order, upstream: a.upstream, lock: o.lock.snapshot, current: a.current, outputs: a.outputs, cached: a.cached, reusable: a.reusable, force: o.force });
-  o.emit({ type: "plan", schemaVersion: EVENT_SCHEMA_VERSION, runId, dryRun: o.dryRun, jobs: o.jobs, counts: planCounts(steps), steps });
+  const needs = o.needs ? await o.needs(steps) : undefined;
+  o.emit({ type: "plan", schemaVersion: EVENT_SCHEMA_VERSION, runId, dryRun: o.dryRun, jobs: o.jobs, counts: planCounts(steps), steps, ...(needs ? { needs } : {}) });
   if (o.dryRun) {
     await saveState();
     return done("ok", steps);
+  }
+  if (needs && needs.missingInputs.length > 0) {
+    await saveState();
+    throw missingInputsError(needs.missingInputs);
   }
 
   const tmpRoot = join(o.cacheDir, "tmp", runId);

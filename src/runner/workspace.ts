@@ -2,7 +2,9 @@
 // hasher, the cache store, and the read-only planning (`status`, `why`, dry runs). Wires
 // src/pipeline + src/hash + src/store together; no argv, no printing.
 import { join } from "node:path";
-import { loadPipeline } from "../pipeline/load.ts";
+import { absPath, loadPipeline, pathExists } from "../pipeline/load.ts";
+import { manualInputs, needsOf, wouldRun, type Needs } from "../pipeline/needs.ts";
+import { readCalibration, thisMachine } from "../store/calibration.ts";
 import { decideInstance, diffParts, explain, planRun } from "../pipeline/plan.ts";
 import type { LockFile, Pipeline, PlanStep } from "../pipeline/types.ts";
 import { DigestService } from "../hash/digest.ts";
@@ -23,6 +25,8 @@ export interface Workspace {
   hasher: Hasher;
   store: ContentStore;
   warnings: string[];
+  /** The backend that would run stages here (fingerprints record it; time estimates are for it). */
+  backend: string;
 }
 
 export interface OpenOptions {
@@ -47,7 +51,21 @@ export async function openWorkspace(root: string, opts: OpenOptions = {}): Promi
   const digests = await DigestService.open(pipeline.root, { onWarn });
   const hasher = new Hasher(pipeline.root, digests, { backend: opts.backend ?? "auto", blas: opts.blas ?? true });
   const store = new ContentStore(cacheDir, digests, opts.link ? { link: opts.link } : {});
-  return { root: pipeline.root, cacheDir, pipeline, digests, hasher, store, warnings };
+  return { root: pipeline.root, cacheDir, pipeline, digests, hasher, store, warnings, backend: opts.backend ?? "auto" };
+}
+
+/**
+ * What the plan's instances that would run need (src/pipeline/needs.ts): looks on disk for the
+ * manual inputs and reads this machine's calibration for the backend.
+ */
+export async function needsFor(ws: Workspace, steps: readonly PlanStep[]): Promise<Needs> {
+  const p = ws.pipeline;
+  const running = wouldRun(steps).flatMap((id) => p.instances.get(id) ?? []);
+  const manual = [...manualInputs(running, p.instances).keys()];
+  const present = new Set<string>();
+  for (const path of manual) if (await pathExists(absPath(p, path))) present.add(path);
+  const calibration = await readCalibration(ws.root, thisMachine(), ws.backend);
+  return needsOf({ steps, instances: p.instances, inputs: p.inputs ?? new Map(), present, backend: ws.backend, calibration });
 }
 
 export function observerOf(ws: Workspace): Observer {

@@ -2,6 +2,7 @@
 // throttled per instance. For pipes, CI and logs. Knows only the event types (src/runner/events.ts).
 import type { PlanCounts, PlanStep } from "../pipeline/types.ts";
 import type { EventSink, RunnerEvent } from "../runner/events.ts";
+import { needsLines } from "../pipeline/needs.ts";
 
 export interface PlainOptions {
   write(text: string): void;
@@ -75,7 +76,8 @@ export function createPlainSink(o: PlainOptions): EventSink {
       case "plan":
         dryRun = e.dryRun;
         for (const l of planLines(e.steps, e.counts, e.dryRun || !!o.verbose)) out(l);
-        if (e.dryRun) out(c("dim", "dry run: nothing was executed"));
+        if (e.needs && e.dryRun) for (const l of needsLines(e.needs)) out(l.startsWith("WARNING") || l.startsWith("missing manual inputs (") ? c("yellow", l) : l);
+        if (e.dryRun) out(c("dim", e.needs?.missingInputs.length ? "dry run: nothing was executed; a run would stop at once until the missing manual inputs are in place" : "dry run: nothing was executed"));
         break;
       case "instance-start":
         out(`${c("blue", e.action === "run" ? "> run" : "> restore")} ${e.id}${e.reason ? c("dim", `  (${e.reason})`) : ""}`);
