@@ -68,6 +68,8 @@ export interface Pipeline {
   graph: DirectedGraph<{ instance: StageInstance }, { paths: string[] }>;
   /** Where the profile's instances run by default (pipeline.yaml `profiles.<name>.executor`). */
   executor?: ExecutorSetting;
+  /** Absolute read-only data folders (`profiles.<name>.immutable`): deps inside are trusted while their folders are unchanged. */
+  immutable?: string[];
 }
 
 export interface ExecutorSetting {
