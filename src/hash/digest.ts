@@ -9,7 +9,7 @@ import { mapLimit } from "../io/map-limit.ts";
 import { sha256File, sha256Hex, sharedHashPool, type HashPool } from "../io/sha256.ts";
 import { canonicalJson } from "./canonical-json.ts";
 import { nowNs, StatCache } from "./stat-cache.ts";
-import { checkDirs, checkFiles, isRacy, SigHasher, TreeLinkError, TreeStore, treeKey, walkTree, type DirSig, type EntryRow, type TreeHead, type WalkedFile } from "./tree-cache.ts";
+import { checkDirs, checkFiles, combineSigs, isRacy, TreeLinkError, TreeStore, treeKey, walkTree, type DirSig, type EntryRow, type ListingMemo, type TreeHead, type WalkedFile } from "./tree-cache.ts";
 
 /** "sha256:<64 lowercase hex>". */
 export type Digest = string;
@@ -233,6 +233,8 @@ export class DigestService {
   }
 
   private memo: Map<string, Promise<PathDigest | null>> | null = null;
+  /** Folder listings of this session: a folder nested in another dep folder is stat'ed once. */
+  private listings: ListingMemo | null = null;
   private sessions = 0;
 
   /**
@@ -241,11 +243,17 @@ export class DigestService {
    * workspace while a session is open (a run's assessment, before anything executes).
    */
   async session<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.sessions++ === 0) this.memo = new Map();
+    if (this.sessions++ === 0) {
+      this.memo = new Map();
+      this.listings = new Map();
+    }
     try {
       return await fn();
     } finally {
-      if (--this.sessions === 0) this.memo = null;
+      if (--this.sessions === 0) {
+        this.memo = null;
+        this.listings = null;
+      }
     }
   }
 
@@ -279,7 +287,7 @@ export class DigestService {
         this.stats.treesByDirs++;
         return { kind: "dir", digest: head.digest, size: head.size };
       }
-      if (checkFiles(head).ok) {
+      if (checkFiles(head, this.listings ?? undefined).ok) {
         this.stats.treesByFiles++;
         return { kind: "dir", digest: head.digest, size: head.size };
       }
@@ -292,12 +300,10 @@ export class DigestService {
     const madeAtMs = Date.now();
     const walked: WalkedFile[] = [];
     const dirs: DirSig[] = [];
-    const sig = new SigHasher();
     walkTree(
       abs,
       (f) => {
         walked.push(f);
-        sig.add(f);
       },
       (d) => dirs.push(d),
     );
@@ -321,7 +327,7 @@ export class DigestService {
     const digest = treeDigest(files);
     const size = files.reduce((s, f) => s + f.size, 0);
     if (recordable) {
-      const next: TreeHead = { version: 1, path: abs, digest, size, count: rows.length, madeAtMs, statSig: sig.digest(), dirs, entries: `${treeKey(abs)}-${hexOf(digest).slice(0, 16)}.entries.json` };
+      const next: TreeHead = { version: 2, path: abs, digest, size, count: rows.length, madeAtMs, statSig: combineSigs(dirs), dirs, entries: `${treeKey(abs)}-${hexOf(digest).slice(0, 16)}.entries.json` };
       this.trees.put(next, rows, head);
       // Their digests now live in the record: the stat cache's copies would only be loaded for nothing.
       for (const f of walked) this.statCache.forget(FILE_NS, f.abs);

@@ -24,14 +24,14 @@ export interface WalkedFile extends StatSig {
   abs: string;
 }
 
-/** A folder of a tree: "" is the tree's own folder. */
-export type DirSig = [rel: string, dev: number, ino: number, mtimeMs: number, ctimeMs: number];
+/** A folder of a tree: "" is the tree's own folder; `sig` is its listing's (see listDir). */
+export type DirSig = [rel: string, dev: number, ino: number, mtimeMs: number, ctimeMs: number, sig: string];
 
 /** One file of a record: rel, size, digest hex, dev, ino, mtimeMs, ctimeMs, hashedAtMs. */
 export type EntryRow = [string, number, string, number, number, number, number, number];
 
 export interface TreeHead {
-  version: 1;
+  version: 2;
   path: string;
   /** "sha256:<hex>" of the folder's manifest. */
   digest: string;
@@ -39,9 +39,9 @@ export interface TreeHead {
   count: number;
   /** Wall clock (ms) when the walk that produced this record started. */
   madeAtMs: number;
-  /** sha256 over the walk's file lines (see sigLine), in walk order. */
+  /** sha256 over the folders' listing signatures, in `dirs` order ("" = void: check fails). */
   statSig: string;
-  /** Every folder of the tree (links followed), in walk order. */
+  /** Every folder of the tree (links followed), parents before children. */
   dirs: DirSig[];
   /** The file (beside the head) holding the EntryRows. */
   entries: string;
@@ -63,57 +63,81 @@ export function isRacy(mtimeMs: number, atMs: number): boolean {
   return atMs - mtimeMs <= racyWindowMs(mtimeMs);
 }
 
-export function sigLine(f: { rel: string } & StatSig): string {
-  return `${f.rel}\0${f.dev}\0${f.ino}\0${f.size}\0${f.mtimeMs}\0${f.ctimeMs}\n`;
+/** A file's line in its folder's listing signature: every compared field. */
+export function sigLine(name: string, f: StatSig): string {
+  return `f\0${name}\0${f.dev}\0${f.ino}\0${f.size}\0${f.mtimeMs}\0${f.ctimeMs}\n`;
 }
 
 export function sameStat(a: StatSig, b: StatSig): boolean {
   return a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs;
 }
 
+/** One folder's listing: its files (stat'ed, links followed), its sub-folders, and their signature. */
+export interface Listing {
+  files: WalkedFile[];
+  subdirs: Array<{ name: string; abs: string; st: Stats }>;
+  /** sha256 over the entries' lines (files: name and stat; folders: name), in readdir order. */
+  sig: string;
+  /** max over files of mtime + racy window: the listing is racy for a record made before this. */
+  racyUntilMs: number;
+}
+
 /**
- * Walks the regular files under `dir` in readdir order with THE symlink rule of digest.ts (links
- * followed; a dangling link or a cycle is a TreeLinkError; special files skipped). Order is what the
- * OS gives: a record made in one order and checked in another only fails its check (a re-walk), it
- * never passes wrongly.
+ * Lists one folder with THE symlink rule of digest.ts: links followed, a dangling link is a
+ * TreeLinkError, special files skipped. Order is what the OS gives: a record made in one order and
+ * checked in another only fails its check (a re-walk), it never passes wrongly.
  */
+export function listDir(abs: string, rel: string): Listing {
+  const h = createHash("sha256");
+  let buf = "";
+  const files: WalkedFile[] = [];
+  const subdirs: Listing["subdirs"] = [];
+  let racyUntilMs = -Infinity;
+  for (const e of readdirSync(abs, { withFileTypes: true })) {
+    if (!e.isDirectory() && !e.isFile() && !e.isSymbolicLink()) continue;
+    const childAbs = join(abs, e.name);
+    const st = statSync(childAbs, { throwIfNoEntry: false });
+    if (!st) throw new TreeLinkError(`dangling symlink ${childAbs}`);
+    if (st.isDirectory()) {
+      subdirs.push({ name: e.name, abs: childAbs, st });
+      buf += `d\0${e.name}\n`;
+    } else if (st.isFile()) {
+      const f = { rel: rel ? `${rel}/${e.name}` : e.name, abs: childAbs, dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs };
+      files.push(f);
+      buf += sigLine(e.name, f);
+      const until = f.mtimeMs + racyWindowMs(f.mtimeMs);
+      if (until > racyUntilMs) racyUntilMs = until;
+    } else continue;
+    if (buf.length > 65536) {
+      h.update(buf);
+      buf = "";
+    }
+  }
+  h.update(buf);
+  return { files, subdirs, sig: h.digest("hex"), racyUntilMs };
+}
+
+/** Walks the regular files under `dir`, parents' listings before children's; cycles are TreeLinkErrors. */
 export function walkTree(dir: string, onFile: (f: WalkedFile) => void, onDir: (d: DirSig) => void): void {
   const onPath = new Set<string>();
   const walk = (abs: string, rel: string, st: Stats): void => {
     const real = realpathSync(abs);
     if (onPath.has(real)) throw new TreeLinkError(`symlink cycle at ${abs}`);
     onPath.add(real);
-    onDir([rel, st.dev, st.ino, st.mtimeMs, st.ctimeMs]);
-    for (const e of readdirSync(abs, { withFileTypes: true })) {
-      const childAbs = join(abs, e.name);
-      const childRel = rel ? `${rel}/${e.name}` : e.name;
-      if (!e.isDirectory() && !e.isFile() && !e.isSymbolicLink()) continue;
-      const cst = statSync(childAbs, { throwIfNoEntry: false });
-      if (!cst) throw new TreeLinkError(`dangling symlink ${childAbs}`);
-      if (cst.isDirectory()) walk(childAbs, childRel, cst);
-      else if (cst.isFile()) onFile({ rel: childRel, abs: childAbs, dev: cst.dev, ino: cst.ino, size: cst.size, mtimeMs: cst.mtimeMs, ctimeMs: cst.ctimeMs });
-    }
+    const l = listDir(abs, rel);
+    onDir([rel, st.dev, st.ino, st.mtimeMs, st.ctimeMs, l.sig]);
+    for (const f of l.files) onFile(f);
+    for (const d of l.subdirs) walk(d.abs, rel ? `${rel}/${d.name}` : d.name, d.st);
     onPath.delete(real);
   };
   walk(dir, "", statSync(dir));
 }
 
-/** Streams sigLines into sha256 in 64 KiB chunks (one update per file costs more than the stat). */
-export class SigHasher {
-  private h = createHash("sha256");
-  private buf = "";
-  add(f: { rel: string } & StatSig): void {
-    this.buf += sigLine(f);
-    if (this.buf.length > 65536) {
-      this.h.update(this.buf);
-      this.buf = "";
-    }
-  }
-  digest(): string {
-    this.h.update(this.buf);
-    this.buf = "";
-    return this.h.digest("hex");
-  }
+/** The head's statSig from its folders' listing signatures. */
+export function combineSigs(dirs: readonly DirSig[]): string {
+  const h = createHash("sha256");
+  for (const d of dirs) h.update(`${d[0]}\0${d[5]}\n`);
+  return h.digest("hex");
 }
 
 export type CheckResult = { ok: true } | { ok: false; why: "dirs-changed" | "files-changed" | "racy" };
@@ -133,26 +157,35 @@ export function checkDirs(head: TreeHead): CheckResult {
   return { ok: true };
 }
 
+/** Listings already made by this process, by absolute folder (one assessment: see DigestService.session). */
+export type ListingMemo = Map<string, { sig: string; racyUntilMs: number }>;
+
 /**
- * The full check: a walk that stats every file and compares the signature of (path, device, inode,
- * size, mtime, ctime) of all of them with the record's, and refuses files modified within the racy
- * window of the record. Any write to a file moves its ctime, which no user tool can set back, so an
- * in-place edit is detected even when size and mtime are restored. Cost: one stat per file.
+ * The full check: each folder of the record is listed again and every file in it stat'ed; the
+ * listing signatures (names, and each file's device, inode, size, mtime, ctime) must be the record's,
+ * and no file may have been modified within the racy window of the record. Any write to a file moves
+ * its ctime, which no user tool can set back, so an in-place edit is seen even with size and mtime
+ * restored; a file or folder added, removed or renamed changes a listing. Cost: one stat per file,
+ * paid once per assessment for folders nested in others (`memo`).
  */
-export function checkFiles(head: TreeHead): CheckResult {
-  const sig = new SigHasher();
+export function checkFiles(head: TreeHead, memo?: ListingMemo): CheckResult {
+  if (head.statSig === "" || combineSigs(head.dirs) !== head.statSig) return { ok: false, why: "files-changed" };
   let racy = false;
-  let count = 0;
-  walkTree(
-    head.path,
-    (f) => {
-      count++;
-      sig.add(f);
-      if (!racy && isRacy(f.mtimeMs, head.madeAtMs)) racy = true;
-    },
-    () => {},
-  );
-  if (count !== head.count || sig.digest() !== head.statSig) return { ok: false, why: "files-changed" };
+  for (const d of head.dirs) {
+    const abs = d[0] ? join(head.path, d[0]) : head.path;
+    let l = memo?.get(abs);
+    if (!l) {
+      try {
+        const x = listDir(abs, d[0]);
+        l = { sig: x.sig, racyUntilMs: x.racyUntilMs };
+      } catch {
+        return { ok: false, why: "files-changed" };
+      }
+      memo?.set(abs, l);
+    }
+    if (l.sig !== d[5]) return { ok: false, why: "files-changed" };
+    if (head.madeAtMs <= l.racyUntilMs) racy = true;
+  }
   return racy ? { ok: false, why: "racy" } : { ok: true };
 }
 
@@ -166,7 +199,7 @@ function validHead(h: unknown, abs: string): h is TreeHead {
   const x = h as Partial<TreeHead>;
   return (
     !!x &&
-    x.version === 1 &&
+    x.version === 2 &&
     x.path === abs &&
     typeof x.digest === "string" &&
     typeof x.size === "number" &&

@@ -22,7 +22,7 @@ test("racy window: 2 s for whole-second mtimes, 50 ms otherwise", () => {
 });
 
 test("sigLine: every compared field is in the line", () => {
-  assert.is(sigLine({ rel: "a/b.png", dev: 2049, ino: 77, size: 5, mtimeMs: 1.5, ctimeMs: 2.25 }), "a/b.png\u00002049\u000077\u00005\u00001.5\u00002.25\n");
+  assert.is(sigLine("b.png", { dev: 2049, ino: 77, size: 5, mtimeMs: 1.5, ctimeMs: 2.25 }), "f\u0000b.png\u00002049\u000077\u00005\u00001.5\u00002.25\n");
 });
 
 test("isInsideAny: the folder itself and what is under it, not a sibling with the same prefix", () => {
@@ -94,6 +94,32 @@ test("immutable: folders only. A file added is seen; a file rewritten in place i
     const added = await open(t.root);
     assert.is.not((await added.digestPath(dir, { immutable: true }))!.digest, seen, "a file added moves its folder's mtime");
     assert.is(added.stats.treesRebuilt, 1);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test("folders nested in one another, in one session: both answered by their records, and both see an edit", async () => {
+  const t = await tempDir();
+  try {
+    const dir = await tree(t.root);
+    const first = await open(t.root);
+    const outer = (await first.digestPath(dir))!.digest;
+    const inner = (await first.digestPath(join(dir, "c1")))!.digest;
+    await first.save();
+    const warm = await open(t.root);
+    await warm.session(async () => {
+      assert.is((await warm.digestPath(dir))!.digest, outer);
+      assert.is((await warm.digestPath(join(dir, "c1")))!.digest, inner);
+    });
+    assert.equal([warm.stats.treesByFiles, warm.stats.treesRebuilt], [2, 0]);
+    await writeAged(t.root, "d/c1/sub/new.txt", "new");
+    const after = await open(t.root);
+    await after.session(async () => {
+      assert.is.not((await after.digestPath(dir))!.digest, outer);
+      assert.is.not((await after.digestPath(join(dir, "c1")))!.digest, inner);
+    });
+    assert.equal([after.stats.treesRebuilt, after.stats.filesHashed], [2, 2], "the new file, once per record that holds it");
   } finally {
     await t.cleanup();
   }
