@@ -233,6 +233,8 @@ export class DigestService {
   }
 
   private memo: Map<string, Promise<PathDigest | null>> | null = null;
+  /** Other values computed once per session (e.g. a stage module's code digests), by key. */
+  private values: Map<string, Promise<unknown>> | null = null;
   /** Folder listings of this session: a folder nested in another dep folder is stat'ed once. */
   private listings: ListingMemo | null = null;
   private sessions = 0;
@@ -242,10 +244,22 @@ export class DigestService {
    * dep is walked once per status, not twice). For read-only observation only: nothing may write the
    * workspace while a session is open (a run's assessment, before anything executes).
    */
+  /** `make()`, computed once per key while a session is open (outside one: every time). */
+  once<T>(key: string, make: () => Promise<T>): Promise<T> {
+    if (!this.values) return make();
+    let p = this.values.get(key) as Promise<T> | undefined;
+    if (!p) {
+      p = make();
+      this.values.set(key, p);
+    }
+    return p;
+  }
+
   async session<T>(fn: () => Promise<T>): Promise<T> {
     if (this.sessions++ === 0) {
       this.memo = new Map();
       this.listings = new Map();
+      this.values = new Map();
     }
     try {
       return await fn();
@@ -253,6 +267,7 @@ export class DigestService {
       if (--this.sessions === 0) {
         this.memo = null;
         this.listings = null;
+        this.values = null;
       }
     }
   }

@@ -74,12 +74,13 @@ export class Hasher {
     const digests = await mapLimit(named, LANES, ([name, path]) => this.depDigest(inst, name, path));
     const deps: Record<string, string> = {};
     named.forEach(([, path], i) => (deps[path] = digests[i]!));
-    const { code: codeDigests, imports } = await this.code.digestModule(inst.module);
+    // 98 demo instances share 5 modules: within one assessment each closure is stat'ed once.
+    const { code: codeDigests, imports } = await this.digests.once(`code:${inst.module}`, () => this.code.digestModule(inst.module));
     const parts: FingerprintParts = {
       params: inst.params,
       paramsHash: paramsHash(inst.params),
       deps,
-      code: codeDigests,
+      code: { ...codeDigests },
       runtime: await this.runtimeFor(imports),
       decl: { deps: { ...inst.deps }, outs: { ...inst.outs } },
       // Stage contract version (absent without a contract: canonical JSON drops undefined members).
