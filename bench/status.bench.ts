@@ -56,7 +56,9 @@ console.log(`status bench: ${cpus().length} cores, load average ${loadavg().map(
 series("start-up: `sed-pipe --version`", ["--version"], REPO);
 
 // 1. The demo workspace, if a run left one.
-if (process.env.SED_BENCH_SKIP_DEMO !== "1" && existsSync(join(REPO, "pipeline.lock"))) {
+if (process.env.SED_BENCH_SKIP_DEMO === "1") {
+  console.log("demo: skipped (SED_BENCH_SKIP_DEMO=1)");
+} else if (existsSync(join(REPO, "pipeline.lock"))) {
   time(["status"], REPO); // builds the CLI bundle if sources changed, settles the records
   series("demo: warm `sed-pipe status`", ["status"], REPO);
   series("demo: warm `sed-pipe run tables --dry-run`", ["run", "tables", "--dry-run", "--ui", "plain"], REPO);

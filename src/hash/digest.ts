@@ -239,11 +239,6 @@ export class DigestService {
   private listings: ListingMemo | null = null;
   private sessions = 0;
 
-  /**
-   * Runs `fn` with each path digested at most once (a folder that is one stage's output and another's
-   * dep is walked once per status, not twice). For read-only observation only: nothing may write the
-   * workspace while a session is open (a run's assessment, before anything executes).
-   */
   /** `make()`, computed once per key while a session is open (outside one: every time). */
   once<T>(key: string, make: () => Promise<T>): Promise<T> {
     if (!this.values) return make();
@@ -255,6 +250,11 @@ export class DigestService {
     return p;
   }
 
+  /**
+   * Runs `fn` with each path digested at most once (a folder that is one stage's output and another's
+   * dep is walked once per status, not twice). For read-only observation only: nothing may write the
+   * workspace while a session is open (a run's assessment, before anything executes).
+   */
   async session<T>(fn: () => Promise<T>): Promise<T> {
     if (this.sessions++ === 0) {
       this.memo = new Map();
