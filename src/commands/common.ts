@@ -79,8 +79,9 @@ export async function fingerprintBackend(requested: string = "auto"): Promise<st
   return predictBackend(requested).name;
 }
 
-export async function openFor(cli: Pick<CliContext, "root" | "err" | "env">, opts: { profile?: string; backend?: string }): Promise<Workspace> {
-  const o: { profile?: string; backend?: string; blas: boolean; link: "copy" | "hardlink"; onWarn: (m: string) => void } = {
+export async function openFor(cli: Pick<CliContext, "root" | "err" | "env">, opts: { profile?: string; backend?: string; paranoid?: boolean }): Promise<Workspace> {
+  const o: { profile?: string; backend?: string; blas: boolean; link: "copy" | "hardlink"; paranoid: boolean; onWarn: (m: string) => void } = {
+    paranoid: opts.paranoid === true,
     blas: cli.env.SED_PIPE_NO_BLAS !== "1",
     link: linkModeFromEnv(cli.env),
     onWarn: (m) => warnLine(cli, m),

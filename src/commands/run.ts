@@ -24,6 +24,7 @@ export function registerRunCommand(program: Command, cli: CliContext): void {
     .option("-p, --profile <name>", "params profile from pipeline.yaml (default: default_profile)")
     .option("-b, --backend <name>", "compute backend for stages: auto, tfjs-node-gpu, tfjs-node, wasm (best matMul path), wasm+blas, wasm-fixed, cpu", "auto")
     .option("--json", "print runner events as NDJSON on stdout")
+    .option("--paranoid", "check deps in the profile's immutable folders file by file too")
     .option("--no-wait", "fail at once (exit 2) if another run holds the workspace, instead of waiting")
     .option("-v, --verbose", "plain output: also print stage log lines and fresh instances")
     .option("--ui <kind>", "auto (live view on a terminal, plain lines otherwise), ink or plain", "auto")

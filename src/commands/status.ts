@@ -15,6 +15,7 @@ export function registerStatusCommands(program: Command, cli: CliContext): void 
     .option("-b, --backend <name>", "compute backend the fingerprints assume", "auto")
     .option("--json", "print {schemaVersion, instances: [...]} on stdout")
     .option("--exit-code", "exit 1 when anything is not fresh (for CI gates)")
+    .option("--paranoid", "check deps in the profile's immutable folders file by file too")
     .addHelpText("after", EXAMPLES(["sed-pipe status", "sed-pipe status eval --json | jq '.instances[] | select(.state != \"fresh\")'"]))
     .action(async (targets: string[], opts) => {
       const [{ resolveTargets }, { planOnly, stateOf, needsFor }, { needsLines }] = await Promise.all([
@@ -61,6 +62,7 @@ export function registerStatusCommands(program: Command, cli: CliContext): void 
     .option("-p, --profile <name>", "params profile")
     .option("-b, --backend <name>", "compute backend the fingerprints assume", "auto")
     .option("--json", "print the plan steps as JSON")
+    .option("--paranoid", "check deps in the profile's immutable folders file by file too")
     .addHelpText("after", EXAMPLES(["sed-pipe why train-heads@ood_gen", "sed-pipe why eval"]))
     .action(async (target: string, opts) => {
       const [{ matchTarget, resolveTargets }, { planOnly }, { explain }] = await Promise.all([import("../pipeline/select.ts"), import("../runner/workspace.ts"), import("../pipeline/plan.ts")]);

@@ -4,11 +4,12 @@
 // Knows nothing of pipelines, plans or the cache store.
 import { readdirSync, realpathSync, statSync, lstatSync, type BigIntStats } from "node:fs";
 import { rm } from "node:fs/promises";
-import { isAbsolute, join } from "node:path";
+import { dirname, isAbsolute, join } from "node:path";
 import { mapLimit } from "../io/map-limit.ts";
 import { sha256File, sha256Hex, sharedHashPool, type HashPool } from "../io/sha256.ts";
 import { canonicalJson } from "./canonical-json.ts";
 import { nowNs, StatCache } from "./stat-cache.ts";
+import { checkDirs, checkFiles, combineSigs, isRacy, TreeLinkError, TreeStore, treeKey, walkTree, type DirSig, type EntryRow, type ListingMemo, type TreeHead, type WalkedFile } from "./tree-cache.ts";
 
 /** "sha256:<64 lowercase hex>". */
 export type Digest = string;
@@ -124,27 +125,51 @@ export function listTree(dir: string): Listed[] {
   return out.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
 }
 
+/** A bigint ns time and a number ms time of one stat agree (to 1 µs: float ms loses the last ns digits). */
+function nearMs(ns: bigint, ms: number): boolean {
+  return Math.abs(Number(ns) / 1e6 - ms) < 0.001;
+}
+
 export interface PathDigest {
   kind: "file" | "dir";
   digest: Digest;
   /** Bytes of the file, or of all files of the folder. */
   size: number;
-  /** Folders only: the manifest entries whose canonical bytes `digest` names. */
+  /**
+   * Folders only: the manifest entries whose canonical bytes `digest` names, when they were in hand
+   * (a folder found unchanged by its tree record leaves them on disk: DigestService.filesOf reads them).
+   */
   files?: TreeEntry[];
+}
+
+export interface DigestPathOptions {
+  /**
+   * A folder declared immutable (a read-only data set): its tree record is trusted while no folder in
+   * it changed (files added, removed or renamed are seen; a file rewritten in place is NOT). Without
+   * it, every file of the folder is stat'ed (an in-place edit is seen through its ctime).
+   */
+  immutable?: boolean;
 }
 
 export interface DigestStats {
   /** Files whose bytes were read and hashed (stat-cache misses). */
   filesHashed: number;
   bytesHashed: number;
-  /** Files answered by the stat cache. */
+  /** Files answered by the stat cache or a tree record's entries. */
   cacheHits: number;
+  /** Folders answered by their tree record: after a stat of each sub-folder (immutable) / of each file. */
+  treesByDirs: number;
+  treesByFiles: number;
+  /** Folders walked and rebuilt file by file (no record, or something changed). */
+  treesRebuilt: number;
 }
 
 /** The stat cache's file; `cache/state/outputs.json` was the second one of older versions. */
 export const STATE_FILE = "cache/state/stat-cache.json";
 const OLD_STATE_FILES = ["cache/state/outputs.json"];
 const FILE_NS = "file";
+/** Tree records, beside the stat cache's file. */
+export const TREES_DIR = "trees";
 /** Files of one folder hashed at once (only misses cost: hits are a synchronous stat). */
 const LANES = 16;
 
@@ -161,7 +186,7 @@ export interface DigestServiceOptions {
  * match and the file was not modified within the timestamp granularity of its hashing.
  */
 export class DigestService {
-  readonly stats: DigestStats = { filesHashed: 0, bytesHashed: 0, cacheHits: 0 };
+  readonly stats: DigestStats = { filesHashed: 0, bytesHashed: 0, cacheHits: 0, treesByDirs: 0, treesByFiles: 0, treesRebuilt: 0 };
   private inflight = new Map<string, Promise<PathDigest | null>>();
   private readonly pool: HashPool | null;
 
@@ -170,6 +195,8 @@ export class DigestService {
     readonly statCache: StatCache,
     opts: DigestServiceOptions,
     private readonly stateRoot: string | null,
+    /** Tree records (beside the stat cache's file, in trees/). */
+    readonly trees: TreeStore,
   ) {
     this.pool = opts.pool === undefined ? sharedHashPool() : opts.pool;
   }
@@ -178,32 +205,74 @@ export class DigestService {
   static async open(root: string, opts: DigestServiceOptions = {}): Promise<DigestService> {
     const statePath = opts.statePath === undefined ? join(root, STATE_FILE) : opts.statePath;
     const cache = statePath === null ? StatCache.empty() : await StatCache.load(statePath, opts.onWarn);
-    return new DigestService(cache, opts, statePath === null ? null : root);
+    return new DigestService(cache, opts, statePath === null ? null : root, new TreeStore(statePath === null ? null : join(dirname(statePath), TREES_DIR)));
   }
 
   /** A service with a cache that lives as long as it does (tests, one-off tools). */
   static inMemory(opts: Omit<DigestServiceOptions, "statePath"> = {}): DigestService {
-    return new DigestService(StatCache.empty(), opts, null);
+    return new DigestService(StatCache.empty(), opts, null, new TreeStore(null));
   }
 
   /**
    * Digest of a file or folder at an absolute path; null when nothing is there. Concurrent calls for
    * one path share the work; later calls look again (outputs are re-hashed after a run).
    */
-  digestPath(abs: string): Promise<PathDigest | null> {
-    let p = this.inflight.get(abs);
+  digestPath(abs: string, opts: DigestPathOptions = {}): Promise<PathDigest | null> {
+    const key = opts.immutable ? `immutable:${abs}` : abs;
+    const memo = this.memo?.get(key);
+    if (memo) return memo;
+    let p = this.inflight.get(key);
     if (!p) {
-      p = this.digestPathNow(abs);
-      this.inflight.set(abs, p);
-      const drop = () => this.inflight.delete(abs);
+      p = this.digestPathNow(abs, opts.immutable === true);
+      this.inflight.set(key, p);
+      const drop = () => this.inflight.delete(key);
       p.then(drop, drop);
+      this.memo?.set(key, p);
     }
     return p;
   }
 
-  private async digestPathNow(abs: string): Promise<PathDigest | null> {
-    // Synchronous stats on purpose: a warm status stats every file of every folder (22k demo images)
-    // and a promise per stat cost more than the stat.
+  private memo: Map<string, Promise<PathDigest | null>> | null = null;
+  /** Other values computed once per session (e.g. a stage module's code digests), by key. */
+  private values: Map<string, Promise<unknown>> | null = null;
+  /** Folder listings of this session: a folder nested in another dep folder is stat'ed once. */
+  private listings: ListingMemo | null = null;
+  private sessions = 0;
+
+  /** `make()`, computed once per key while a session is open (outside one: every time). */
+  once<T>(key: string, make: () => Promise<T>): Promise<T> {
+    if (!this.values) return make();
+    let p = this.values.get(key) as Promise<T> | undefined;
+    if (!p) {
+      p = make();
+      this.values.set(key, p);
+    }
+    return p;
+  }
+
+  /**
+   * Runs `fn` with each path digested at most once (a folder that is one stage's output and another's
+   * dep is walked once per status, not twice). For read-only observation only: nothing may write the
+   * workspace while a session is open (a run's assessment, before anything executes).
+   */
+  async session<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.sessions++ === 0) {
+      this.memo = new Map();
+      this.listings = new Map();
+      this.values = new Map();
+    }
+    try {
+      return await fn();
+    } finally {
+      if (--this.sessions === 0) {
+        this.memo = null;
+        this.listings = null;
+        this.values = null;
+      }
+    }
+  }
+
+  private async digestPathNow(abs: string, immutable: boolean): Promise<PathDigest | null> {
     const st = statSync(abs, { bigint: true, throwIfNoEntry: false });
     if (!st) {
       if (lstatSync(abs, { throwIfNoEntry: false })) throw new SymlinkError(`dangling symlink ${abs}`);
@@ -213,21 +282,104 @@ export class DigestService {
       const f = await this.digestFile(abs, st);
       return { kind: "file", digest: f.digest, size: f.size };
     }
-    const listed = listTree(abs);
-    const files = await mapLimit(listed, LANES, async (e) => {
-      const f = await this.digestFile(e.abs, e.st);
-      return { path: e.rel, size: f.size, digest: f.digest };
+    try {
+      return await this.digestDir(abs, immutable);
+    } catch (err) {
+      if (err instanceof TreeLinkError) throw new SymlinkError(err.message);
+      throw err;
+    }
+  }
+
+  /**
+   * A folder: its tree record when a check passes (immutable: folders only; else every file's stat),
+   * otherwise a walk that re-hashes only the files whose stat differs from the record's entries (or,
+   * for a folder last digested by an older version, from the stat cache), and a new record.
+   */
+  private async digestDir(abs: string, immutable: boolean): Promise<PathDigest> {
+    const head = await this.trees.head(abs);
+    if (head) {
+      if (immutable && checkDirs(head).ok) {
+        this.stats.treesByDirs++;
+        return { kind: "dir", digest: head.digest, size: head.size };
+      }
+      if (checkFiles(head, this.listings ?? undefined).ok) {
+        this.stats.treesByFiles++;
+        return { kind: "dir", digest: head.digest, size: head.size };
+      }
+    }
+    return this.rebuildDir(abs, head);
+  }
+
+  private async rebuildDir(abs: string, head: TreeHead | undefined): Promise<PathDigest> {
+    this.stats.treesRebuilt++;
+    const madeAtMs = Date.now();
+    const walked: WalkedFile[] = [];
+    const dirs: DirSig[] = [];
+    walkTree(
+      abs,
+      (f) => {
+        walked.push(f);
+      },
+      (d) => dirs.push(d),
+    );
+    const old = new Map((head ? this.trees.rowsSync(head) : undefined)?.map((r) => [r[0], r]));
+    let recordable = true;
+    const rows = await mapLimit(walked, LANES, async (f): Promise<EntryRow> => {
+      const o = old.get(f.rel);
+      if (o && o[1] === f.size && o[3] === f.dev && o[4] === f.ino && o[5] === f.mtimeMs && o[6] === f.ctimeMs && !isRacy(f.mtimeMs, o[7])) {
+        this.stats.cacheHits++;
+        return o;
+      }
+      const st = statSync(f.abs, { bigint: true });
+      // The walk's stat must be the one the digest belongs to, or the record would pair them wrongly.
+      if (Number(st.ino) !== f.ino || Number(st.size) !== f.size || !nearMs(st.mtimeNs, f.mtimeMs) || !nearMs(st.ctimeNs, f.ctimeMs)) recordable = false;
+      const r = await this.digestFileOnce(f.abs, st, false);
+      if (!r.stable) recordable = false;
+      return [f.rel, r.size, r.digest.slice(DIGEST_PREFIX.length), f.dev, f.ino, f.mtimeMs, f.ctimeMs, Math.min(madeAtMs, r.hashedAtMs)];
     });
-    return { kind: "dir", digest: treeDigest(files), size: files.reduce((s, f) => s + f.size, 0), files };
+    rows.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    const files: TreeEntry[] = rows.map((r) => ({ path: r[0], size: r[1], digest: DIGEST_PREFIX + r[2] }));
+    const digest = treeDigest(files);
+    const size = files.reduce((s, f) => s + f.size, 0);
+    if (recordable) {
+      const next: TreeHead = { version: 2, path: abs, digest, size, count: rows.length, madeAtMs, statSig: combineSigs(dirs), dirs, entries: `${treeKey(abs)}-${hexOf(digest).slice(0, 16)}.entries.json` };
+      this.trees.put(next, rows, head);
+      // Their digests now live in the record: the stat cache's copies would only be loaded for nothing.
+      for (const f of walked) this.statCache.forget(FILE_NS, f.abs);
+    }
+    return { kind: "dir", digest, size, files };
+  }
+
+  /**
+   * The manifest entries of a folder digest: `d.files` when present, else the tree record's entries
+   * (checked against `d.digest`), else a fresh walk, which must give the same digest.
+   */
+  async filesOf(abs: string, d: PathDigest): Promise<TreeEntry[]> {
+    if (d.files) return d.files;
+    const head = await this.trees.head(abs);
+    const rows = head && head.digest === d.digest ? this.trees.rowsSync(head) : undefined;
+    if (rows) return rows.map((r) => ({ path: r[0], size: r[1], digest: DIGEST_PREFIX + r[2] }));
+    const again = await this.rebuildDir(abs, undefined);
+    if (again.digest !== d.digest) throw new Error(`folder ${abs} changed while it was being read`);
+    return again.files!;
   }
 
   /** Digest of one regular file; `st` (followed, bigint) when the caller has it. */
   async digestFile(abs: string, st: BigIntStats = statSync(abs, { bigint: true })): Promise<{ digest: Digest; size: number }> {
+    const r = await this.digestFileOnce(abs, st, true);
+    return { digest: r.digest, size: r.size };
+  }
+
+  /**
+   * The stat cache, else the bytes. `stable`: the file did not change while it was read (its digest
+   * may be recorded against `st`); `remember`: store it in the stat cache (tree records keep their own).
+   */
+  private async digestFileOnce(abs: string, st: BigIntStats, remember: boolean): Promise<{ digest: Digest; size: number; stable: boolean; hashedAtMs: number }> {
     const size = Number(st.size);
     const hit = this.statCache.lookup(FILE_NS, abs, st);
     if (hit) {
       this.stats.cacheHits++;
-      return { digest: hit, size };
+      return { digest: hit, size, stable: true, hashedAtMs: Date.now() };
     }
     const started = nowNs();
     const digest = DIGEST_PREFIX + (await sha256File(abs, { size, pool: this.pool }));
@@ -235,8 +387,9 @@ export class DigestService {
     this.stats.bytesHashed += size;
     // A file that changed while it was read no longer matches its stat: never cache a torn digest.
     const after = statSync(abs, { bigint: true, throwIfNoEntry: false });
-    if (after && after.mtimeNs === st.mtimeNs && after.size === st.size && after.ino === st.ino) this.statCache.store(FILE_NS, abs, st, digest, started);
-    return { digest, size };
+    const stable = !!after && after.mtimeNs === st.mtimeNs && after.ctimeNs === st.ctimeNs && after.size === st.size && after.ino === st.ino;
+    if (stable && remember) this.statCache.store(FILE_NS, abs, st, digest, started);
+    return { digest, size, stable, hashedAtMs: Number(started / 1_000_000n) };
   }
 
   /**
@@ -246,10 +399,13 @@ export class DigestService {
   noteMetadataChange(abs: string): void {
     const st = statSync(abs, { bigint: true, throwIfNoEntry: false });
     if (st) this.statCache.touchCtime(FILE_NS, abs, st);
+    const n = statSync(abs, { throwIfNoEntry: false });
+    if (n) this.trees.noteCtime(abs, n);
   }
 
-  /** Persists the stat cache (atomic, merged with what other processes saved meanwhile). */
+  /** Persists new tree records, then the stat cache (atomic, merged with what other processes saved meanwhile). */
   async save(): Promise<void> {
+    await this.trees.flush();
     await this.statCache.save();
     if (this.stateRoot) {
       const root = this.stateRoot;

@@ -1,6 +1,6 @@
 // Hasher: digests of deps (stat-cached), code closures and runtime, combined into an instance's
 // Fingerprint. Owns the fingerprint schema; never decides what runs (that is src/pipeline/plan.ts).
-import { isAbsolute, resolve } from "node:path";
+import { isAbsolute, resolve, sep } from "node:path";
 import { SedPipeError } from "../errors.ts";
 import type { Fingerprint, FingerprintParts, StageInstance } from "../pipeline/types.ts";
 import { mapLimit } from "../io/map-limit.ts";
@@ -21,6 +21,16 @@ export interface HasherOptions {
   backend?: string;
   /** false: the OpenBLAS kernels are switched off for stages (they then compute with pure wasm). */
   blas?: boolean;
+  /** Absolute folders declared immutable: a dep inside one is checked by its folders' stats only. */
+  immutable?: readonly string[];
+}
+
+/** True when `abs` is one of `dirs` or inside one (absolute, normalised paths; no file-system access). */
+export function isInsideAny(abs: string, dirs: readonly string[]): boolean {
+  return dirs.some((d) => {
+    const base = d.length > 1 && d.endsWith(sep) ? d.slice(0, -1) : d;
+    return abs === base || abs.startsWith(base === sep ? base : base + sep);
+  });
 }
 
 export class Hasher {
@@ -28,11 +38,13 @@ export class Hasher {
   readonly backend: string;
   readonly blas: boolean;
   readonly code: CodeDigester;
+  readonly immutable: readonly string[];
 
   constructor(root: string, readonly digests: DigestService, opts: HasherOptions = {}) {
     this.root = resolve(root);
     this.backend = opts.backend ?? "auto";
     this.blas = opts.blas ?? true;
+    this.immutable = opts.immutable ?? [];
     this.code = new CodeDigester(this.root, digests.statCache);
   }
 
@@ -43,7 +55,8 @@ export class Hasher {
   /** Content digest of a dep (project-relative or absolute); a missing path is a user-facing error. */
   private async depDigest(inst: StageInstance, name: string, path: string): Promise<string> {
     try {
-      const d = await this.digests.digestPath(this.abs(path));
+      const abs = this.abs(path);
+      const d = await this.digests.digestPath(abs, { immutable: isInsideAny(abs, this.immutable) });
       if (d) return d.digest;
     } catch (err) {
       if (err instanceof SymlinkError) {
@@ -61,12 +74,13 @@ export class Hasher {
     const digests = await mapLimit(named, LANES, ([name, path]) => this.depDigest(inst, name, path));
     const deps: Record<string, string> = {};
     named.forEach(([, path], i) => (deps[path] = digests[i]!));
-    const { code: codeDigests, imports } = await this.code.digestModule(inst.module);
+    // 98 demo instances share 5 modules: within one assessment each closure is stat'ed once.
+    const { code: codeDigests, imports } = await this.digests.once(`code:${inst.module}`, () => this.code.digestModule(inst.module));
     const parts: FingerprintParts = {
       params: inst.params,
       paramsHash: paramsHash(inst.params),
       deps,
-      code: codeDigests,
+      code: { ...codeDigests },
       runtime: await this.runtimeFor(imports),
       decl: { deps: { ...inst.deps }, outs: { ...inst.outs } },
       // Stage contract version (absent without a contract: canonical JSON drops undefined members).

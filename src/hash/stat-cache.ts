@@ -40,6 +40,8 @@ export class StatCache {
   private entries: Record<string, Entry>;
   /** Keys stored by this process: only these overwrite what is on disk at save time. */
   private changed = new Set<string>();
+  /** Keys this process dropped (their digests moved to a tree record): removed from disk at save time. */
+  private dropped = new Set<string>();
   /** Lookups answered from the cache / refused (stale or racy), for tests and benchmarks. */
   hits = 0;
   misses = 0;
@@ -98,6 +100,15 @@ export class StatCache {
     this.changed.add(`${ns}:${abs}`);
   }
 
+  /** Drops an entry (a tree record now holds the file's digest); no-op when there is none. */
+  forget(ns: string, abs: string): void {
+    const k = `${ns}:${abs}`;
+    if (!(k in this.entries)) return;
+    delete this.entries[k];
+    this.changed.delete(k);
+    this.dropped.add(k);
+  }
+
   /** After a metadata-only change (chmod, link) of an unchanged file: its entry takes the new ctime. */
   touchCtime(ns: string, abs: string, st: BigIntStats): void {
     const e = this.entries[`${ns}:${abs}`];
@@ -113,14 +124,16 @@ export class StatCache {
    * an unchanged file dropped that way costs one re-hash.
    */
   async save(): Promise<void> {
-    if (this.changed.size === 0 || this.file === null) return;
+    if ((this.changed.size === 0 && this.dropped.size === 0) || this.file === null) return;
     const merged = await readEntries(this.file, () => {});
+    for (const k of this.dropped) delete merged[k];
     for (const k of this.changed) merged[k] = this.entries[k]!;
     const oldest = nowNs() - MAX_AGE_NS;
     for (const [k, e] of Object.entries(merged)) if (BigInt(e.hashedAtNs) < oldest) delete merged[k];
     const data: CacheFile = { version: 1, entries: merged };
     await writeFileAtomic(this.file, JSON.stringify(data));
     this.changed.clear();
+    this.dropped.clear();
   }
 }
 

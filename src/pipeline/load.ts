@@ -46,6 +46,9 @@ const PipelineSchema = z.strictObject({
       params: pathOrPaths,
       // Where this profile's instances run by default (`run --executor` overrides it).
       executor: z.enum(["local", "slurm"]).optional(),
+      // Read-only data folders (project-relative or absolute): deps inside them are checked by their
+      // folders' stats only, not file by file (README: "Fingerprints and status"; `--paranoid` undoes it).
+      immutable: z.array(z.string().min(1)).optional(),
       slurm: z
         .strictObject({
           node: z.string().min(1).optional(),
@@ -74,7 +77,7 @@ function describePath(path: readonly PropertyKey[]): string {
 
 function allowedKeys(path: readonly PropertyKey[]): string[] {
   if (path.length === 0) return ["version", "default_profile", "profiles", "stages"];
-  if (path[0] === "profiles" && path.length === 2) return ["params", "executor", "slurm"];
+  if (path[0] === "profiles" && path.length === 2) return ["params", "executor", "slurm", "immutable"];
   if (path[0] === "profiles" && path.length === 3 && path[2] === "slurm") return ["node", "group_max", "retries"];
   if (path[0] === "stages" && path.length === 2) return [...STAGE_KEYS];
   return [];
@@ -169,7 +172,8 @@ export async function loadPipeline(rootIn: string, opts: LoadOptions = {}): Prom
   const instances = new Map<string, StageInstance>(order.map((inst) => [inst.id, inst]));
   const p = cfg.profiles[profile.name]!;
   const executor: ExecutorSetting = { kind: p.executor ?? "local", slurm: { ...(p.slurm?.node ? { node: p.slurm.node } : {}), ...(p.slurm?.group_max !== undefined ? { groupMax: p.slurm.group_max } : {}), ...(p.slurm?.retries !== undefined ? { retries: p.slurm.retries } : {}) } };
-  return { root, profile: profile.name, paramsFiles: profile.files.map((f) => f.src.name), stages: expanded.stages, instances, graph, executor, inputs };
+  const immutable = (p.immutable ?? []).map((d) => resolve(root, d));
+  return { root, profile: profile.name, paramsFiles: profile.files.map((f) => f.src.name), stages: expanded.stages, instances, graph, executor, inputs, ...(immutable.length ? { immutable } : {}) };
 }
 
 /**

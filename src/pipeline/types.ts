@@ -85,6 +85,8 @@ export interface Pipeline {
   executor?: ExecutorSetting;
   /** The params file's `inputs:` section by path (manual inputs and data facts); absent = none declared. */
   inputs?: Map<string, InputDecl>;
+  /** Absolute read-only data folders (`profiles.<name>.immutable`): deps inside are trusted while their folders are unchanged. */
+  immutable?: string[];
 }
 
 export interface ExecutorSetting {

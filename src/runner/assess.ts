@@ -107,7 +107,10 @@ export async function reusableRun(o: Observer, inst: StageInstance, fp: Fingerpr
 /** Everything decideInstance needs for one instance whose fingerprint is known. */
 export async function observe(o: Observer, inst: StageInstance, entry: LockEntry | undefined, current: Fingerprint, forced: boolean): Promise<InstanceObservation> {
   const outputs = await outputsState(o, inst, entry);
-  const cached = entry?.fingerprint === current.digest && (await entryInStore(entry, inst, o.store));
+  // The store is asked only when a restore could be the answer (a fresh instance never needs it: for
+  // a folder output that would cost a read of its manifest and a listing of the store, every status).
+  const damaged = outputs.missing.length > 0 || outputs.modified.length > 0;
+  const cached = entry?.fingerprint === current.digest && damaged && !forced && (await entryInStore(entry, inst, o.store));
   // The run cache is asked only when the lock cannot serve: it costs a file read per instance.
   const needRun = !cached && (entry?.fingerprint !== current.digest || outputs.missing.length > 0 || outputs.modified.length > 0);
   const reusable = needRun && !forced && (await reusableRun(o, inst, current)) !== undefined;
@@ -126,7 +129,12 @@ export interface Assessment {
  * Observes every instance of `order`. Checks `signal` between instances: an interrupted assessment
  * throws the signal's reason (nothing has run, nothing was decided).
  */
-export async function assess(o: Observer, p: Pipeline, order: string[], lock: LockFile, force: readonly string[] = [], signal?: AbortSignal): Promise<Assessment> {
+export function assess(o: Observer, p: Pipeline, order: string[], lock: LockFile, force: readonly string[] = [], signal?: AbortSignal): Promise<Assessment> {
+  // Nothing runs while it looks: a folder that is an output and a dep is digested once.
+  return o.digests.session(() => assessNow(o, p, order, lock, force, signal));
+}
+
+async function assessNow(o: Observer, p: Pipeline, order: string[], lock: LockFile, force: readonly string[], signal?: AbortSignal): Promise<Assessment> {
   const a: Assessment = { current: {}, outputs: {}, cached: {}, reusable: {}, upstream: upstreamOf(p, order) };
   const forced = new Set(force);
   for (const id of order) {

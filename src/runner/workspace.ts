@@ -37,6 +37,8 @@ export interface OpenOptions {
   blas?: boolean;
   /** How outputs and cache objects share bytes (default: copies, reflinked where possible). */
   link?: LinkMode;
+  /** true: deps in the profile's immutable folders are checked file by file like any other. */
+  paranoid?: boolean;
   onWarn?: (msg: string) => void;
 }
 
@@ -49,7 +51,7 @@ export async function openWorkspace(root: string, opts: OpenOptions = {}): Promi
     opts.onWarn?.(m);
   };
   const digests = await DigestService.open(pipeline.root, { onWarn });
-  const hasher = new Hasher(pipeline.root, digests, { backend: opts.backend ?? "auto", blas: opts.blas ?? true });
+  const hasher = new Hasher(pipeline.root, digests, { backend: opts.backend ?? "auto", blas: opts.blas ?? true, immutable: opts.paranoid ? [] : (pipeline.immutable ?? []) });
   const store = new ContentStore(cacheDir, digests, opts.link ? { link: opts.link } : {});
   return { root: pipeline.root, cacheDir, pipeline, digests, hasher, store, warnings, backend: opts.backend ?? "auto" };
 }

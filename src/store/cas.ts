@@ -87,10 +87,11 @@ export class ContentStore {
     if (d.kind === "file") {
       await this.putFileObject(abs, d.digest);
     } else {
-      await mapLimit(d.files!, CONCURRENCY, (f) => this.putFileObject(join(abs, ...f.path.split("/")), f.digest));
+      const files = await this.digests.filesOf(abs, d);
+      await mapLimit(files, CONCURRENCY, (f) => this.putFileObject(join(abs, ...f.path.split("/")), f.digest));
       const target = this.objectPath(d.digest);
       if (!(await pathExists(target))) {
-        await writeFileAtomic(target, manifestBytes(d.files!));
+        await writeFileAtomic(target, manifestBytes(files));
         await chmod(target, 0o444);
       }
     }

@@ -1,7 +1,7 @@
 // End to end: the real CLI (bin/sed-pipe.js) on a temp project with counting fake stages.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { readFile, rm, writeFile, readdir } from "node:fs/promises";
+import { readFile, rm, stat, utimes, writeFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { PARAMS, STAGES, cli, counts, exists, makeProject } from "../helpers/project.ts";
 import { removeDir, withTimeout } from "../helpers/tmp.ts";
@@ -104,6 +104,31 @@ test("deleting artifacts/ restores everything from the cache with zero execution
         assert.match(r.stdout, /done: 0 ran, 5 restored/);
         assert.is((await counts(root)).length, 5);
         assert.is(await readFile(join(root, "artifacts/sum/total.txt"), "utf8"), "total=6");
+        assert.match((await cli(root, "status")).stdout, /5 fresh/);
+      } finally {
+        await removeDir(root);
+      }
+    })(),
+    T,
+  ));
+
+test("an output folder's file rewritten in place, same size, old mtime put back: status sees it, run restores it", () =>
+  withTimeout(
+    (async () => {
+      const root = await makeProject();
+      try {
+        assert.is((await cli(root, "run")).code, 0);
+        assert.match((await cli(root, "status")).stdout, /5 fresh/, "warm: answered by the folder's tree record");
+        const f = join(root, "artifacts/sum/total.txt");
+        const before = await stat(f);
+        await writeFile(f, "total=7");
+        await utimes(f, before.atime, before.mtime);
+        const st = await cli(root, "status");
+        assert.match(st.stdout, /sum\s+outputs? modified/, st.stdout);
+        assert.match(st.stdout, /4 fresh/);
+        const r = await cli(root, "run");
+        assert.is(r.code, 0, r.stdout + r.stderr);
+        assert.is(await readFile(f, "utf8"), "total=6");
         assert.match((await cli(root, "status")).stdout, /5 fresh/);
       } finally {
         await removeDir(root);

@@ -20,13 +20,13 @@ test("unchanged file: a second Hasher answers from the saved cache without readi
     await writeAged(t.root, "data/x.bin", "hello");
     const h1 = await service(t.root);
     const d1 = await h1.digestRel("data/x.bin");
-    assert.equal(h1.stats, { filesHashed: 1, bytesHashed: 5, cacheHits: 0 });
+    assert.equal(h1.stats, { filesHashed: 1, bytesHashed: 5, cacheHits: 0, treesByDirs: 0, treesByFiles: 0, treesRebuilt: 0 });
     await h1.save();
     const saved = JSON.parse(await readFile(join(t.root, STAT_CACHE_PATH), "utf8"));
     assert.is(saved.version, 1);
     const h2 = await service(t.root);
     assert.is(await h2.digestRel("data/x.bin"), d1);
-    assert.equal(h2.stats, { filesHashed: 0, bytesHashed: 0, cacheHits: 1 });
+    assert.equal(h2.stats, { filesHashed: 0, bytesHashed: 0, cacheHits: 1, treesByDirs: 0, treesByFiles: 0, treesRebuilt: 0 });
   } finally {
     await t.cleanup();
   }

@@ -46,6 +46,20 @@ test("unknown key: position, caret and the allowed keys", async () => {
   assert.is(e.hint, "allowed keys: module, foreach, matrix, deps, params, outs, cache, desc, resources");
 });
 
+test("profiles.<name>.immutable: folders resolved against the project root", async () => {
+  const p = await tempProject(
+    { "pipeline.yaml": HEAD.replace("params: params/demo.yaml", "params: params/demo.yaml\n    immutable: [data/ImageNet2012, /mnt/datasets]") + `  s:\n    module: stages/s.ts\n`, "params/demo.yaml": PARAMS },
+    ["stages/s.ts"],
+  );
+  try {
+    const pl = await loadPipeline(p.root);
+    assert.equal(pl.immutable, [join(p.root, "data/ImageNet2012"), "/mnt/datasets"]);
+  } finally {
+    await p.cleanup();
+  }
+  assert.is((await load(`  s:\n    module: stages/s.ts\n`)).immutable, undefined);
+});
+
 test("unknown top-level key", async () => {
   const e = await loadError(`  s:\n    module: stages/s.ts\nextra: 1\n`);
   assert.is(e.message, 'pipeline.yaml:9:1: unknown key "extra" in the top level\n 9 | extra: 1\n   | ^^^^^');

@@ -171,8 +171,11 @@ test("hardlink mode: the artifact becomes the object (read-only) and its cached 
     const st = await stat(f, { bigint: true });
     assert.is(st.nlink, 2n);
     assert.is(Number(st.mode) & 0o222, 0);
-    const raw = JSON.parse(await readFile(state, "utf8"));
-    assert.is(raw.entries[`file:${f}`].ctimeNs, String(st.ctimeNs), "chmod and link moved ctime; the entry followed");
+    // chmod and link moved ctime; the folder's tree record followed: nothing is read again.
+    const again = await DigestService.open(dir, { statePath: state, pool: null });
+    assert.is((await again.digestPath(join(dir, "o")))!.digest, (await d.digestPath(join(dir, "o")))!.digest);
+    assert.is(again.stats.filesHashed, 0);
+    assert.is(again.stats.cacheHits, 1);
   } finally {
     await removeDir(dir);
   }
