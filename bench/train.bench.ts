@@ -62,17 +62,17 @@ async function stepBench(label: string, dim: number, hidden: number, classes: nu
   const y = tf.tensor1d(Array.from({ length: batch }, () => rng.int(classes)), "int32");
   const acc = new StepAccumulators();
   const loss = effectiveLoss(cfg);
-  const run = (n: number) => {
+  const run = async (n: number) => {
     for (let i = 0; i < n; i++) {
       const active = rng.sample(heads, 2).sort((a, b) => a - b);
-      sedTrainStep(st, loss, { x, y, active, ref: rng.int(2), lr: 0.001, update: true }, acc);
+      await sedTrainStep(st, loss, { x, y, active, ref: rng.int(2), lr: 0.001, update: true }, acc);
     }
-    acc.read(); // one host read: waits for the queued work
+    await acc.read(); // one host read: waits for the queued work
   };
   // Warm-up: wasm kernel set-up, JIT and heap growth, until every head has been updated at least once.
-  run(warmup);
+  await run(warmup);
   const t0 = performance.now();
-  run(steps);
+  await run(steps);
   const s = (performance.now() - t0) / 1000 / steps;
   const gflops = stepFlops(dim, hidden, classes, batch) / s / 1e9;
   console.log(`${label}: ${(s * 1000).toFixed(1)} ms/step, ${(batch / s).toFixed(0)} samples/s, ${gflops.toFixed(1)} GFLOP/s (matmul FLOPs), rss ${mb(process.memoryUsage().rss)}`);

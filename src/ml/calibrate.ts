@@ -98,7 +98,7 @@ export async function calibrate(o: CalibrateOptions): Promise<Omit<Calibration, 
     const t = performance.now();
     for (let s = 0; s < rows; s += chunk) {
       const c = Math.min(chunk, rows - s);
-      ev.addBatch(x.subarray(s * PAPER.dim, (s + c) * PAPER.dim), y.subarray(s, s + c), c);
+      await ev.addBatch(x.subarray(s * PAPER.dim, (s + c) * PAPER.dim), y.subarray(s, s + c), c);
     }
     ev.summary();
     const s = (performance.now() - t) / 1000;

@@ -140,7 +140,7 @@ export function needsOf(inp: NeedsInput): Needs {
     else seconds = work / rate.perSecond;
     time.push({ stage, instances: insts.length, unit, work, seconds, ...(why ? { why } : {}) });
     if (seconds !== null && seconds > SLOW_SECONDS) {
-      warnings.push(`${stage} would take ~${formatDuration(seconds)} on ${inp.backend} (${insts.length} instance${insts.length === 1 ? "" : "s"}); a GPU backend (tfjs-node-gpu, README: Compute backends) or a cluster (--executor slurm) shortens it`);
+      warnings.push(`${stage} would take ~${formatDuration(seconds)} on ${inp.backend} (${insts.length} instance${insts.length === 1 ? "" : "s"}); a GPU (--backend webgpu; README: Compute backends) or a cluster (--executor slurm) shortens it`);
     }
   }
   return {

@@ -70,7 +70,7 @@ for (const [variant, opts] of evalVariants) test(`threaded eval = single-thread 
   const single = new EnsembleEvaluator(e, total, cfg);
   for (let s = 0; s < total; s += chunk) {
     const c = Math.min(chunk, total - s);
-    single.addBatch(x.subarray(s * shape.dim), y.subarray(s, s + c), c);
+    await single.addBatch(x.subarray(s * shape.dim), y.subarray(s, s + c), c);
   }
   const want = single.summary();
   single.dispose();
