@@ -164,7 +164,9 @@ async function runStage(c: RunContext, inst: StageInstance, fpBefore: Fingerprin
     c.counts.ran++;
     c.emit({ type: "instance-done", id: inst.id, action: "ran", reason, durationMs: Date.now() - t0 });
   } finally {
-    await release?.();
+    // A record the executor could not drop is dropped by the next run (its outputs are committed, or
+    // the instance is stale and runs again): never a reason to mask this instance's own outcome.
+    await release?.().catch(() => {});
     await rm(tmp.dir, { recursive: true, force: true });
   }
 }
