@@ -24,6 +24,18 @@ const BYTES: Record<SafeDtype, number> = { F32: 4, F64: 8, F16: 2, BF16: 2, I64:
 
 /** Serialises tensors (in the given key order) to bytes. */
 export function encodeSafetensors(tensors: Record<string, SafeTensor>, metadata: Record<string, string> = {}): Uint8Array {
+  const parts = safetensorsParts(tensors, metadata);
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let pos = 0;
+  for (const p of parts) {
+    out.set(p, pos);
+    pos += p.byteLength;
+  }
+  return out;
+}
+
+/** The file as parts: the length-prefixed header, then a view of each tensor's bytes (no copies). */
+export function safetensorsParts(tensors: Record<string, SafeTensor>, metadata: Record<string, string> = {}): Uint8Array[] {
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
   let offset = 0;
@@ -43,15 +55,10 @@ export function encodeSafetensors(tensors: Record<string, SafeTensor>, metadata:
   // Pad the header with spaces so the data starts 8-byte aligned (as the reference writer does).
   while ((8 + Buffer.byteLength(json)) % 8 !== 0) json += " ";
   const headerBytes = Buffer.from(json, "utf8");
-  const out = new Uint8Array(8 + headerBytes.byteLength + offset);
-  new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.byteLength), true);
-  out.set(headerBytes, 8);
-  let pos = 8 + headerBytes.byteLength;
-  for (const p of parts) {
-    out.set(p, pos);
-    pos += p.byteLength;
-  }
-  return out;
+  const head = new Uint8Array(8 + headerBytes.byteLength);
+  new DataView(head.buffer).setBigUint64(0, BigInt(headerBytes.byteLength), true);
+  head.set(headerBytes, 8);
+  return [head, ...parts];
 }
 
 export async function writeSafetensors(
@@ -59,7 +66,8 @@ export async function writeSafetensors(
   tensors: Record<string, SafeTensor>,
   metadata: Record<string, string> = {},
 ): Promise<void> {
-  await writeFileAtomic(file, encodeSafetensors(tensors, metadata));
+  // Streamed part by part: saving 50 heads (1.1 GB, 3.3 GB with AdamW state) holds no second copy.
+  await writeFileAtomic(file, safetensorsParts(tensors, metadata));
 }
 
 /** One tensor's place in the data section, as the header gives it (validated against `dataBytes`). */

@@ -111,6 +111,23 @@ test("readSafetensors reads tensor by tensor: each tensor owns exactly its bytes
   }
 });
 
+test("writeSafetensors streams the parts: the file is byte for byte encodeSafetensors' buffer", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "sed-st-parts-"));
+  try {
+    const tensors = {
+      a: { dtype: "F32" as const, shape: [3], data: Float32Array.from([1, 2, 3]) },
+      b: { dtype: "I32" as const, shape: [2, 2], data: Int32Array.from([4, -5, 6, 7]) },
+      // A view into a larger buffer: only its own bytes may be written.
+      c: { dtype: "F32" as const, shape: [2], data: new Float32Array(Float32Array.from([9, 8, 7, 6]).buffer, 4, 2) },
+    };
+    const file = join(dir, "x.safetensors");
+    await writeSafetensors(file, tensors, { k: "v" });
+    assert.ok(Buffer.from(await readFile(file)).equals(Buffer.from(encodeSafetensors(tensors, { k: "v" }))));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test("mismatched data length is refused on write", () => {
   assert.throws(() => encodeSafetensors({ x: { dtype: "F32", shape: [2, 2], data: new Float32Array(3) } }), /3 values for shape \[2,2\]/);
 });
