@@ -8,11 +8,16 @@
 // deleted at the end, unless SED_SCALE_DIR names a folder to keep (and reuse) them in.
 // SED_SCALE_OPTIMIZER=sgd adds the SGD momentum the published file carries (2.2 GB);
 // SED_SCALE_HEADS=100 with it makes a 4.4 GB (zip64) pickle.
+// Then the stage rehearsal (bench/scale-stages.ts, issue 14 items 1 and 4): a train feature file at
+// 1/20 of the paper's rows, train-heads for the four paper configs and a 50-head eval over 50k rows,
+// each in its own child process, with extrapolations to the paper's size. SED_SCALE_ONLY=files or
+// =stages runs one half only; the rehearsal's own knobs are listed in bench/scale-stages.ts.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { runStageRehearsal } from "./scale-stages.ts";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 const mb = (b: number): string => `${(b / 1e6).toFixed(0)} MB`;
@@ -67,9 +72,10 @@ const cases: Case[] = [
   { reader: "train-ckpt-st", file: join(dir, "train-checkpoint.safetensors"), make: ["train-checkpoint", "50"], maker: "node", goal: { secondsPerGB: 30 / 1.1, rssOverSize: 1.5 } },
 ];
 
+const only = process.env.SED_SCALE_ONLY;
 let failed = 0;
 try {
-  for (const c of cases) {
+  for (const c of only === "stages" ? [] : cases) {
     if (c.maker === "torch" && typeof py !== "string") {
       console.log(`${c.reader.padEnd(14)} SKIP: ${py.skip}`);
       continue;
@@ -109,6 +115,7 @@ try {
       console.log(`${"".padEnd(14)} at this rate ${c.extrapolate.label}: ${((c.extrapolate.bytes / size) * m.seconds).toFixed(0)} s`);
     }
   }
+  if (only !== "files") failed += runStageRehearsal(dir);
 } finally {
   if (!keep) rmSync(dir, { recursive: true, force: true });
 }
