@@ -135,12 +135,18 @@ async function train(name: string, trainFile: string, valFile: string, steps: nu
     // Time the validation pass on its own: the first val batch starts it, the epoch line ends it.
     const val = featureEvalSource(valReader);
     let valStart = 0;
+    let valEnd = NaN;
+    /** VmHWM at phase ends (it only grows): which phase set the peak. */
+    const hwm: Record<string, number> = { readersOpen: status("VmHWM") };
     const timedVal = {
       ...val,
       *batches(bs: number) {
         valStart = performance.now();
+        hwm.afterSteps = status("VmHWM");
         yield* val.batches(bs);
         valSeconds = (performance.now() - valStart) / 1000;
+        valEnd = performance.now();
+        hwm.afterValidation = status("VmHWM");
       },
     };
     const t0 = performance.now();
@@ -152,14 +158,18 @@ async function train(name: string, trainFile: string, valFile: string, steps: nu
       dataIdentity: "bench",
     });
     const trainSeconds = (performance.now() - t0) / 1000;
+    hwm.afterCheckpointAndSnapshot = status("VmHWM");
+    const startup = (timing.start - t0) / 1000;
+    const checkpointAndSnapshot = (performance.now() - valEnd) / 1000;
     stepsDone = result.rows[0]?.steps ?? steps;
     const t1 = performance.now();
     await saveEnsemble(join(outDir, "ensemble.safetensors"), { shape: headShapeOf(cfg), heads: result.heads, meta: { config: JSON.stringify(cfg), backend: backend.name } });
     const saveSeconds = (performance.now() - t1) / 1000;
+    hwm.afterSave = status("VmHWM");
     return {
       work: stepsDone * cfg.batch_size,
       outputs: [outDir],
-      phases: { steps: (timing.end - timing.start) / 1000, validation: valSeconds, save: saveSeconds, trainEnsemble: trainSeconds },
+      phases: { startup, steps: (timing.end - timing.start) / 1000, validation: valSeconds, checkpointAndSnapshot, save: saveSeconds, trainEnsemble: trainSeconds },
       extra: {
         backend: backend.name,
         heads: cfg.n_models,
@@ -168,6 +178,7 @@ async function train(name: string, trainFile: string, valFile: string, steps: nu
         valRows: valReader.rows,
         rssReadersOpen: rssOpen,
         val_acc_mean: result.rows[0]?.val_acc_mean ?? NaN,
+        hwmByPhase: Object.entries(hwm).map(([k, v]) => `${k} ${(v / 1e9).toFixed(2)}`).join(", "),
         epochLine: lines.filter((l) => l.includes("epoch")).pop() ?? "",
       },
     };

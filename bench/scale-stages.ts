@@ -136,9 +136,10 @@ export function runStageRehearsal(dir: string): number {
     console.log(
       `train ${name.padEnd(11)} ${heads} heads, batch ${e.batch}: ${e.steps} steps = ${t.work} samples; trainEnsemble ${t.phases.trainEnsemble.toFixed(1)} s ` +
         `(steps ${t.phases.steps.toFixed(1)} s = ${sps.toFixed(0)} samples/s; validation ${val.toFixed(1)} s over ${e.valRows} rows = ` +
-        `${((Number(e.valRows) * heads) / val).toFixed(0)} head-rows/s; the rest is start-up and the epoch checkpoint); saveEnsemble ${t.phases.save.toFixed(1)} s; ` +
+        `${((Number(e.valRows) * heads) / val).toFixed(0)} head-rows/s; start-up ${t.phases.startup.toFixed(1)} s; epoch checkpoint + snapshot ${t.phases.checkpointAndSnapshot.toFixed(1)} s); saveEnsemble ${t.phases.save.toFixed(1)} s; ` +
         `part ${t.seconds.toFixed(1)} s; wrote ${gb(t.diskBytes)} (checkpoint + ensemble); readers open at ${mbs(Number(e.rssReadersOpen))}; ${rss(t)}; ${goal(t, 8 * GB, "stage")}`,
     );
+    console.log(`                 peak RSS (GB) by the end of each phase: ${e.hwmByPhase}`);
     const epoch = PASS_ROWS_REAL / sps + (val * IN_VAL_ROWS) / Number(e.valRows);
     console.log(`                 extrapolated to the paper's run (${EPOCHS} epochs of ${PASS_ROWS_REAL} rows + in_val ${IN_VAL_ROWS} each): ${hms(epoch)} per epoch, ${hms(epoch * EPOCHS)} in all`);
   }
