@@ -9,7 +9,7 @@ import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../src/ml/backend.ts";
-import { HEAD_PARAM_NAMES, headParamShapes, type EnsembleArrays, type HeadArrays, type HeadShape } from "../src/ml/heads.ts";
+import { randomHeadArrays, type EnsembleArrays, type HeadShape } from "../src/ml/heads.ts";
 import { EnsembleEvaluator, ThreadedEvaluator, forwardRows } from "../src/ml/eval.ts";
 import { headThreadCount } from "../src/ml/head-pool.ts";
 import { stackScores, diversityStats } from "../src/ml/scores.ts";
@@ -26,19 +26,7 @@ console.log(`backend: ${backend.name} (${backend.reason})`);
 console.log(`ensemble: ${M} heads of ${shape.dim}/${shape.hidden}/${shape.classes}; ${ROWS} rows; batch ${BATCH}`);
 
 const rng = new Rng(0);
-const shapes = headParamShapes(shape);
-function randomHead(): HeadArrays {
-  const h = {} as HeadArrays;
-  for (const k of HEAD_PARAM_NAMES) {
-    const n = shapes[k].reduce((a, b) => a * b, 1);
-    const a = new Float32Array(n);
-    if (k.startsWith("norm") && k.endsWith(".weight")) a.fill(1);
-    else if (k === "gamma_2") a.fill(0.1);
-    else for (let i = 0; i < n; i++) a[i] = (rng.next() - 0.5) * 0.07;
-    h[k] = a;
-  }
-  return h;
-}
+const randomHead = () => randomHeadArrays(shape, rng);
 const t0 = performance.now();
 const ens: EnsembleArrays = { shape, heads: Array.from({ length: M }, randomHead) };
 const x = Float32Array.from({ length: ROWS * shape.dim }, () => rng.normal());

@@ -5,7 +5,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "./backend.ts";
 import { EnsembleEvaluator } from "./eval.ts";
-import { HEAD_PARAM_NAMES, headParamShapes, type EnsembleArrays, type HeadArrays, type HeadShape } from "./heads.ts";
+import { randomHeadArrays, type EnsembleArrays, type HeadShape } from "./heads.ts";
 import { trainEnsemble } from "./trainer.ts";
 import { parseTrainConfig } from "./train-config.ts";
 import { memoryEvalSource, memoryTrainSource } from "./train-sources.ts";
@@ -77,20 +77,7 @@ export async function calibrate(o: CalibrateOptions): Promise<Omit<Calibration, 
   {
     const rows = o.evalRows ?? 1024;
     const heads = 5;
-    const shapes = headParamShapes(PAPER);
-    const head = (): HeadArrays => {
-      const h = {} as HeadArrays;
-      for (const k of HEAD_PARAM_NAMES) {
-        const n = shapes[k].reduce((a, b) => a * b, 1);
-        const a = new Float32Array(n);
-        if (k.startsWith("norm") && k.endsWith(".weight")) a.fill(1);
-        else if (k === "gamma_2") a.fill(0.1);
-        else for (let i = 0; i < n; i++) a[i] = (rng.next() - 0.5) * 0.07;
-        h[k] = a;
-      }
-      return h;
-    };
-    const ens: EnsembleArrays = { shape: PAPER, heads: Array.from({ length: heads }, head) };
+    const ens: EnsembleArrays = { shape: PAPER, heads: Array.from({ length: heads }, () => randomHeadArrays(PAPER, rng)) };
     const x = Float32Array.from({ length: rows * PAPER.dim }, () => rng.normal());
     const y = Int32Array.from({ length: rows }, () => Math.floor(rng.next() * PAPER.classes));
     const ev = new EnsembleEvaluator(ens, rows, { batchSize: 32, quirks: false, subset: null, soup: true });

@@ -112,6 +112,25 @@ export function initHeadArrays(s: HeadShape, rng: Rng): HeadArrays {
   return out;
 }
 
+/**
+ * Weights of a trained-looking head for throughput measurements (calibrate, benches): LN 1, LayerScale
+ * 0.1, everything else uniform in ±0.035, so logits and softmaxes take realistic values (the init's
+ * 1e-4 LayerScale and zero biases would make every head nearly the same).
+ */
+export function randomHeadArrays(s: HeadShape, rng: Rng): HeadArrays {
+  const shapes = headParamShapes(s);
+  const h = {} as HeadArrays;
+  for (const k of HEAD_PARAM_NAMES) {
+    const n = shapes[k].reduce((a, b) => a * b, 1);
+    const a = new Float32Array(n);
+    if (k.startsWith("norm") && k.endsWith(".weight")) a.fill(1);
+    else if (k === "gamma_2") a.fill(0.1);
+    else for (let i = 0; i < n; i++) a[i] = (rng.next() - 0.5) * 0.07;
+    h[k] = a;
+  }
+  return h;
+}
+
 export function headTensorsFromArrays(a: HeadArrays, s: HeadShape): HeadTensors {
   const shapes = headParamShapes(s);
   const out = {} as HeadTensors;
