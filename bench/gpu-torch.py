@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.abspath(__file__)))
-from torch_head import Head  # noqa: E402
+from torch_head import Head, sed_loss_parts  # noqa: E402
 
 size, rounds = sys.argv[1], int(sys.argv[2])
 paper = size == "paper"
@@ -104,16 +104,7 @@ def step_ms(n_models, batch, sgd):
     t = F.one_hot(y, classes).float() * 0.5 + 0.5 / classes
 
     def step():
-        active = sorted(torch.randperm(n_models)[:2].tolist())
-        logits = [heads[j](x) for j in active]
-        task = sum(F.cross_entropy(z, t) for z in logits) / len(logits)
-        with torch.no_grad():
-            ce = F.cross_entropy(torch.stack(logits).mean(0), y, reduction="none")
-            alpha = ce / ce.mean() ** 2
-        p0, p1 = F.softmax(logits[0], -1), F.softmax(logits[1], -1)
-        c = p0.argmax(-1, keepdim=True)
-        a, b = p0.gather(1, c).squeeze(1), p1.gather(1, c).squeeze(1)
-        rep = (alpha * -torch.log(a * (1 - b) + b * (1 - a) + 1e-9)).mean()
+        task, rep = sed_loss_parts(heads, n_models, x, y, t)
         loss = task + 0.5 * rep
         opt.zero_grad(set_to_none=True)
         loss.backward()
