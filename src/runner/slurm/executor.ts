@@ -8,7 +8,6 @@
 // after its engine was killed adopts the jobs (waits for them, or takes their results) instead of
 // submitting the work again. Polling: one `squeue` for all jobs per tick, backing off while nothing
 // changes. Owns jobs and their folders; never decides what runs.
-import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { createWriteStream, type WriteStream } from "node:fs";
 import { copyFile, link, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile, open } from "node:fs/promises";
@@ -18,7 +17,7 @@ import { WORKER_SOURCE } from "../worker-path.ts";
 import { JOB_FLAG, type ErrorInfo, type JobEvent, type JobGroup, type JobResult, type WorkerSpec } from "../worker-protocol.ts";
 import type { Executor, JobHooks, WorkerOutcome } from "../worker-pool.ts";
 import { JobStore, type JobRecord } from "./job-store.ts";
-import { findSubmittedJob } from "./jobs.ts";
+import { findSubmittedJob, slurmCommands } from "./jobs.ts";
 import { classifyEnd, describeEnd, isActive, parseSacct, parseSqueue, type JobStatus } from "./queue.ts";
 import { sbatchScript, type JobResources } from "./sbatch.ts";
 
@@ -77,16 +76,6 @@ interface Pending {
   settle(o: WorkerOutcome): void;
 }
 
-function runCommand(env: NodeJS.ProcessEnv) {
-  return (cmd: string, args: string[]) =>
-    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      execFile(cmd, args, { env, timeout: 60_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-        const code = err ? (typeof (err as { code?: unknown }).code === "number" ? ((err as { code: number }).code) : 127) : 0;
-        resolve({ code, stdout: String(stdout), stderr: String(stderr) || (err && code === 127 ? (err as Error).message : "") });
-      });
-    });
-}
-
 export class SlurmExecutor implements Executor {
   private store: Promise<JobStore>;
   private readonly exec: NonNullable<SlurmOptions["exec"]>;
@@ -104,7 +93,7 @@ export class SlurmExecutor implements Executor {
   private readonly submittedIds = new Map<string, Promise<string | null>>();
 
   constructor(private readonly o: SlurmOptions) {
-    this.exec = o.exec ?? runCommand(o.env);
+    this.exec = o.exec ?? slurmCommands(o.env);
     this.store = JobStore.open(o.cacheDir).then(async (store) => {
       for (const r of store.all()) if (o.committed?.(r.instanceId, r.fingerprint)) await this.dropRecord(store, r);
       return store;

@@ -10,15 +10,18 @@ export interface JobView extends JobRecord {
   status: JobStatus | null;
 }
 
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { env, timeout: 30_000 }, (err, stdout, stderr) =>
-      resolve({ code: err ? (typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : 127) : 0, stdout: String(stdout), stderr: String(stderr) }),
-    );
-  });
-}
+export type Exec = (cmd: string, args: string[]) => Promise<{ code: number; stdout: string; stderr: string }>;
 
-type Exec = (cmd: string, args: string[]) => Promise<{ code: number; stdout: string; stderr: string }>;
+/** Runs Slurm's client commands with `env` (SLURM_CONF, PATH); never throws: a code, or 127 when the command is missing. */
+export function slurmCommands(env: NodeJS.ProcessEnv, timeoutMs = 60_000): Exec {
+  return (cmd, args) =>
+    new Promise((resolve) => {
+      execFile(cmd, args, { env, timeout: timeoutMs, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+        const code = err ? (typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : 127) : 0;
+        resolve({ code, stdout: String(stdout), stderr: String(stderr) || (err && code === 127 ? (err as Error).message : "") });
+      });
+    });
+}
 
 /**
  * The id of the job behind records whose engine was killed while it submitted them (jobId ""):
@@ -48,7 +51,7 @@ export async function findSubmittedJob(rec: Pick<JobRecord, "jobDir" | "token">,
 export async function listJobs(cacheDir: string, env: NodeJS.ProcessEnv): Promise<JobView[]> {
   const recs = await readJobRecords(cacheDir);
   if (recs.length === 0) return [];
-  const exec: Exec = (cmd, args) => run(cmd, args, env);
+  const exec = slurmCommands(env, 30_000);
   // Records of an engine killed while submitting: name the job if Slurm made one.
   const found = new Map<string, string | null>();
   for (const r of recs) {
@@ -65,6 +68,6 @@ export async function listJobs(cacheDir: string, env: NodeJS.ProcessEnv): Promis
 /** Cancels the jobs (scancel) ; the records are dropped by the next run that meets them. */
 export async function cancelJobs(jobIds: string[], env: NodeJS.ProcessEnv): Promise<{ ok: boolean; message: string }> {
   if (jobIds.length === 0) return { ok: true, message: "" };
-  const r = await run("scancel", jobIds, env);
+  const r = await slurmCommands(env, 30_000)("scancel", jobIds);
   return { ok: r.code === 0, message: (r.stderr || r.stdout).trim() };
 }
