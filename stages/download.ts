@@ -1,6 +1,7 @@
 // Stage download: materialises one entry of `sources` at ctx.outs.data. Kinds: `url` (fetch, verify,
 // optionally extract), `mnist-universe` (the demo's data, built locally), `generated-vit` (a seeded
-// featurizer checkpoint). Owns dispatch and progress (its params are checked by download.contract.ts);
+// featurizer checkpoint), `generated-images` / `generated-features` / `generated-class-list` (seeded
+// stand-ins at the paper's shapes, src/io/stand-ins.ts). Owns dispatch and progress (its params are checked by download.contract.ts);
 // the work lives in src/io and src/ml.
 import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
@@ -9,6 +10,8 @@ import { ConfigError, InputError } from "../src/errors.ts";
 import { downloadFile, type DownloadProgress } from "../src/io/download.ts";
 import { extractTarGz } from "../src/io/archive.ts";
 import { buildMnistUniverse, universeParamsOf } from "../src/io/universe/mnist-universe.ts";
+import { writeFileAtomic } from "../src/io/atomic.ts";
+import { classListStandIn, writeCachedFeaturesStandIn, writeImageFolderStandIn } from "../src/io/stand-ins.ts";
 import { contract, SOURCE_KINDS, type Source } from "./download.contract.ts";
 
 export { contract, SOURCE_KINDS };
@@ -123,6 +126,29 @@ async function runGeneratedVit(ctx: StageContext, src: SourceOf<"generated-vit">
   ctx.log(`generated seeded ViT checkpoint (seed ${seed})`);
 }
 
+async function runGeneratedImages(ctx: StageContext, src: SourceOf<"generated-images">, out: string): Promise<void> {
+  const t0 = Date.now();
+  const n = await writeImageFolderStandIn(src, out, {
+    signal: ctx.signal,
+    onProgress: (done, total) => ctx.progress({ phase: "generate", done, total, unit: "img" }),
+  });
+  ctx.log(`generated ${n} JPEGs in ${src.classes} class folders (seed ${src.seed}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+}
+
+async function runGeneratedFeatures(ctx: StageContext, src: SourceOf<"generated-features">, out: string): Promise<void> {
+  const files = await writeCachedFeaturesStandIn(src, out, {
+    signal: ctx.signal,
+    onProgress: (done, total) => ctx.progress({ phase: "generate", done, total, unit: "files" }),
+  });
+  const rows = src.files.reduce((a, f) => a + f.rows, 0);
+  ctx.log(`generated ${files.length} feature files (${rows} rows of ${src.dim}, seed ${src.seed})`);
+}
+
+async function runGeneratedClassList(ctx: StageContext, src: SourceOf<"generated-class-list">, out: string): Promise<void> {
+  await writeFileAtomic(out, JSON.stringify(classListStandIn(src)) + "\n");
+  ctx.log(`generated class list: ${src.classes} wnids, ${src.subset} under "${src.key}" (seed ${src.seed})`);
+}
+
 export async function run(ctx: StageContext): Promise<void> {
   const { source: src } = parseParams(contract, ctx.params);
   const out = ctx.outs.data;
@@ -135,6 +161,12 @@ export async function run(ctx: StageContext): Promise<void> {
       return runUniverse(ctx, src, out);
     case "generated-vit":
       return runGeneratedVit(ctx, src, out);
+    case "generated-images":
+      return runGeneratedImages(ctx, src, out);
+    case "generated-features":
+      return runGeneratedFeatures(ctx, src, out);
+    case "generated-class-list":
+      return runGeneratedClassList(ctx, src, out);
   }
 }
 
