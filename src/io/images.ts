@@ -1,6 +1,8 @@
 // Image decoding (JPEG via sharp/libjpeg-turbo, PNG via pngjs) to 8-bit RGB, and the reference's eval/train
 // transforms (torchvision Resize/CenterCrop/RandomResizedCrop/RandomHorizontalFlip/Normalize) to
-// float CHW. Resampling re-implements Pillow's antialiased bilinear. Knows nothing about datasets.
+// float CHW. Resampling re-implements Pillow's antialiased bilinear. Knows nothing about datasets;
+// the same functions run on the stage's thread and on image threads (image-pool.ts).
+import { readFile } from "node:fs/promises";
 import { PNG } from "pngjs";
 import { InputError } from "../errors.ts";
 import { Rng } from "../rng.ts";
@@ -109,8 +111,28 @@ function toRgb(src: Uint8Array, pixels: number, channels: number): Uint8Array {
   return data;
 }
 
+/** Reads and decodes one image file; an unreadable file is an InputError naming it, like an undecodable one. */
+export async function readImage(file: string): Promise<RgbImage> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(file);
+  } catch (err) {
+    throw new InputError(`${file}: cannot read image (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { cause: err });
+  }
+  return decodeImage(bytes, file);
+}
+
 type Sharp = typeof import("sharp").default;
 let sharpModule: Promise<Sharp> | undefined;
+
+/**
+ * Loads sharp on this thread ahead of image threads: with glibc, libvips must stay loaded by the main
+ * thread, or a thread that exits unloads it under the others (sharp's docs, issue #2263). A sharp that
+ * does not load is not an error here: PNG still decodes, and a JPEG then fails as a bad image.
+ */
+export async function preloadSharp(): Promise<void> {
+  await loadSharp().catch(() => undefined);
+}
 
 /** sharp, loaded once; its prebuilt libvips ships inside the registry package for common platforms. */
 function loadSharp(): Promise<Sharp> {
@@ -376,4 +398,28 @@ export function trainCrop(img: RgbImage, t: TrainTransform, rng: Rng): { image: 
   // torchvision: flip when torch.rand(1) < p
   const flip = rng.next() < t.hflip;
   return { image, flip };
+}
+
+/** One image's preparation, all a thread needs to reproduce the stage's numbers: the transform, and for train the seed. */
+export type ImagePrep = { kind: "eval"; transform: EvalTransform } | { kind: "train"; transform: TrainTransform; seed: number };
+
+/** Floats one prepared image takes (3 x side x side). */
+export function preparedSize(prep: ImagePrep): number {
+  const side = prep.kind === "eval" ? prep.transform.crop : prep.transform.size;
+  return 3 * side * side;
+}
+
+/**
+ * The transform of image `index` in pass `pass`, written as normalised CHW floats into out at offset:
+ * eval = Resize/CenterCrop, train = RandomResizedCrop + flip drawn from augmentSeed(seed, pass, index).
+ * The one definition of a prepared image: the stage's thread and image threads both call it.
+ */
+export function prepareInto(img: RgbImage, prep: ImagePrep, pass: number, index: number, out: Float32Array, offset: number): void {
+  const t = prep.transform;
+  if (prep.kind === "eval") {
+    normalizeInto(evalCrop(img, prep.transform), t.mean, t.std, out, offset);
+    return;
+  }
+  const { image, flip } = trainCrop(img, prep.transform, new Rng(augmentSeed(prep.seed, pass, index)));
+  normalizeInto(image, t.mean, t.std, out, offset, flip);
 }
