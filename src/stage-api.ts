@@ -25,8 +25,8 @@ export interface ProgressEvent {
 
 /**
  * What the engine grants one instance. Stages pass these on to src/ml; nothing below src/cli.ts reads
- * the environment (src/cli.ts maps SED_PIPE_CORES, SED_PIPE_BLAS_THREADS, SED_PIPE_HEAD_THREADS and
- * SED_PIPE_NO_BLAS onto them).
+ * the environment (src/cli.ts maps SED_PIPE_CORES, SED_PIPE_BLAS_THREADS, SED_PIPE_HEAD_THREADS,
+ * SED_PIPE_IMAGE_THREADS and SED_PIPE_NO_BLAS onto them).
  */
 export interface StageSettings {
   /** Cores this instance may use: its stage's resources.cpus (clamped to the machine on a local run), unless the user set it. */
@@ -35,6 +35,8 @@ export interface StageSettings {
   readonly blasThreads: number;
   /** Head threads: null = decide by head size, backend and cores; 1 = never; n = force n. */
   readonly headThreads: number | null;
+  /** Image threads (cache-features): absent or null = one per core when there are two or more; 0 = the stage's thread; n = n. */
+  readonly imageThreads?: number | null;
   /** false: the OpenBLAS kernels are disabled (the pure-wasm path), whether or not the addon loads. */
   readonly blas: boolean;
 }

@@ -1,26 +1,20 @@
 // Stage cache-features: images -> frozen DeiT-3 featurizer -> HDF5 feature file in the reference
 // layout (§4), E passes of the train transform or one pass of the eval transform. Owns the batch
-// loop, bad-image policy and output naming (its params are checked by cache-features.contract.ts); the
-// math is src/ml/vit.ts, the files are src/io/*.
-import { link, copyFile, mkdir, readdir, readFile, stat } from "node:fs/promises";
+// loop (the next batches are prepared while one runs through the ViT), bad-image policy and output
+// naming (its params are checked by cache-features.contract.ts); the math is src/ml/vit.ts, the
+// images and files are src/io/* (image threads: src/io/image-pool.ts).
+import { link, copyFile, mkdir, readdir, stat } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import { parseParams, parseWith, type ParamsOf, type StageContext } from "../src/stage-api.ts";
 import { ConfigError, InputError } from "../src/errors.ts";
-import { Rng } from "../src/rng.ts";
 import { writeFileAtomic } from "../src/io/atomic.ts";
 import { initBackend } from "../src/ml/backend.ts";
-import { createVit, disposeVit, featurizeBatch, type VitArch } from "../src/ml/vit.ts";
+import { createVit, disposeVit, featurizeBatch, type VitArch, type VitModel } from "../src/ml/vit.ts";
 import { readVitWeights } from "../src/ml/vit-checkpoint.ts";
 import { listImages, type ImageLayout, type ImageList } from "../src/io/image-folder.ts";
-import {
-  augmentSeed,
-  decodeImage,
-  evalCrop,
-  normalizeInto,
-  trainCrop,
-  type EvalTransform,
-  type TrainTransform,
-} from "../src/io/images.ts";
+import { prepareInto, preparedSize, readImage, type EvalTransform, type ImagePrep, type RgbImage, type TrainTransform } from "../src/io/images.ts";
+import { ImagePool, imageThreadCount, type BadImage } from "../src/io/image-pool.ts";
+import { Prefetch } from "../src/io/prefetch.ts";
 import { createFeatureFile, type FeatureWriter } from "../src/io/feature-writer.ts";
 import { openFeatureFile } from "../src/io/feature-reader.ts";
 import { referenceFeatureFileName } from "../src/hash/reference-name.ts";
@@ -180,10 +174,23 @@ async function linkOrCopy(from: string, to: string): Promise<void> {
   }
 }
 
+/**
+ * Batches prepared ahead of the one in the ViT. Memory: (PREFETCH_BATCHES + 1) batch buffers of
+ * batch_size x 3 x S x S float32 (S = the ViT's image size), plus the images being read and decoded
+ * (image threads: IMAGE_THREAD_DEPTH per thread; the stage's thread: DECODE_WINDOW).
+ */
+export const PREFETCH_BATCHES = 2;
+
+/** On the stage's own thread: images read and decoded ahead of the one being transformed (libuv's pool decodes them). */
+const DECODE_WINDOW = 8;
+
 interface Prepared {
+  /** Images of the batch, bad ones included. */
+  size: number;
   pixels: Float32Array;
   labels: number[];
   indices: number[];
+  skipped: { file: string; message: string }[];
 }
 
 export async function run(ctx: StageContext): Promise<void> {
@@ -221,40 +228,26 @@ export async function run(ctx: StageContext): Promise<void> {
   }
 
   const transform = transformFor(ds, fz);
-  const backend = await initBackend(ctx.backend, ctx.settings);
-  ctx.log(`backend ${backend.name} (${backend.reason}); ${N} images x ${E} pass(es) from ${imagesDir}; checkpoint ${checkpoint}`);
-  const model = createVit(await readVitWeights(checkpoint, fz.arch), fz.arch);
+  const prep: ImagePrep = ds.transform === "eval" ? { kind: "eval", transform: transform as EvalTransform } : { kind: "train", transform: transform as TrainTransform, seed: fz.seed };
+  // Image threads load while the backend starts and the checkpoint is read.
+  const threads = imageThreadCount(N, ctx.settings);
+  const poolStart = threads > 0 ? ImagePool.start(threads) : null;
+  poolStart?.catch(() => undefined);
+  let pool: ImagePool | null = null;
+  let model: VitModel | null = null;
   let writer: FeatureWriter | undefined;
   try {
+    const backend = await initBackend(ctx.backend, ctx.settings);
+    ctx.log(`backend ${backend.name} (${backend.reason}); ${N} images x ${E} pass(es) from ${imagesDir}; checkpoint ${checkpoint}`);
+    model = createVit(await readVitWeights(checkpoint, fz.arch), fz.arch);
+    pool = await poolStart;
+    ctx.log(
+      pool
+        ? `images prepared on ${pool.size} image threads, up to ${PREFETCH_BATCHES} batches ahead of the ViT`
+        : `images prepared on the stage's thread, read and decoded up to ${PREFETCH_BATCHES} batches ahead of the ViT`,
+    );
     writer = await createFeatureFile(file, { dim, expectedRows: fz.on_bad_image === "fail" ? N * E : undefined });
-    const per = 3 * fz.arch.image_size * fz.arch.image_size;
-    const started = Date.now();
-    let done = 0;
-    let skipped = 0;
-    for (let pass = 0; pass < E; pass++) {
-      for (let b0 = 0; b0 < N; b0 += fz.batch_size) {
-        if (ctx.signal.aborted) throw ctx.signal.reason ?? new Error("aborted");
-        const idx = Array.from({ length: Math.min(fz.batch_size, N - b0) }, (_, i) => b0 + i);
-        const prep = await prepareBatch(list, idx, pass, ds, fz, transform, per, (file, err) => {
-          skipped++;
-          ctx.log(`skipping bad image ${file}: ${err.message}`);
-        });
-        if (prep.labels.length > 0) {
-          const feats = await featurizeBatch(model, prep.pixels, prep.labels.length);
-          writer.append(feats, prep.labels, prep.indices);
-        }
-        done += idx.length;
-        const secs = (Date.now() - started) / 1000;
-        const rate = done / Math.max(secs, 1e-3);
-        ctx.progress({
-          phase: E > 1 ? `features pass ${pass + 1}/${E}` : "features",
-          done,
-          total: N * E,
-          unit: "img",
-          metrics: { img_per_s: rate, eta_s: (N * E - done) / rate },
-        });
-      }
-    }
+    const skipped = await featurizeAll(ctx, list, E, fz, prep, model, pool, writer);
     if (writer.rows === 0) throw new InputError(`${imagesDir}: every image was skipped as unreadable; no features written`);
     await writer.finish();
     ctx.log(`wrote ${writer.rows} rows of ${dim} features to ${file}${skipped ? ` (${skipped} bad images skipped)` : ""}`);
@@ -262,9 +255,83 @@ export async function run(ctx: StageContext): Promise<void> {
     await writer?.abort().catch(() => {});
     throw err;
   } finally {
-    disposeVit(model);
+    pool ??= await poolStart?.catch(() => null) ?? null;
+    await pool?.close();
+    if (model) disposeVit(model);
   }
   await writeClasses(ctx, ds, list);
+}
+
+/**
+ * The batch loop: batch j of every pass, in order, through the ViT into the writer, while batches
+ * j+1..j+PREFETCH_BATCHES are read, decoded and transformed (on image threads, or on this thread in
+ * the gaps the ViT leaves). Returns the number of bad images skipped.
+ */
+async function featurizeAll(
+  ctx: StageContext,
+  list: ImageList,
+  E: number,
+  fz: FeaturizerParams,
+  prep: ImagePrep,
+  model: VitModel,
+  pool: ImagePool | null,
+  writer: FeatureWriter,
+): Promise<number> {
+  const N = list.items.length;
+  const per = preparedSize(prep);
+  const perPass = Math.ceil(N / fz.batch_size);
+  const count = perPass * E;
+  const slots = Array.from({ length: Math.min(PREFETCH_BATCHES + 1, count) }, () => new Float32Array(new SharedArrayBuffer(Math.min(fz.batch_size, N) * per * 4)));
+  // Stops the batches being prepared ahead when the loop ends early (error or abort).
+  const stop = new AbortController();
+  const onAbort = () => stop.abort(ctx.signal.reason);
+  ctx.signal.addEventListener("abort", onAbort, { once: true });
+  // On this thread, one batch is transformed at a time (in order): the next starts when it is done.
+  let previous: Promise<unknown> = Promise.resolve();
+  const batches = new Prefetch<Prepared>(count, PREFETCH_BATCHES, (j) => {
+    const pass = Math.floor(j / perPass);
+    const b0 = (j % perPass) * fz.batch_size;
+    const idx = Array.from({ length: Math.min(fz.batch_size, N - b0) }, (_, i) => b0 + i);
+    const slot = slots[j % slots.length]!;
+    const p = pool
+      ? prepareBatch(list, idx, prep, slot, fz.on_bad_image, (jobs) => pool.prepare(jobs, pass, prep, slot, per, stop.signal))
+      : previous.then(() => prepareBatch(list, idx, prep, slot, fz.on_bad_image, () => prepareHere(list, idx, pass, prep, slot, stop.signal)));
+    previous = p.catch(() => undefined);
+    return p;
+  });
+  const started = Date.now();
+  let done = 0;
+  let skipped = 0;
+  try {
+    for (let j = 0; j < count; j++) {
+      if (ctx.signal.aborted) throw ctx.signal.reason ?? new Error("aborted");
+      const b = await batches.take();
+      for (const s of b.skipped) {
+        skipped++;
+        ctx.log(`skipping bad image ${s.file}: ${s.message}`);
+      }
+      if (b.labels.length > 0) {
+        const feats = await featurizeBatch(model, b.pixels, b.labels.length);
+        writer.append(feats, b.labels, b.indices);
+      }
+      done += b.size;
+      const secs = (Date.now() - started) / 1000;
+      const rate = done / Math.max(secs, 1e-3);
+      const pass = Math.floor(j / perPass);
+      ctx.progress({
+        phase: E > 1 ? `features pass ${pass + 1}/${E}` : "features",
+        done,
+        total: N * E,
+        unit: "img",
+        metrics: { img_per_s: rate, eta_s: (N * E - done) / rate },
+      });
+    }
+  } finally {
+    stop.abort();
+    ctx.signal.removeEventListener("abort", onAbort);
+    await batches.settle();
+  }
+  return skipped;
 }
 
 /**
@@ -278,49 +345,67 @@ async function writeClasses(ctx: StageContext, ds: DatasetParams, list: ImageLis
   await writeFileAtomic(ctx.outs.classes, JSON.stringify({ classes }, null, 1) + "\n");
 }
 
+/**
+ * One batch into `out` (image k at k x per, from `prepare`, which reports each image's outcome), then
+ * the bad-image policy: fail names the first bad file; skip drops it and closes the gap, so the good
+ * images' pixels are contiguous and in order.
+ */
 async function prepareBatch(
   list: ImageList,
   idx: number[],
-  pass: number,
-  ds: DatasetParams,
-  fz: FeaturizerParams,
-  transform: EvalTransform | TrainTransform,
-  per: number,
-  onSkip: (file: string, err: Error) => void,
+  prep: ImagePrep,
+  out: Float32Array,
+  policy: FeaturizerParams["on_bad_image"],
+  prepare: (jobs: { file: string; index: number }[]) => Promise<(BadImage | null)[]>,
 ): Promise<Prepared> {
-  const bytes = await Promise.all(
-    idx.map((i) =>
-      readFile(list.items[i].file).catch((err: NodeJS.ErrnoException) => {
-        return new InputError(`${list.items[i].file}: cannot read image (${err.code ?? err.message})`);
-      }),
-    ),
-  );
-  // Every image of the batch decodes at once (sharp works on libuv's thread pool); the transforms
-  // below run here, in order, as each decoded image is needed.
-  const decoded = bytes.map((b, k) => (b instanceof Error ? Promise.reject(b) : decodeImage(b, list.items[idx[k]].file)));
-  for (const d of decoded) d.catch(() => undefined);
-  const pixels = new Float32Array(idx.length * per);
+  const per = preparedSize(prep);
+  const outcomes = await prepare(idx.map((i) => ({ file: list.items[i]!.file, index: i })));
   const labels: number[] = [];
   const indices: number[] = [];
+  const skipped: Prepared["skipped"] = [];
   for (let k = 0; k < idx.length; k++) {
-    const item = list.items[idx[k]];
+    const item = list.items[idx[k]!]!;
+    const bad = outcomes[k];
+    if (bad) {
+      if (policy === "fail") throw new InputError(bad.message, bad.hint ? { hint: bad.hint } : {});
+      skipped.push({ file: item.file, message: bad.message });
+      continue;
+    }
+    const row = labels.length;
+    if (row !== k) out.copyWithin(row * per, k * per, (k + 1) * per);
+    labels.push(item.label);
+    indices.push(idx[k]!);
+  }
+  return { size: idx.length, pixels: out.subarray(0, labels.length * per), labels, indices, skipped };
+}
+
+/**
+ * A batch prepared on this thread: images read and decoded up to DECODE_WINDOW ahead (libuv's pool),
+ * transformed here one after another, image k into out at k x per.
+ */
+async function prepareHere(list: ImageList, idx: number[], pass: number, prep: ImagePrep, out: Float32Array, signal: AbortSignal): Promise<(BadImage | null)[]> {
+  const per = preparedSize(prep);
+  const loads: (Promise<RgbImage> | undefined)[] = [];
+  const load = (k: number) => {
+    if (k >= idx.length || loads[k]) return;
+    const p = readImage(list.items[idx[k]!]!.file);
+    p.catch(() => undefined);
+    loads[k] = p;
+  };
+  const outcomes: (BadImage | null)[] = [];
+  for (let k = 0; k < idx.length; k++) {
+    if (signal.aborted) throw signal.reason ?? new Error("aborted");
+    for (let a = k; a < k + DECODE_WINDOW; a++) load(a);
+    const loading = loads[k]!;
+    loads[k] = undefined;
     try {
-      const img = await decoded[k]!;
-      const off = labels.length * per;
-      if (ds.transform === "eval") {
-        const t = transform as EvalTransform;
-        normalizeInto(evalCrop(img, t), t.mean, t.std, pixels, off);
-      } else {
-        const t = transform as TrainTransform;
-        const { image, flip } = trainCrop(img, t, new Rng(augmentSeed(fz.seed, pass, idx[k])));
-        normalizeInto(image, t.mean, t.std, pixels, off, flip);
-      }
-      labels.push(item.label);
-      indices.push(idx[k]);
+      const img = await loading;
+      prepareInto(img, prep, pass, idx[k]!, out, k * per);
+      outcomes.push(null);
     } catch (err) {
-      if (fz.on_bad_image === "skip" && err instanceof InputError) onSkip(item.file, err);
-      else throw err;
+      if (!(err instanceof InputError)) throw err;
+      outcomes.push({ message: err.message, ...(err.hint ? { hint: err.hint } : {}) });
     }
   }
-  return { pixels: pixels.subarray(0, labels.length * per), labels, indices };
+  return outcomes;
 }

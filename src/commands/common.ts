@@ -27,24 +27,28 @@ export function warnLine(cli: Pick<CliContext, "err">, msg: string): void {
 
 /**
  * The per-instance settings the user set through the environment: SED_PIPE_CORES,
- * SED_PIPE_BLAS_THREADS, SED_PIPE_HEAD_THREADS (positive integers) and SED_PIPE_NO_BLAS=1. A bad
- * value is a usage error (exit 2), before anything runs.
+ * SED_PIPE_BLAS_THREADS, SED_PIPE_HEAD_THREADS (positive integers), SED_PIPE_IMAGE_THREADS (a whole
+ * number, 0 = none) and SED_PIPE_NO_BLAS=1. A bad value is a usage error (exit 2), before anything runs.
  */
 export function settingsFromEnv(env: NodeJS.ProcessEnv): Partial<StageSettings> {
-  const int = (name: string): number | undefined => {
+  const int = (name: string, least = 1): number | undefined => {
     const v = env[name];
     if (v === undefined || v === "") return undefined;
     const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new SedPipeError(`${name} must be a positive integer, got "${v}"`, { hint: `unset it, or set e.g. ${name}=2`, exitCode: EXIT.usage });
+    if (!Number.isInteger(n) || n < least) {
+      throw new SedPipeError(`${name} must be ${least === 1 ? "a positive integer" : `a whole number >= ${least}`}, got "${v}"`, { hint: `unset it, or set e.g. ${name}=2`, exitCode: EXIT.usage });
+    }
     return n;
   };
   const out: { -readonly [K in keyof StageSettings]?: StageSettings[K] } = {};
   const cores = int("SED_PIPE_CORES");
   const blasThreads = int("SED_PIPE_BLAS_THREADS");
   const headThreads = int("SED_PIPE_HEAD_THREADS");
+  const imageThreads = int("SED_PIPE_IMAGE_THREADS", 0);
   if (cores !== undefined) out.cores = cores;
   if (blasThreads !== undefined) out.blasThreads = blasThreads;
   if (headThreads !== undefined) out.headThreads = headThreads;
+  if (imageThreads !== undefined) out.imageThreads = imageThreads;
   if (env.SED_PIPE_NO_BLAS === "1") out.blas = false;
   return out;
 }

@@ -104,7 +104,13 @@ function newRunId(): string {
  */
 export function instanceSettings(user: Partial<StageSettings>, cpus: number, machineCores: number | null): StageSettings {
   const cores = user.cores ?? Math.max(1, machineCores === null ? cpus : Math.min(cpus, machineCores));
-  return { cores, blasThreads: user.blasThreads ?? cores, headThreads: user.headThreads ?? null, blas: user.blas ?? true };
+  return {
+    cores,
+    blasThreads: user.blasThreads ?? cores,
+    headThreads: user.headThreads ?? null,
+    ...(user.imageThreads != null ? { imageThreads: user.imageThreads } : {}),
+    blas: user.blas ?? true,
+  };
 }
 
 /**

@@ -1,12 +1,14 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { spawnSync } from "node:child_process";
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs-core";
 import { PNG } from "pngjs";
 import { run, parseFeaturizerParams } from "../../../stages/cache-features.ts";
-import type { ProgressEvent, StageContext } from "../../../src/stage-api.ts";
+import type { ProgressEvent, StageContext, StageSettings } from "../../../src/stage-api.ts";
 import { writeSeededVitCheckpoint, readVitWeights } from "../../../src/ml/vit-checkpoint.ts";
 import { createVit, disposeVit, featurizeBatch, type VitArch } from "../../../src/ml/vit.ts";
 import { decodeImage, evalCrop, normalizeInto } from "../../../src/io/images.ts";
@@ -16,7 +18,13 @@ import { referenceFeatureFileName } from "../../../src/hash/reference-name.ts";
 import { ConfigError, InputError } from "../../../src/errors.ts";
 import { initBackend } from "../../../src/ml/backend.ts";
 import { loadH5 } from "../../../src/io/hdf5.ts";
+import { bundleStage } from "../../../src/runner/stage-bundle.ts";
 import { TEST_SETTINGS } from "../../helpers/stage-context.ts";
+
+const REPO = fileURLToPath(new URL("../../../", import.meta.url));
+const FIXTURES = fileURLToPath(new URL("./fixtures/", import.meta.url));
+/** Two image threads, whatever the machine: the pooled path, to compare with TEST_SETTINGS' stage thread. */
+const THREADS: StageSettings = { ...TEST_SETTINGS, cores: 2, imageThreads: 2 };
 
 const ARCH: VitArch = { image_size: 8, patch_size: 4, in_chans: 3, embed_dim: 16, depth: 2, num_heads: 2, mlp_ratio: 2, layerscale_init: 1 };
 const NORM = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
@@ -60,7 +68,7 @@ test.after.each(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-function ctx(dataset: Record<string, unknown>, featurizer: Record<string, unknown> = FEATURIZER, signal?: AbortSignal) {
+function ctx(dataset: Record<string, unknown>, featurizer: Record<string, unknown> = FEATURIZER, signal?: AbortSignal, settings: StageSettings = TEST_SETTINGS) {
   const events: ProgressEvent[] = [];
   const logs: string[] = [];
   const c: StageContext = {
@@ -74,7 +82,7 @@ function ctx(dataset: Record<string, unknown>, featurizer: Record<string, unknow
     outs: { features: join(root, ".tmp", `out-${String(dataset.key)}`), classes: join(root, ".tmp", `classes-${String(dataset.key)}.json`) },
     scratch: join(root, ".scratch"),
     backend: "auto",
-    settings: TEST_SETTINGS,
+    settings,
     signal: signal ?? new AbortController().signal,
     progress: (e) => events.push(e),
     log: (l) => logs.push(l),
@@ -328,6 +336,114 @@ test("a dataset may carry its own transform; the featurizer's transforms are the
 test("a dataset with neither images nor prebuilt is a config error", async () => {
   const { c } = ctx({ key: "x", layout: "imagefolder", transform: "eval", features: "features/x.hdf5" });
   await rejects(run(c), (e: unknown) => e instanceof ConfigError && /needs images .* or prebuilt/.test((e as Error).message));
+});
+
+/** A feature file's rows, for exact comparisons. */
+async function rowsOf(path: string) {
+  const r = await openFeatureFile(path, { dim: 16, requireComplete: true });
+  try {
+    const [b] = [...r.sequential(1000)];
+    return { rows: r.rows, embed: Array.from(b.embed), label: Array.from(b.label), index: Array.from(b.index) };
+  } finally {
+    r.close();
+  }
+}
+
+/** JPEGs among the PNGs (the threads decode them with sharp, as the stage's thread does). */
+async function addJpegs(): Promise<void> {
+  await copyFile(join(FIXTURES, "edges-420.jpg"), join(root, "images", "cat", "3.jpg"));
+  await copyFile(join(FIXTURES, "odd-61x45.jpg"), join(root, "images", "dog", "2.jpg"));
+}
+
+test("image threads write the same feature file as the stage's thread: eval, and train over 2 passes in many small batches", async () => {
+  await addJpegs();
+  for (const [dataset, featurizer] of [[VAL, FEATURIZER], [TRAIN, { ...FEATURIZER, batch_size: 2 }]] as const) {
+    const here = ctx({ ...dataset, key: `${dataset.key}-here` }, featurizer);
+    await run(here.c);
+    assert.ok(here.logs.some((l) => /images prepared on the stage's thread, read and decoded up to 2 batches ahead/.test(l)), here.logs.join("\n"));
+    const pooled = ctx({ ...dataset, key: `${dataset.key}-pooled` }, featurizer, undefined, THREADS);
+    const before = tf.memory().numTensors;
+    await run(pooled.c);
+    assert.is(tf.memory().numTensors, before, "no tensors left behind");
+    assert.ok(pooled.logs.some((l) => /images prepared on 2 image threads, up to 2 batches ahead/.test(l)), pooled.logs.join("\n"));
+    const a = await rowsOf(here.c.outs.features);
+    const b = await rowsOf(pooled.c.outs.features);
+    assert.is(a.rows, 7 * (dataset === TRAIN ? 2 : 1));
+    assert.equal(b, a, `${dataset.key}: pooled rows equal the stage thread's exactly`);
+    assert.equal(pooled.events.map((e) => e.done), here.events.map((e) => e.done));
+  }
+});
+
+test("image threads: a bad image follows on_bad_image (fail names the file; skip writes the same rows as the stage's thread)", async () => {
+  await addJpegs();
+  await writeFile(join(root, "images", "dog", "0.png"), "not a png at all");
+  await run(ctx(VAL, FEATURIZER, undefined, THREADS).c).then(
+    () => assert.unreachable("should fail"),
+    (e: Error) => {
+      assert.instance(e, InputError);
+      assert.match(e.message, /images\/dog\/0\.png: cannot decode image/);
+      assert.match((e as InputError).hint ?? "", /on_bad_image: skip/);
+    },
+  );
+  const skip = { ...FEATURIZER, on_bad_image: "skip", batch_size: 2 };
+  const here = ctx({ ...TRAIN, key: "skip-here" }, skip);
+  await run(here.c);
+  const pooled = ctx({ ...TRAIN, key: "skip-pooled" }, skip, undefined, THREADS);
+  await run(pooled.c);
+  assert.is(pooled.logs.filter((l) => /skipping bad image .*dog\/0\.png: .*cannot decode image/.test(l)).length, 2, "once per pass");
+  const a = await rowsOf(here.c.outs.features);
+  const b = await rowsOf(pooled.c.outs.features);
+  assert.equal(b.index, [0, 1, 2, 3, 5, 6, 0, 1, 2, 3, 5, 6]);
+  assert.equal(b, a);
+});
+
+test("image threads: abort while batches are prepared ahead stops the run, leaves no output, and the threads go", async () => {
+  const ac = new AbortController();
+  const a = ctx(TRAIN, { ...FEATURIZER, batch_size: 1 }, ac.signal, THREADS);
+  const c: StageContext = { ...a.c, progress: (e) => e.done === 2 && ac.abort(new Error("interrupted by test")) };
+  await run(c).then(
+    () => assert.unreachable("should abort"),
+    (e: Error) => assert.match(e.message, /interrupted by test/),
+  );
+  await openFeatureFile(c.outs.features).then(
+    () => assert.unreachable("aborted output must not remain"),
+    () => {},
+  );
+});
+
+test("from its stage bundle on plain node (as the runner starts it), image threads load the bundle: same rows, and the process exits", async () => {
+  await addJpegs();
+  const here = ctx(TRAIN);
+  await run(here.c);
+  const cache = await mkdtemp(join(REPO, "cache", "test-bundle-"));
+  try {
+    const bundle = await bundleStage(join(REPO, "stages", "cache-features.ts"), cache);
+    const pooled = ctx({ ...TRAIN, key: "bundled" }, FEATURIZER, undefined, THREADS);
+    const { signal: _s, progress: _p, log: _l, ...spec } = pooled.c;
+    const script = [
+      `import { pathToFileURL } from "node:url";`,
+      `await import(pathToFileURL(process.argv[2]).href);`,
+      `const stage = globalThis.__sedPipeBundledStage;`,
+      `const spec = JSON.parse(process.argv[3]);`,
+      `await stage.run({ ...spec, signal: new AbortController().signal, progress() {}, log: (l) => console.log("log: " + l) });`,
+      `console.log("run resolved");`,
+    ].join("\n");
+    const main = join(cache, "run-stage.mjs");
+    await writeFile(main, script);
+    const r = spawnSync(process.execPath, [main, bundle, JSON.stringify(spec)], {
+      cwd: REPO,
+      encoding: "utf8",
+      timeout: 120_000,
+      env: { ...process.env, NODE_OPTIONS: "" },
+    });
+    assert.is(r.signal, null, `killed: the process did not exit\n${r.stdout}\n${r.stderr.slice(-2000)}`);
+    assert.is(r.status, 0, `${r.stdout}\n${r.stderr.slice(-3000)}`);
+    assert.match(r.stdout, /images prepared on 2 image threads/);
+    assert.match(r.stdout, /run resolved/);
+    assert.equal(await rowsOf(pooled.c.outs.features), await rowsOf(here.c.outs.features));
+  } finally {
+    await rm(cache, { recursive: true, force: true });
+  }
 });
 
 test.run();

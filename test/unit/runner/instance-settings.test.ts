@@ -2,6 +2,8 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { instanceSettings } from "../../../src/runner/execute.ts";
+import { settingsFromEnv } from "../../../src/commands/common.ts";
+import { EXIT, SedPipeError } from "../../../src/errors.ts";
 
 test("cores = declared cpus; blas threads follow; head threads decided later", () => {
   assert.equal(instanceSettings({}, 1, 2), { cores: 1, blasThreads: 1, headThreads: null, blas: true });
@@ -18,6 +20,23 @@ test("a local run clamps cpus to the machine's cores; a cluster job (null) gets 
 test("what the user set wins (SED_PIPE_CORES, SED_PIPE_BLAS_THREADS, SED_PIPE_HEAD_THREADS, SED_PIPE_NO_BLAS)", () => {
   assert.equal(instanceSettings({ cores: 3 }, 8, 16), { cores: 3, blasThreads: 3, headThreads: null, blas: true });
   assert.equal(instanceSettings({ blasThreads: 1, headThreads: 2, blas: false }, 8, 4), { cores: 4, blasThreads: 1, headThreads: 2, blas: false });
+});
+
+test("image threads (SED_PIPE_IMAGE_THREADS): 0 is a value (the stage's thread), unset leaves it to the stage", () => {
+  assert.equal(settingsFromEnv({ SED_PIPE_IMAGE_THREADS: "0" }), { imageThreads: 0 });
+  assert.equal(settingsFromEnv({ SED_PIPE_IMAGE_THREADS: "3", SED_PIPE_HEAD_THREADS: "2" }), { headThreads: 2, imageThreads: 3 });
+  assert.equal(settingsFromEnv({ SED_PIPE_IMAGE_THREADS: "" }), {});
+  for (const bad of ["-1", "1.5", "many"]) {
+    assert.throws(
+      () => settingsFromEnv({ SED_PIPE_IMAGE_THREADS: bad }),
+      (e: Error) => e instanceof SedPipeError && e.exitCode === EXIT.usage && /SED_PIPE_IMAGE_THREADS must be a whole number >= 0/.test(e.message),
+      bad,
+    );
+  }
+  assert.throws(() => settingsFromEnv({ SED_PIPE_HEAD_THREADS: "0" }), /SED_PIPE_HEAD_THREADS must be a positive integer/);
+  assert.is(instanceSettings({ imageThreads: 0 }, 8, 4).imageThreads, 0);
+  assert.is(instanceSettings({ imageThreads: 2 }, 1, 4).imageThreads, 2);
+  assert.not.ok("imageThreads" in instanceSettings({}, 8, 4), "unset: the stage decides from its cores");
 });
 
 test.run();
