@@ -12,8 +12,8 @@ import { initBackend } from "../src/ml/backend.ts";
 import { createVit, disposeVit, featurizeBatch, type VitArch, type VitModel } from "../src/ml/vit.ts";
 import { readVitWeights } from "../src/ml/vit-checkpoint.ts";
 import { listImages, type ImageLayout, type ImageList } from "../src/io/image-folder.ts";
-import { prepareInto, preparedSize, readImage, type EvalTransform, type ImagePrep, type RgbImage, type TrainTransform } from "../src/io/images.ts";
-import { ImagePool, imageThreadCount, type BadImage } from "../src/io/image-pool.ts";
+import { preparedSize, type EvalTransform, type ImagePrep, type TrainTransform } from "../src/io/images.ts";
+import { ImagePool, imageThreadCount, prepareOnThisThread, type BadImage, type PrepareJob } from "../src/io/image-pool.ts";
 import { Prefetch } from "../src/io/prefetch.ts";
 import { createFeatureFile, type FeatureWriter } from "../src/io/feature-writer.ts";
 import { openFeatureFile } from "../src/io/feature-reader.ts";
@@ -177,12 +177,9 @@ async function linkOrCopy(from: string, to: string): Promise<void> {
 /**
  * Batches prepared ahead of the one in the ViT. Memory: (PREFETCH_BATCHES + 1) batch buffers of
  * batch_size x 3 x S x S float32 (S = the ViT's image size), plus the images being read and decoded
- * (image threads: IMAGE_THREAD_DEPTH per thread; the stage's thread: DECODE_WINDOW).
+ * (image threads: IMAGE_THREAD_DEPTH per thread; the stage's thread: DECODE_WINDOW; src/io/image-pool.ts).
  */
 export const PREFETCH_BATCHES = 2;
-
-/** On the stage's own thread: images read and decoded ahead of the one being transformed (libuv's pool decodes them). */
-const DECODE_WINDOW = 8;
 
 interface Prepared {
   /** Images of the batch, bad ones included. */
@@ -295,7 +292,7 @@ async function featurizeAll(
     const slot = slots[j % slots.length]!;
     const p = pool
       ? prepareBatch(list, idx, prep, slot, fz.on_bad_image, (jobs) => pool.prepare(jobs, pass, prep, slot, per, stop.signal))
-      : previous.then(() => prepareBatch(list, idx, prep, slot, fz.on_bad_image, () => prepareHere(list, idx, pass, prep, slot, stop.signal)));
+      : previous.then(() => prepareBatch(list, idx, prep, slot, fz.on_bad_image, (jobs) => prepareOnThisThread(jobs, pass, prep, slot, per, stop.signal)));
     previous = p.catch(() => undefined);
     return p;
   });
@@ -356,7 +353,7 @@ async function prepareBatch(
   prep: ImagePrep,
   out: Float32Array,
   policy: FeaturizerParams["on_bad_image"],
-  prepare: (jobs: { file: string; index: number }[]) => Promise<(BadImage | null)[]>,
+  prepare: (jobs: PrepareJob[]) => Promise<(BadImage | null)[]>,
 ): Promise<Prepared> {
   const per = preparedSize(prep);
   const outcomes = await prepare(idx.map((i) => ({ file: list.items[i]!.file, index: i })));
@@ -377,35 +374,4 @@ async function prepareBatch(
     indices.push(idx[k]!);
   }
   return { size: idx.length, pixels: out.subarray(0, labels.length * per), labels, indices, skipped };
-}
-
-/**
- * A batch prepared on this thread: images read and decoded up to DECODE_WINDOW ahead (libuv's pool),
- * transformed here one after another, image k into out at k x per.
- */
-async function prepareHere(list: ImageList, idx: number[], pass: number, prep: ImagePrep, out: Float32Array, signal: AbortSignal): Promise<(BadImage | null)[]> {
-  const per = preparedSize(prep);
-  const loads: (Promise<RgbImage> | undefined)[] = [];
-  const load = (k: number) => {
-    if (k >= idx.length || loads[k]) return;
-    const p = readImage(list.items[idx[k]!]!.file);
-    p.catch(() => undefined);
-    loads[k] = p;
-  };
-  const outcomes: (BadImage | null)[] = [];
-  for (let k = 0; k < idx.length; k++) {
-    if (signal.aborted) throw signal.reason ?? new Error("aborted");
-    for (let a = k; a < k + DECODE_WINDOW; a++) load(a);
-    const loading = loads[k]!;
-    loads[k] = undefined;
-    try {
-      const img = await loading;
-      prepareInto(img, prep, pass, idx[k]!, out, k * per);
-      outcomes.push(null);
-    } catch (err) {
-      if (!(err instanceof InputError)) throw err;
-      outcomes.push({ message: err.message, ...(err.hint ? { hint: err.hint } : {}) });
-    }
-  }
-  return outcomes;
 }

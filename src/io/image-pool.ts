@@ -1,12 +1,13 @@
 // Prepares images (read, decode, resize, crop, augment, normalise) on worker threads (image-thread.ts)
 // into a shared batch buffer, so a stage's own thread is free for the model while the next batches are
-// prepared. Owns the threads, how many to use, the queue and what a dead thread means; the bad-image
-// policy and the batch order are the caller's (stages/cache-features.ts).
+// prepared, and the same work on the caller's own thread (prepareOnThisThread). Owns the threads, how
+// many to use, the queue and what a dead thread means; the bad-image policy and the batch order are the
+// caller's (stages/cache-features.ts).
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
-import { EXIT, SedPipeError } from "../errors.ts";
+import { EXIT, InputError, SedPipeError } from "../errors.ts";
 import { IMAGE_THREAD_FLAG, type BadImage, type ImageThreadReply, type ImageThreadRequest } from "./image-thread.ts";
-import { preloadSharp, type ImagePrep } from "./images.ts";
+import { preloadSharp, prepareInto, readImage, type ImagePrep, type RgbImage } from "./images.ts";
 
 export type { BadImage } from "./image-thread.ts";
 
@@ -55,6 +56,9 @@ export function imageThreadCount(images: number, settings: ImageThreadSettings =
  * threads x DEPTH files and their decoded pixels at a time, whatever the batch size.
  */
 export const IMAGE_THREAD_DEPTH = 2;
+
+/** On the caller's own thread: images read and decoded (on libuv's pool) ahead of the one being transformed. */
+export const DECODE_WINDOW = 8;
 
 /** One image of a prepare() call: its file and its index in the dataset (the train augmentation's seed). */
 export interface PrepareJob {
@@ -246,4 +250,34 @@ export class ImagePool {
     for (const task of this.queue.splice(0)) task.call.fail(err);
     await Promise.all(this.threads.map((t) => t.worker.terminate()));
   }
+}
+
+/**
+ * ImagePool.prepare's work without threads: images read and decoded up to DECODE_WINDOW ahead (on
+ * libuv's pool), transformed on this thread one after another, jobs[k] into out at k x per. out may be
+ * any Float32Array. Checks `signal` before each image.
+ */
+export async function prepareOnThisThread(jobs: readonly PrepareJob[], pass: number, prep: ImagePrep, out: Float32Array, per: number, signal?: AbortSignal): Promise<(BadImage | null)[]> {
+  const loads: (Promise<RgbImage> | undefined)[] = [];
+  const load = (k: number) => {
+    if (k >= jobs.length || loads[k]) return;
+    const p = readImage(jobs[k]!.file);
+    p.catch(() => undefined);
+    loads[k] = p;
+  };
+  const outcomes: (BadImage | null)[] = [];
+  for (let k = 0; k < jobs.length; k++) {
+    if (signal?.aborted) throw signal.reason ?? new Error("aborted");
+    for (let a = k; a < k + DECODE_WINDOW; a++) load(a);
+    const loading = loads[k]!;
+    loads[k] = undefined;
+    try {
+      prepareInto(await loading, prep, pass, jobs[k]!.index, out, k * per);
+      outcomes.push(null);
+    } catch (err) {
+      if (!(err instanceof InputError)) throw err;
+      outcomes.push({ message: err.message, ...(err.hint ? { hint: err.hint } : {}) });
+    }
+  }
+  return outcomes;
 }

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import sharp from "sharp";
 import type { Worker } from "node:worker_threads";
-import { ImagePool, ImageThreadError, imageThreadCount, IMAGE_THREAD_DEPTH, type BadImage, type PrepareJob } from "../../../src/io/image-pool.ts";
+import { ImagePool, ImageThreadError, imageThreadCount, IMAGE_THREAD_DEPTH, prepareOnThisThread, type BadImage, type PrepareJob } from "../../../src/io/image-pool.ts";
 import { augmentSeed, prepareInto, preparedSize, randomResizedCropBox, readImage, type ImagePrep } from "../../../src/io/images.ts";
 import { InputError, SedPipeError } from "../../../src/errors.ts";
 import { Rng } from "../../../src/rng.ts";
@@ -107,6 +107,10 @@ test("pooled preparation equals the stage's thread bit for bit: eval, and train 
       assert.equal(got, want.bad);
       assert.ok(got.every((b) => b === null));
       sameBits(out, want.out, `${prep.kind} seed ${prep.kind === "train" ? prep.seed : "-"} pass ${pass}`);
+      // The stage's thread (decoding a window ahead) is the same computation too.
+      const here = new Float32Array(jobs.length * per);
+      assert.equal(await prepareOnThisThread(jobs, pass, prep, here, per), want.bad);
+      sameBits(here, want.out, `on this thread: ${prep.kind} pass ${pass}`);
       if (prep.kind === "train") {
         for (const j of jobs) {
           // The flip is the draw after the crop's (trainCrop): replay the same generator.
@@ -140,6 +144,7 @@ test("bad images come back as outcomes in their slots (missing file, corrupt byt
     assert.is(got[4], null);
     const want = await inThread(mixed, 0, prep);
     assert.equal(got, want.bad);
+    assert.equal(await prepareOnThisThread(mixed, 0, prep, new Float32Array(mixed.length * per), per), want.bad);
     for (const k of [0, 2, 4]) sameBits(out.subarray(k * per, (k + 1) * per), want.out.subarray(k * per, (k + 1) * per), `image ${k}`);
   } finally {
     await pool.close();
