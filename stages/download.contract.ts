@@ -40,7 +40,14 @@ const urlSource = z.strictObject({
 
 const universeSource = z.strictObject({ ...common, kind: z.literal("mnist-universe"), ...universeFields }).superRefine(checkUniverse);
 
-const generatedVitSource = z.strictObject({ ...common, kind: z.literal("generated-vit"), seed: z.number().int().default(0), arch: vitArchSchema });
+const generatedVitSource = z.strictObject({
+  ...common,
+  kind: z.literal("generated-vit"),
+  seed: z.number().int().default(0),
+  arch: vitArchSchema,
+  /** safetensors, or pth: a torch.save zip laid out like DeiT-3's release (the paper's format). */
+  format: z.enum(["safetensors", "pth"], { error: 'must be "safetensors" or "pth"' }).default("safetensors"),
+});
 
 const posInt = z.number().int().positive();
 const seed = z.number().int().min(0).default(0);

@@ -118,12 +118,12 @@ async function runUniverse(ctx: StageContext, src: SourceOf<"mnist-universe">, o
 }
 
 async function runGeneratedVit(ctx: StageContext, src: SourceOf<"generated-vit">, out: string): Promise<void> {
-  const { seed, arch } = src;
+  const { seed, arch, format } = src;
   // Loaded on demand: the ViT modules pull in tfjs, which the other source kinds do not need.
   const { writeSeededVitCheckpoint } = await import("../src/ml/vit-checkpoint.ts");
   ctx.progress({ phase: "generate", message: "seeded ViT weights" });
-  await writeSeededVitCheckpoint(arch, seed, out);
-  ctx.log(`generated seeded ViT checkpoint (seed ${seed})`);
+  await writeSeededVitCheckpoint(arch, seed, out, format);
+  ctx.log(`generated seeded ViT checkpoint (seed ${seed}, ${format})`);
 }
 
 async function runGeneratedImages(ctx: StageContext, src: SourceOf<"generated-images">, out: string): Promise<void> {

@@ -6,6 +6,7 @@ import { InputError } from "../errors.ts";
 import { Rng, truncNormalArray } from "../rng.ts";
 import { readSafetensors, writeSafetensors, type SafeTensor } from "../io/safetensors.ts";
 import { openTorchCheckpoint, isTorchTensor, type TorchTensor } from "../io/torch-checkpoint.ts";
+import { writeTorchStateDict } from "../io/torch-writer.ts";
 import { checkVitWeights, isIgnoredVitKey, vitParamShapes, type NamedArray, type VitArch } from "./vit.ts";
 
 /**
@@ -38,8 +39,23 @@ export function seededVitWeights(arch: VitArch, seed: number): Map<string, Named
   return out;
 }
 
-/** Writes a seeded generated checkpoint (safetensors, timm names); the download stage calls this. */
-export async function writeSeededVitCheckpoint(arch: VitArch, seed: number, file: string): Promise<void> {
+/**
+ * Writes a seeded generated checkpoint with timm's names; the download stage calls this. `safetensors`
+ * (default), or `pth`: a torch.save zip laid out like DeiT-3's release (`{"model": state dict}` with
+ * the final `norm` and the 1000-class `head` too, which the featurizer reads past), so the paper's
+ * `.pth` reading path runs on it.
+ */
+export async function writeSeededVitCheckpoint(arch: VitArch, seed: number, file: string, format: "safetensors" | "pth" = "safetensors"): Promise<void> {
+  if (format === "pth") {
+    const tensors = new Map(seededVitWeights(arch, seed));
+    const D = arch.embed_dim;
+    tensors.set("norm.weight", { shape: [D], data: new Float32Array(D).fill(1) });
+    tensors.set("norm.bias", { shape: [D], data: new Float32Array(D) });
+    tensors.set("head.weight", { shape: [1000, D], data: truncNormalArray(1000 * D, 0.02, new Rng(seed + 1)) });
+    tensors.set("head.bias", { shape: [1000], data: new Float32Array(1000) });
+    await writeTorchStateDict(file, tensors);
+    return;
+  }
   const tensors: Record<string, SafeTensor> = {};
   for (const [name, t] of seededVitWeights(arch, seed)) tensors[name] = { dtype: "F32", shape: t.shape, data: t.data };
   await writeSafetensors(file, tensors, { format: "sed-pipe-vit", generator: "seeded", seed: String(seed), arch: JSON.stringify(arch) });

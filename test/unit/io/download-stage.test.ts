@@ -186,12 +186,13 @@ test("generated-vit: writes a seeded checkpoint", async () => {
 
 test("bad sources: clear errors", async () => {
   const cases: [unknown, RegExp][] = [
-    [{ name: "x", kind: "ftp", out: "o" }, /params\.source\.kind: expected "url" or "mnist-universe" or "generated-vit", got the string "ftp"/],
+    [{ name: "x", kind: "ftp", out: "o" }, /params\.source\.kind: expected "url" or "mnist-universe" or "generated-vit" or "generated-images" or "generated-features" or "generated-class-list", got the string "ftp"/],
     [{ name: "x", kind: "url", out: "o" }, /params\.source\.url is required/],
     [{ kind: "url", out: "o", url: "https://e.org/a" }, /params\.source\.name is required/],
     [{ name: "x", kind: "url", out: "o", url: "https://e.org/a", extract: "zip" }, /extract must be "tar.gz"/],
     [{ name: "x", kind: "mnist-universe", out: "o", id_classes: [] }, /id_classes must be a non-empty list/],
     [{ name: "x", kind: "generated-vit", out: "o" }, /params\.source\.arch is required/],
+    [{ name: "x", kind: "generated-vit", out: "o", arch: { image_size: 8, patch_size: 4, in_chans: 3, embed_dim: 8, depth: 1, num_heads: 2, mlp_ratio: 2, layerscale_init: 1 }, format: "onnx" }, /format must be "safetensors" or "pth"/],
     ["nope", /params\.source: expected object/],
   ];
   for (const [src, re] of cases) {
