@@ -4,11 +4,10 @@
 // (raw little-endian storages, 64-byte aligned like torch's writer), `byteorder` and `version`.
 // Streamed tensor by tensor; same tensors, same bytes (fixed zip timestamps). For seeded stand-ins of
 // the paper's DeiT checkpoint (download `generated-vit`, `format: pth`); `torch.load` reads them.
-import { open } from "node:fs/promises";
+import { open, rename, rm } from "node:fs/promises";
 import { crc32 } from "node:zlib";
 import { SedPipeError } from "../errors.ts";
 import { tempPathFor } from "./atomic.ts";
-import { rename, rm } from "node:fs/promises";
 
 export interface TorchTensorIn {
   shape: number[];
