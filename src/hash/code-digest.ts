@@ -1,10 +1,11 @@
 // Code part of a fingerprint: a stage module plus every project file it imports (transitively; not
 // node_modules), each digested after an esbuild transform that drops comments and whitespace.
 // Owns closure discovery and normalisation; the stat cache makes unchanged files free.
+import { readFileSync } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import { extname, join } from "node:path";
-import { builtinModules } from "node:module";
-import * as esbuild from "esbuild";
+import { builtinModules, createRequire } from "node:module";
+import type * as esbuild from "esbuild";
 import { SedPipeError } from "../errors.ts";
 import { nowNs, type StatCache } from "./stat-cache.ts";
 import { digestOf } from "./digest.ts";
@@ -29,8 +30,28 @@ const LOADERS: Record<string, esbuild.Loader> = {
   ".jsx": "jsx",
 };
 
+let esbuildVersionMemo: string | undefined;
+
+/**
+ * The version of the esbuild this module would load, read from its package.json: a warm `status`
+ * finds every closure and digest in the stat cache and must not pay esbuild's import to name them.
+ */
+export function esbuildVersion(): string {
+  if (esbuildVersionMemo === undefined) {
+    try {
+      const pkg = createRequire(import.meta.url).resolve("esbuild/package.json");
+      esbuildVersionMemo = (JSON.parse(readFileSync(pkg, "utf8")) as { version: string }).version;
+    } catch {
+      esbuildVersionMemo = "unknown";
+    }
+  }
+  return esbuildVersionMemo;
+}
+
 /** Cache namespace: a new esbuild may print code differently, so its digests are kept apart. */
-export const CODE_NS = `code@esbuild-${esbuild.version}`;
+export function codeNs(): string {
+  return `code@esbuild-${esbuildVersion()}`;
+}
 
 function esbuildMessage(err: unknown): string {
   const errors = (err as { errors?: esbuild.Message[] }).errors;
@@ -42,9 +63,10 @@ function esbuildMessage(err: unknown): string {
 
 /** The static import closure of `module` (project-relative) inside `root`. */
 export async function codeClosure(root: string, module: string): Promise<CodeClosure> {
+  const { build } = await import("esbuild");
   let result: esbuild.BuildResult<{ metafile: true; write: false }>;
   try {
-    result = await esbuild.build({
+    result = await build({
       entryPoints: [module],
       absWorkingDir: root,
       bundle: true,
@@ -81,8 +103,9 @@ export async function normalisedSource(absPath: string): Promise<string | Buffer
   const bytes = await readFile(absPath);
   const loader = LOADERS[extname(absPath)];
   if (!loader) return bytes;
+  const { transform } = await import("esbuild");
   try {
-    const out = await esbuild.transform(bytes.toString("utf8"), {
+    const out = await transform(bytes.toString("utf8"), {
       loader,
       minifyWhitespace: true,
       legalComments: "none",
@@ -101,7 +124,9 @@ export async function digestSource(absPath: string): Promise<string> {
 }
 
 /** Cache namespace of import closures (esbuild's resolution decides them). */
-const CLOSURE_NS = `closure@esbuild-${esbuild.version}`;
+function closureNs(): string {
+  return `closure@esbuild-${esbuildVersion()}`;
+}
 const RACY_NS = 2_000_000_000n;
 
 interface ClosureRecord {
@@ -148,7 +173,7 @@ export class CodeDigester {
   private async cachedClosure(module: string): Promise<CodeClosure> {
     const entry = join(this.root, module);
     const entrySt = await stat(entry, { bigint: true });
-    const hit = this.cache.lookup(CLOSURE_NS, entry, entrySt);
+    const hit = this.cache.lookup(closureNs(), entry, entrySt);
     if (hit) {
       const rec = JSON.parse(hit) as ClosureRecord;
       let valid = true;
@@ -167,19 +192,19 @@ export class CodeDigester {
     const sigs: Record<string, string> = {};
     for (const file of closure.files) sigs[file] = statSig(await stat(join(this.root, file), { bigint: true }));
     const rec: ClosureRecord = { files: closure.files, imports: [...closure.imports].sort(), sigs, startedNs: String(startedNs) };
-    this.cache.store(CLOSURE_NS, entry, entrySt, JSON.stringify(rec), startedNs);
+    this.cache.store(closureNs(), entry, entrySt, JSON.stringify(rec), startedNs);
     return closure;
   }
 
   async digestFile(rel: string): Promise<string> {
     const abs = join(this.root, rel);
     const st = await stat(abs, { bigint: true });
-    const hit = this.cache.lookup(CODE_NS, abs, st);
+    const hit = this.cache.lookup(codeNs(), abs, st);
     if (hit) return hit;
     const started = nowNs();
     const digest = await digestSource(abs);
     this.transforms++;
-    this.cache.store(CODE_NS, abs, st, digest, started);
+    this.cache.store(codeNs(), abs, st, digest, started);
     return digest;
   }
 
