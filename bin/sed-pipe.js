@@ -92,7 +92,12 @@ if (process.env.SED_PIPE_NO_BUNDLE !== "1") {
       await rebuild();
       file = freshEntry();
     }
-    if (file !== null) entry = pathToFileURL(file).href;
+    if (file !== null) {
+      entry = pathToFileURL(file).href;
+      // Names the code that runs (its folder is named by the bundle's content hash): what the
+      // program keeps between commands, e.g. the loaded pipeline, is reused only by the same build.
+      globalThis.__sedPipeBuild = basename(join(file, ".."));
+    }
   } catch {
     entry = undefined;
   }

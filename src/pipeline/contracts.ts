@@ -11,6 +11,7 @@ import { createRequire } from "node:module";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { writeFileAtomic } from "../io/atomic.ts";
+import { closureUnchanged, statSig, type ClosureSigs } from "./closure-sigs.ts";
 import { configErrorAt, type Span } from "./diagnostics.ts";
 import type { StageContract } from "../stage-api.ts";
 
@@ -21,14 +22,14 @@ export interface LoadedContract {
   contract: StageContract;
   /** Bare package specifiers the contract's closure imports (a light contract imports only zod). */
   imports: string[];
+  /** The stat signatures of the contract's import closure when its bundle was built (closure-sigs.ts). */
+  closure: ClosureSigs;
 }
 
 /** Counters for tests: esbuild runs and bundle imports in this process. */
 export const contractStats = { builds: 0, imports: 0 };
 
 const INDEX_VERSION = 1;
-/** A file modified this close before a build started may not be what esbuild read: not trusted. */
-const RACY_NS = 2_000_000_000n;
 
 interface IndexEntry {
   /** Bundle file name under cache/build/. */
@@ -51,10 +52,6 @@ export function contractPathFor(module: string): string {
   return m ? `${module.slice(0, -m[1]!.length)}.contract${m[1]}` : `${module}.contract.ts`;
 }
 
-function statSig(st: { dev: bigint; ino: bigint; size: bigint; mtimeNs: bigint; ctimeNs: bigint }): string {
-  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
-}
-
 async function readIndex(file: string): Promise<Index | null> {
   try {
     const idx = JSON.parse(await readFile(file, "utf8")) as Index;
@@ -64,15 +61,9 @@ async function readIndex(file: string): Promise<Index | null> {
   }
 }
 
-/** True while every file of the closure is exactly as it was when the bundle was built. */
-async function stillValid(root: string, buildDir: string, e: IndexEntry): Promise<boolean> {
-  if (!existsSync(join(buildDir, e.bundle))) return false;
-  const started = BigInt(e.startedNs);
-  for (const [file, sig] of Object.entries(e.sigs)) {
-    const st = await stat(join(root, file), { bigint: true }).catch(() => null);
-    if (!st || statSig(st) !== sig || st.mtimeNs > started - RACY_NS) return false;
-  }
-  return true;
+/** True while the bundle is there and the closure it was built from is unchanged. */
+function stillValid(root: string, buildDir: string, e: IndexEntry): boolean {
+  return existsSync(join(buildDir, e.bundle)) && closureUnchanged(root, e);
 }
 
 function esbuildText(err: unknown): string {
@@ -133,14 +124,15 @@ function isContract(c: unknown): c is StageContract {
 
 /**
  * The contract of each stage module that has one (null for the others). `modules` maps a
- * project-relative stage module to where pipeline.yaml names it (for errors).
+ * project-relative stage module to where pipeline.yaml names it (for errors); `exists` answers
+ * whether a contract file is there (load.ts passes one that records what it was asked).
  */
-export async function loadContracts(root: string, modules: Map<string, Span>): Promise<Map<string, LoadedContract | null>> {
+export async function loadContracts(root: string, modules: Map<string, Span>, exists: (abs: string) => boolean = existsSync): Promise<Map<string, LoadedContract | null>> {
   const out = new Map<string, LoadedContract | null>();
   const wanted: Array<[string, string, Span]> = [];
   for (const [module, at] of modules) {
     const file = contractPathFor(module);
-    if (existsSync(join(root, file))) wanted.push([module, file, at]);
+    if (exists(join(root, file))) wanted.push([module, file, at]);
     else out.set(module, null);
   }
   if (wanted.length === 0) return out;
@@ -155,7 +147,7 @@ export async function loadContracts(root: string, modules: Map<string, Span>): P
   await Promise.all(
     wanted.map(async ([module, file, at]) => {
       let entry = index.entries[file];
-      if (!entry || !(await stillValid(root, buildDir, entry))) {
+      if (!entry || !stillValid(root, buildDir, entry)) {
         entry = await build(root, buildDir, file, at);
         index.entries[file] = entry;
         changed = true;
@@ -171,7 +163,7 @@ export async function loadContracts(root: string, modules: Map<string, Span>): P
       if (!isContract(contract)) {
         throw configErrorAt(at, `${file} does not export a stage contract ({name, version, params})`, "export const contract = defineContract({ name, version: 1, params: z.strictObject({...}) }) (src/stage-api.ts)");
       }
-      out.set(module, { file, contract, imports: entry.imports });
+      out.set(module, { file, contract, imports: entry.imports, closure: { sigs: entry.sigs, startedNs: entry.startedNs } });
     }),
   );
   // Losing the index only costs an esbuild run next time.

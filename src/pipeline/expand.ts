@@ -44,6 +44,8 @@ export interface ExpandInput {
   /** The active profile's params (files merged, later files win at the top level). */
   params: Record<string, unknown>;
   paramsLabel: string;
+  /** Whether a stage module is there (default existsSync; load.ts passes one that records what it was asked). */
+  exists?: (abs: string) => boolean;
 }
 
 export interface Expanded {
@@ -208,7 +210,7 @@ export function expandStages(inp: ExpandInput): Expanded {
       throw configErrorAt(spanFor(doc, src, [...base, "matrix"], true), `stage "${stageName}" has both foreach and matrix`, "use one of them");
     }
     const module = normalisePath(root, st.module, "out", spanFor(doc, src, [...base, "module"]), `module of stage "${stageName}"`);
-    if (!existsSync(resolve(root, module))) {
+    if (!(inp.exists ?? existsSync)(resolve(root, module))) {
       throw configErrorAt(spanFor(doc, src, [...base, "module"]), `module "${st.module}" of stage "${stageName}" not found`, "create it, or fix the path (relative to the project root)");
     }
 

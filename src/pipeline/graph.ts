@@ -48,7 +48,7 @@ function producers(all: StageInstance[], spans: Map<string, InstanceSpans>): Map
  * The DAG of `all` (declaration order) and its instances in a topological order: generation by
  * generation (graphology-dag), declaration order within a generation, so the order is stable.
  */
-export function buildGraph(root: string, all: StageInstance[], spans: Map<string, InstanceSpans>): { graph: Graph; order: StageInstance[] } {
+export function buildGraph(root: string, all: StageInstance[], spans: Map<string, InstanceSpans>, exists: (abs: string) => boolean = existsSync): { graph: Graph; order: StageInstance[] } {
   const producerOf = producers(all, spans);
   // Edges: a dep equal to, inside, or containing an out.
   const graph: Graph = new DirectedGraph({ allowSelfLoops: true });
@@ -68,7 +68,7 @@ export function buildGraph(root: string, all: StageInstance[], spans: Map<string
           graph.addDirectedEdge(who.id, inst.id, { paths: [dep] });
         }
       }
-      if (!found && PRODUCED_ROOTS.includes(dep.split("/")[0]!) && !existsSync(resolve(root, dep))) {
+      if (!found && PRODUCED_ROOTS.includes(dep.split("/")[0]!) && !exists(resolve(root, dep))) {
         throw configErrorAt(spans.get(inst.id)!.deps[name]!, `${inst.id === inst.stage ? `stage "${inst.stage}"` : `stage "${inst.stage}" (instance ${inst.id})`} depends on unknown output "${dep}"`, "no stage declares it in outs and it is not on disk: fix the path or add the producing stage");
       }
     }

@@ -1,8 +1,10 @@
 // pipeline.yaml + the profile's params files -> checked config -> instances (expand.ts) -> DAG in
 // topological order (graph.ts) -> params checked against the stage contracts (contracts.ts,
 // check-params.ts). Owns reading the files and the pipeline.yaml schema diagnostics; never runs stages.
-import { readFile, stat } from "node:fs/promises";
-import { isAbsolute, relative, resolve } from "node:path";
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { relative, resolve } from "node:path";
 import { parseDocument, type Document, type Node } from "yaml";
 import { z } from "zod";
 import { ConfigError } from "../errors.ts";
@@ -10,6 +12,7 @@ import { describeValue } from "../schema-issues.ts";
 import { configErrorAt, SourceText, type Span } from "./diagnostics.ts";
 import { findParamErrors, paramsError } from "./check-params.ts";
 import { applyResources } from "./check-resources.ts";
+import type { ClosureSigs } from "./closure-sigs.ts";
 import { loadContracts, type LoadedContract } from "./contracts.ts";
 import { normalizeInputPath, readInputs } from "./inputs.ts";
 import type { DataFacts } from "../stage-api.ts";
@@ -116,12 +119,40 @@ function schemaError(doc: Document, src: SourceText, raw: unknown, issue: z.core
   }
 }
 
-async function readYaml(root: string, file: string, what: string, from?: Span): Promise<{ src: SourceText; doc: Document }> {
+/**
+ * What a load read of the disk, and what it found: enough to tell later, without loading again,
+ * whether loading again would give the same pipeline (src/pipeline/memo.ts).
+ */
+export interface LoadTrace {
+  /** Absolute path of each YAML file parsed -> sha256 hex of its bytes. */
+  files: Record<string, string>;
+  /** Absolute path -> whether it existed when asked (stage modules, contract files, deps nothing produces). */
+  exists: Record<string, boolean>;
+  /** The import closures of the contracts that were loaded (their version, params check and estimates). */
+  closures: ClosureSigs[];
+}
+
+function newTrace(): LoadTrace {
+  return { files: {}, exists: {}, closures: [] };
+}
+
+/** existsSync that notes each answer in the trace. */
+function tracedExists(trace: LoadTrace): (abs: string) => boolean {
+  return (abs) => {
+    const yes = existsSync(abs);
+    trace.exists[abs] = yes;
+    return yes;
+  };
+}
+
+async function readYaml(root: string, file: string, what: string, trace: LoadTrace, from?: Span): Promise<{ src: SourceText; doc: Document }> {
   const abs = resolve(root, file);
   const name = toPosix(relative(root, abs)) || file;
   let text: string;
   try {
-    text = await readFile(abs, "utf8");
+    const bytes = await readFile(abs);
+    trace.files[abs] = createHash("sha256").update(bytes).digest("hex");
+    text = bytes.toString("utf8");
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const msg = `${what} ${name} cannot be read (${code === "ENOENT" ? "no such file" : code ?? String(err)})`;
@@ -150,22 +181,30 @@ export interface LoadOptions {
 }
 
 export async function loadPipeline(rootIn: string, opts: LoadOptions = {}): Promise<Pipeline> {
+  return (await loadPipelineTraced(rootIn, opts)).pipeline;
+}
+
+/** loadPipeline, and what it read of the disk to get there. */
+export async function loadPipelineTraced(rootIn: string, opts: LoadOptions = {}): Promise<{ pipeline: Pipeline; trace: LoadTrace }> {
   const root = resolve(rootIn);
-  const { src, doc } = await readYaml(root, opts.file ?? "pipeline.yaml", "pipeline file");
+  const trace = newTrace();
+  const exists = tracedExists(trace);
+  const { src, doc } = await readYaml(root, opts.file ?? "pipeline.yaml", "pipeline file", trace);
   const raw = doc.toJS({ maxAliasCount: 1000 }) as unknown;
   const parsed = PipelineSchema.safeParse(raw);
   if (!parsed.success) throw schemaError(doc, src, raw, parsed.error.issues[0]!);
   const cfg: PipelineYaml = parsed.data;
 
-  const profile = await readProfile(root, cfg, doc, src, opts.profile);
-  const expanded = expandStages({ root, stages: cfg.stages, doc, src, params: profile.params, paramsLabel: profile.files.map((f) => f.src.name).join(" + ") });
+  const profile = await readProfile(root, cfg, doc, src, opts.profile, trace);
+  const expanded = expandStages({ root, stages: cfg.stages, doc, src, params: profile.params, paramsLabel: profile.files.map((f) => f.src.name).join(" + "), exists });
   const stageSpans = new Map([...expanded.spans].map(([id, s]) => [id, s.stage]));
   applyResources({ env: { pipeline: { src, doc }, params: profile.files }, instances: expanded.instances, raw: expanded.resources, items: expanded.items, stageSpans });
-  const { graph, order } = buildGraph(root, expanded.instances, expanded.spans);
+  const { graph, order } = buildGraph(root, expanded.instances, expanded.spans, exists);
 
   const inputs = readInputs(profile.files, profile.params);
   if (opts.contracts !== false) {
-    const contracts = await applyContracts(root, expanded, { pipeline: { src, doc }, params: profile.files });
+    const contracts = await applyContracts(root, expanded, { pipeline: { src, doc }, params: profile.files }, exists);
+    for (const c of contracts.values()) if (c) trace.closures.push(c.closure);
     applyEstimates(order, contracts, inputs);
   }
 
@@ -173,7 +212,8 @@ export async function loadPipeline(rootIn: string, opts: LoadOptions = {}): Prom
   const p = cfg.profiles[profile.name]!;
   const executor: ExecutorSetting = { kind: p.executor ?? "local", slurm: { ...(p.slurm?.node ? { node: p.slurm.node } : {}), ...(p.slurm?.group_max !== undefined ? { groupMax: p.slurm.group_max } : {}), ...(p.slurm?.retries !== undefined ? { retries: p.slurm.retries } : {}) } };
   const immutable = (p.immutable ?? []).map((d) => resolve(root, d));
-  return { root, profile: profile.name, paramsFiles: profile.files.map((f) => f.src.name), stages: expanded.stages, instances, graph, executor, inputs, ...(immutable.length ? { immutable } : {}) };
+  const pipeline: Pipeline = { root, profile: profile.name, paramsFiles: profile.files.map((f) => f.src.name), stages: expanded.stages, instances, graph, executor, inputs, ...(immutable.length ? { immutable } : {}) };
+  return { pipeline, trace };
 }
 
 /**
@@ -214,10 +254,10 @@ function applyEstimates(order: StageInstance[], contracts: Map<string, LoadedCon
  * Loads each stage's contract, stamps its version on the stage's instances and checks their params:
  * a ConfigError listing every refused value, at its source, when any is refused.
  */
-async function applyContracts(root: string, expanded: Expanded, env: ProvenanceEnv): Promise<Map<string, LoadedContract | null>> {
+async function applyContracts(root: string, expanded: Expanded, env: ProvenanceEnv, exists: (abs: string) => boolean): Promise<Map<string, LoadedContract | null>> {
   const { src, doc } = env.pipeline;
   const decls = [...expanded.stages.values()];
-  const byModule = await loadContracts(root, new Map(decls.map((d) => [d.module, spanFor(doc, src, ["stages", d.name, "module"])])));
+  const byModule = await loadContracts(root, new Map(decls.map((d) => [d.module, spanFor(doc, src, ["stages", d.name, "module"])])), exists);
   const contracts = new Map(decls.map((d) => [d.name, byModule.get(d.module) ?? null]));
   for (const inst of expanded.instances) {
     const c = contracts.get(inst.stage);
@@ -230,7 +270,7 @@ async function applyContracts(root: string, expanded: Expanded, env: ProvenanceE
 }
 
 /** The active profile and its params files, merged (later files win at the top level). */
-async function readProfile(root: string, cfg: PipelineYaml, doc: Document, src: SourceText, requested: string | undefined): Promise<{ name: string; params: Record<string, unknown>; files: YamlSource[] }> {
+async function readProfile(root: string, cfg: PipelineYaml, doc: Document, src: SourceText, requested: string | undefined, trace: LoadTrace): Promise<{ name: string; params: Record<string, unknown>; files: YamlSource[] }> {
   const name = requested ?? cfg.default_profile;
   const profile = cfg.profiles[name];
   const names = Object.keys(cfg.profiles);
@@ -243,7 +283,7 @@ async function readProfile(root: string, cfg: PipelineYaml, doc: Document, src: 
   const files: YamlSource[] = [];
   for (let i = 0; i < paths.length; i++) {
     const fromSpan = spanFor(doc, src, typeof profile.params === "string" ? ["profiles", name, "params"] : ["profiles", name, "params", i]);
-    const file = await readYaml(root, paths[i]!, "params file", fromSpan);
+    const file = await readYaml(root, paths[i]!, "params file", trace, fromSpan);
     files.push(file);
     const data = file.doc.toJS({ maxAliasCount: 10000 }) as unknown;
     if (data === null || data === undefined) continue;
@@ -255,17 +295,4 @@ async function readProfile(root: string, cfg: PipelineYaml, doc: Document, src: 
   return { name, params, files };
 }
 
-/** Absolute path of a dep or out of an instance. */
-export function absPath(p: Pipeline, path: string): string {
-  return isAbsolute(path) ? path : resolve(p.root, path);
-}
-
-/** True when the path exists on disk (used by callers that want the lazy existence check). */
-export async function pathExists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
+export { absPath, pathExists } from "./paths.ts";

@@ -2,7 +2,8 @@
 // hasher, the cache store, and the read-only planning (`status`, `why`, dry runs). Wires
 // src/pipeline + src/hash + src/store together; no argv, no printing.
 import { join } from "node:path";
-import { absPath, loadPipeline, pathExists } from "../pipeline/load.ts";
+import { openPipeline } from "../pipeline/memo.ts";
+import { absPath, pathExists } from "../pipeline/paths.ts";
 import { manualInputs, needsOf, wouldRun, type Needs } from "../pipeline/needs.ts";
 import { readCalibration, thisMachine } from "../store/calibration.ts";
 import { decideInstance, diffParts, explain, planRun } from "../pipeline/plan.ts";
@@ -40,10 +41,27 @@ export interface OpenOptions {
   /** true: deps in the profile's immutable folders are checked file by file like any other. */
   paranoid?: boolean;
   onWarn?: (msg: string) => void;
+  /**
+   * Identity of the running sed-pipe code: with one, the loaded pipeline is kept in
+   * cache/state/pipelines/ and reused while what it was loaded from is unchanged (src/pipeline/memo.ts);
+   * null loads from the sources every time. Default: the CLI bundle bin/sed-pipe.js started
+   * (launchedBuild), none when running from the sources.
+   */
+  code?: string | null;
+}
+
+/**
+ * The CLI bundle this process runs from, as bin/sed-pipe.js names it (build/cli-<content hash>), or
+ * null when it runs from the TypeScript sources (nothing then identifies the code cheaply).
+ */
+export function launchedBuild(): string | null {
+  const b = (globalThis as { __sedPipeBuild?: unknown }).__sedPipeBuild;
+  return typeof b === "string" && b !== "" ? b : null;
 }
 
 export async function openWorkspace(root: string, opts: OpenOptions = {}): Promise<Workspace> {
-  const pipeline = await loadPipeline(root, opts.profile === undefined ? {} : { profile: opts.profile });
+  const code = opts.code === undefined ? launchedBuild() : opts.code;
+  const pipeline = await openPipeline(root, opts.profile === undefined ? { code } : { profile: opts.profile, code });
   const cacheDir = join(pipeline.root, "cache");
   const warnings: string[] = [];
   const onWarn = (m: string) => {
