@@ -9,6 +9,7 @@ import { mapLimit } from "../io/map-limit.ts";
 import { sha256File, sha256Hex, sharedHashPool, type HashPool } from "../io/sha256.ts";
 import { canonicalJson } from "./canonical-json.ts";
 import { nowNs, StatCache } from "./stat-cache.ts";
+import { sharedListingHelper, type ListingHelper } from "./listing.ts";
 import { checkDirs, checkFiles, combineSigs, isRacy, TreeLinkError, TreeStore, treeKey, walkTree, type DirSig, type EntryRow, type ListingMemo, type TreeHead, type WalkedFile } from "./tree-cache.ts";
 
 /** "sha256:<64 lowercase hex>". */
@@ -178,6 +179,8 @@ export interface DigestServiceOptions {
   statePath?: string | null;
   /** Worker threads for big files: the shared pool by default, null = this thread only. */
   pool?: HashPool | null;
+  /** A thread that lists folders of big records beside this one: the shared helper by default, null = this thread only. */
+  listing?: ListingHelper | null;
   onWarn?: (msg: string) => void;
 }
 
@@ -189,6 +192,7 @@ export class DigestService {
   readonly stats: DigestStats = { filesHashed: 0, bytesHashed: 0, cacheHits: 0, treesByDirs: 0, treesByFiles: 0, treesRebuilt: 0 };
   private inflight = new Map<string, Promise<PathDigest | null>>();
   private readonly pool: HashPool | null;
+  private readonly helper: ListingHelper | null;
 
   private constructor(
     /** The stat cache, shared with the code digester (other namespaces). */
@@ -199,6 +203,7 @@ export class DigestService {
     readonly trees: TreeStore,
   ) {
     this.pool = opts.pool === undefined ? sharedHashPool() : opts.pool;
+    this.helper = opts.listing === undefined ? sharedListingHelper() : opts.listing;
   }
 
   /** A service over the workspace at `root`, its stat cache loaded from disk. */
@@ -302,7 +307,7 @@ export class DigestService {
         this.stats.treesByDirs++;
         return { kind: "dir", digest: head.digest, size: head.size };
       }
-      if (checkFiles(head, this.listings ?? undefined).ok) {
+      if ((await checkFiles(head, this.listings ?? undefined, this.helper)).ok) {
         this.stats.treesByFiles++;
         return { kind: "dir", digest: head.digest, size: head.size };
       }

@@ -5,24 +5,13 @@
 // declared immutable, a stat of each sub-folder only. Owns the record format and the validity rules;
 // never hashes file bytes (src/hash/digest.ts does).
 import { createHash } from "node:crypto";
-import { readdirSync, readFileSync, realpathSync, statSync, type Stats } from "node:fs";
+import { readFileSync, realpathSync, statSync, type Stats } from "node:fs";
 import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../io/atomic.ts";
+import { HELPER_MIN_FILES, isRacy, LINK_ERROR, listDirSync, type Listing, type ListingHelper, type ListingSig, type StatSig, type WalkedFile } from "./listing.ts";
 
-/** The stat fields a record compares (numbers: ms with sub-µs precision is far finer than the racy window). */
-export interface StatSig {
-  dev: number;
-  ino: number;
-  size: number;
-  mtimeMs: number;
-  ctimeMs: number;
-}
-
-export interface WalkedFile extends StatSig {
-  rel: string;
-  abs: string;
-}
+export { isRacy, racyWindowMs, sigLine, type Listing, type StatSig, type WalkedFile } from "./listing.ts";
 
 /** A folder of a tree: "" is the tree's own folder; `sig` is its listing's (see listDir). */
 export type DirSig = [rel: string, dev: number, ino: number, mtimeMs: number, ctimeMs: number, sig: string];
@@ -50,84 +39,32 @@ export interface TreeHead {
 /** A dangling link or a link cycle; digest.ts maps it to its SymlinkError. */
 export class TreeLinkError extends Error {}
 
-/**
- * A file modified within the timestamp granularity of the moment it was looked at cannot be told apart
- * from one that did not change ("racy git"): whole-second mtimes get 2 s, finer ones 50 ms.
- */
-export function racyWindowMs(mtimeMs: number): number {
-  return mtimeMs % 1000 === 0 ? 2000 : 50;
-}
-
-/** True when a file with this mtime, seen unchanged at `atMs`, may still have changed unseen. */
-export function isRacy(mtimeMs: number, atMs: number): boolean {
-  return atMs - mtimeMs <= racyWindowMs(mtimeMs);
-}
-
-/** A file's line in its folder's listing signature: every compared field. */
-export function sigLine(name: string, f: StatSig): string {
-  return `f\0${name}\0${f.dev}\0${f.ino}\0${f.size}\0${f.mtimeMs}\0${f.ctimeMs}\n`;
-}
-
 export function sameStat(a: StatSig, b: StatSig): boolean {
   return a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs;
 }
 
-/** One folder's listing: its files (stat'ed, links followed), its sub-folders, and their signature. */
-export interface Listing {
-  files: WalkedFile[];
-  subdirs: Array<{ name: string; abs: string; st: Stats }>;
-  /** sha256 over the entries' lines (files: name and stat; folders: name), in readdir order. */
-  sig: string;
-  /** max over files of mtime + racy window: the listing is racy for a record made before this. */
-  racyUntilMs: number;
+/** listDirSync keeping every file and sub-folder; a dangling link is a TreeLinkError. */
+export function listDir(abs: string, rel: string): Listing {
+  try {
+    return listDirSync(abs, rel, true);
+  } catch (err) {
+    if ((err as { code?: unknown }).code === LINK_ERROR) throw new TreeLinkError((err as Error).message);
+    throw err;
+  }
 }
 
-/**
- * Lists one folder with THE symlink rule of digest.ts: links followed, a dangling link is a
- * TreeLinkError, special files skipped. Order is what the OS gives: a record made in one order and
- * checked in another only fails its check (a re-walk), it never passes wrongly.
- */
-export function listDir(abs: string, rel: string): Listing {
-  const h = createHash("sha256");
-  let buf = "";
-  const files: WalkedFile[] = [];
-  const subdirs: Listing["subdirs"] = [];
-  let racyUntilMs = -Infinity;
-  for (const e of readdirSync(abs, { withFileTypes: true })) {
-    if (!e.isDirectory() && !e.isFile() && !e.isSymbolicLink()) continue;
-    const childAbs = join(abs, e.name);
-    const st = statSync(childAbs, { throwIfNoEntry: false });
-    if (!st) throw new TreeLinkError(`dangling symlink ${childAbs}`);
-    if (st.isDirectory()) {
-      subdirs.push({ name: e.name, abs: childAbs, st });
-      buf += `d\0${e.name}\n`;
-    } else if (st.isFile()) {
-      const f = { rel: rel ? `${rel}/${e.name}` : e.name, abs: childAbs, dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs };
-      files.push(f);
-      buf += sigLine(e.name, f);
-      const until = f.mtimeMs + racyWindowMs(f.mtimeMs);
-      if (until > racyUntilMs) racyUntilMs = until;
-    } else continue;
-    if (buf.length > 65536) {
-      h.update(buf);
-      buf = "";
-    }
-  }
-  h.update(buf);
-  return { files, subdirs, sig: h.digest("hex"), racyUntilMs };
-}
 
 /** Walks the regular files under `dir`, parents' listings before children's; cycles are TreeLinkErrors. */
 export function walkTree(dir: string, onFile: (f: WalkedFile) => void, onDir: (d: DirSig) => void): void {
   const onPath = new Set<string>();
-  const walk = (abs: string, rel: string, st: Stats): void => {
+  const walk = (abs: string, rel: string, st: Pick<Stats, "dev" | "ino" | "mtimeMs" | "ctimeMs">): void => {
     const real = realpathSync(abs);
     if (onPath.has(real)) throw new TreeLinkError(`symlink cycle at ${abs}`);
     onPath.add(real);
     const l = listDir(abs, rel);
     onDir([rel, st.dev, st.ino, st.mtimeMs, st.ctimeMs, l.sig]);
     for (const f of l.files) onFile(f);
-    for (const d of l.subdirs) walk(d.abs, rel ? `${rel}/${d.name}` : d.name, d.st);
+    for (const d of l.subdirs) walk(d.abs, rel ? `${rel}/${d.name}` : d.name, d);
     onPath.delete(real);
   };
   walk(dir, "", statSync(dir));
@@ -158,7 +95,7 @@ export function checkDirs(head: TreeHead): CheckResult {
 }
 
 /** Listings already made by this process, by absolute folder (one assessment: see DigestService.session). */
-export type ListingMemo = Map<string, { sig: string; racyUntilMs: number }>;
+export type ListingMemo = Map<string, ListingSig>;
 
 /**
  * The full check: each folder of the record is listed again and every file in it stat'ed; the
@@ -166,22 +103,35 @@ export type ListingMemo = Map<string, { sig: string; racyUntilMs: number }>;
  * and no file may have been modified within the racy window of the record. Any write to a file moves
  * its ctime, which no user tool can set back, so an in-place edit is seen even with size and mtime
  * restored; a file or folder added, removed or renamed changes a listing. Cost: one stat per file,
- * paid once per assessment for folders nested in others (`memo`).
+ * paid once per assessment for folders nested in others (`memo`), shared with `helper`'s thread for
+ * a record of HELPER_MIN_FILES files or more.
  */
-export function checkFiles(head: TreeHead, memo?: ListingMemo): CheckResult {
+export async function checkFiles(head: TreeHead, memo: ListingMemo = new Map(), helper: ListingHelper | null = null): Promise<CheckResult> {
   if (head.statSig === "" || combineSigs(head.dirs) !== head.statSig) return { ok: false, why: "files-changed" };
+  const absOf = (d: DirSig) => (d[0] ? join(head.path, d[0]) : head.path);
+  if (helper && head.count >= HELPER_MIN_FILES) {
+    const todo = head.dirs.filter((d) => !memo.has(absOf(d)));
+    if (todo.length > 1) {
+      const got = await helper.list(todo.map((d) => ({ abs: absOf(d), rel: d[0], expect: d[5] })));
+      for (let i = 0; i < todo.length; i++) {
+        const l = got[i];
+        if (!l) return { ok: false, why: "files-changed" };
+        memo.set(absOf(todo[i]!), l);
+      }
+    }
+  }
   let racy = false;
   for (const d of head.dirs) {
-    const abs = d[0] ? join(head.path, d[0]) : head.path;
-    let l = memo?.get(abs);
+    const abs = absOf(d);
+    let l = memo.get(abs);
     if (!l) {
       try {
-        const x = listDir(abs, d[0]);
+        const x = listDirSync(abs, d[0], false);
         l = { sig: x.sig, racyUntilMs: x.racyUntilMs };
       } catch {
         return { ok: false, why: "files-changed" };
       }
-      memo?.set(abs, l);
+      memo.set(abs, l);
     }
     if (l.sig !== d[5]) return { ok: false, why: "files-changed" };
     if (head.madeAtMs <= l.racyUntilMs) racy = true;
