@@ -317,7 +317,7 @@ export function registerCacheCommands(program: Command, cli: CommandContext): vo
 
   program
     .command("gc")
-    .description("delete cache objects that no pipeline.lock entry references (and quarantined corrupt ones)")
+    .description("delete cache objects that no pipeline.lock entry references (and quarantined corrupt ones), and tree records, bundles and pipeline memos nothing current refers to")
     .option("-n, --dry-run", "only print what would be freed")
     .option("--keep-lock <files...>", "also keep what these lock files reference (e.g. other branches' pipeline.lock)")
     .option("--keep-runs", "keep every run in the run cache (and its objects), not only the runs a lock names")
@@ -327,19 +327,30 @@ export function registerCacheCommands(program: Command, cli: CommandContext): vo
     .action(async (opts: { dryRun?: boolean; keepLock?: string[]; keepRuns?: boolean; verbose?: boolean; wait?: boolean }) => {
       const root = cli.root();
       const { ContentStore } = await import("../store/cas.ts");
-      const { collectGarbage, readLock } = await lib();
+      const { applyStatePlan, collectGarbage, planStateGc, readLock, scanState } = await lib();
       const store = new ContentStore(join(root, "cache"));
       await withRunLock(cli, store.cacheDir, "gc", opts.wait !== false, async () => {
         const locks: LockFile[] = [await readLock(root)];
         for (const f of opts.keepLock ?? []) locks.push(await readExtraLock(resolve(cli.cwd, f)));
         const r = await collectGarbage(store, locks, { dryRun: !!opts.dryRun, keepRuns: !!opts.keepRuns });
         for (const m of r.unreadableManifests) cli.err(`warning: folder manifest ${m.replace("sha256:", "").slice(0, 12)} is missing; its files cannot be pinned\n`);
-        if (opts.verbose) for (const o of r.removed) cli.out(`${opts.dryRun ? "would remove" : "removed"} ${o.digest} (${human(o.size)})\n`);
-        const verb = opts.dryRun ? "would free" : "freed";
+        // Tree records, bundles and pipeline memos: what the current pipeline (any profile) refers to is kept.
+        const { currentState } = await import("../runner/current-state.ts");
+        const keep = await currentState(root, (m) => cli.err(`warning: ${m}\n`));
+        const state = planStateGc(await scanState(store.cacheDir), keep, Date.now());
+        if (!opts.dryRun) await applyStatePlan(store.cacheDir, state);
+        const verb = opts.dryRun ? "would remove" : "removed";
+        if (opts.verbose) {
+          for (const o of r.removed) cli.out(`${verb} ${o.digest} (${human(o.size)})\n`);
+          for (const o of state.remove) cli.out(`${verb} cache/${o.dir}/${o.name} (${human(o.size)}): ${o.why}\n`);
+        }
+        const stateBytes = state.remove.reduce((n, o) => n + o.size, 0);
+        const count = (dir: string) => state.remove.filter((o) => o.dir === dir).length;
         cli.out(
-          `${verb} ${human(r.bytes)}: ${r.removed.length} unreferenced object${r.removed.length === 1 ? "" : "s"}` +
+          `${opts.dryRun ? "would free" : "freed"} ${human(r.bytes + stateBytes)}: ${r.removed.length} unreferenced object${r.removed.length === 1 ? "" : "s"}` +
             `${r.corrupt ? ` and ${r.corrupt} quarantined` : ""}; ${r.kept} kept; ` +
-            `run cache: ${r.runsRemoved} run${r.runsRemoved === 1 ? "" : "s"} ${opts.dryRun ? "to drop" : "dropped"}, ${r.runsKept} kept\n`,
+            `run cache: ${r.runsRemoved} run${r.runsRemoved === 1 ? "" : "s"} ${opts.dryRun ? "to drop" : "dropped"}, ${r.runsKept} kept; ` +
+            `state: ${count("state/trees")} tree record files, ${count("build")} bundles, ${count("state/pipelines")} pipeline memos ${opts.dryRun ? "to remove" : "removed"} (${human(stateBytes)}), ${state.kept} kept\n`,
         );
       });
     });

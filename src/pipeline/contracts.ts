@@ -61,6 +61,12 @@ async function readIndex(file: string): Promise<Index | null> {
   }
 }
 
+/** The bundle file names the index (cache/build/contracts.json) names; none when it is missing or damaged. */
+export async function indexedContractBundles(root: string): Promise<Set<string>> {
+  const idx = await readIndex(join(root, "cache", "build", "contracts.json"));
+  return new Set(Object.values(idx?.entries ?? {}).flatMap((e) => (e && typeof e.bundle === "string" ? [e.bundle] : [])));
+}
+
 /** True while the bundle is there and the closure it was built from is unchanged. */
 function stillValid(root: string, buildDir: string, e: IndexEntry): boolean {
   return existsSync(join(buildDir, e.bundle)) && closureUnchanged(root, e);

@@ -180,6 +180,20 @@ export interface LoadOptions {
   contracts?: boolean;
 }
 
+/** pipeline.yaml parsed and checked against its schema. */
+async function readConfig(root: string, file: string, trace: LoadTrace): Promise<{ src: SourceText; doc: Document; cfg: PipelineYaml }> {
+  const { src, doc } = await readYaml(root, file, "pipeline file", trace);
+  const raw = doc.toJS({ maxAliasCount: 1000 }) as unknown;
+  const parsed = PipelineSchema.safeParse(raw);
+  if (!parsed.success) throw schemaError(doc, src, raw, parsed.error.issues[0]!);
+  return { src, doc, cfg: parsed.data };
+}
+
+/** The profiles pipeline.yaml declares, in its order (`sed-pipe gc` keeps what any profile refers to). */
+export async function profileNames(rootIn: string, opts: Pick<LoadOptions, "file"> = {}): Promise<string[]> {
+  return Object.keys((await readConfig(resolve(rootIn), opts.file ?? "pipeline.yaml", newTrace())).cfg.profiles);
+}
+
 export async function loadPipeline(rootIn: string, opts: LoadOptions = {}): Promise<Pipeline> {
   return (await loadPipelineTraced(rootIn, opts)).pipeline;
 }
@@ -189,11 +203,7 @@ export async function loadPipelineTraced(rootIn: string, opts: LoadOptions = {})
   const root = resolve(rootIn);
   const trace = newTrace();
   const exists = tracedExists(trace);
-  const { src, doc } = await readYaml(root, opts.file ?? "pipeline.yaml", "pipeline file", trace);
-  const raw = doc.toJS({ maxAliasCount: 1000 }) as unknown;
-  const parsed = PipelineSchema.safeParse(raw);
-  if (!parsed.success) throw schemaError(doc, src, raw, parsed.error.issues[0]!);
-  const cfg: PipelineYaml = parsed.data;
+  const { src, doc, cfg } = await readConfig(root, opts.file ?? "pipeline.yaml", trace);
 
   const profile = await readProfile(root, cfg, doc, src, opts.profile, trace);
   const expanded = expandStages({ root, stages: cfg.stages, doc, src, params: profile.params, paramsLabel: profile.files.map((f) => f.src.name).join(" + "), exists });

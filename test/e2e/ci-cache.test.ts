@@ -1,10 +1,10 @@
 // The CI cache end to end: run in one checkout, push to an HTTP store (started here on 127.0.0.1) or
 // export a tar, then a fresh checkout pulls/imports and finds everything fresh, executing nothing.
-// A corrupted object is refused. gc frees only unreferenced objects. cache key tracks inputs.
+// A corrupted object is refused. gc frees only unreferenced objects and state. cache key tracks inputs.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { createServer, type Server } from "node:http";
-import { readdir, readFile, writeFile } from "node:fs/promises";
+import { readdir, readFile, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { AddressInfo } from "node:net";
 import { main } from "../../src/cli.ts";
@@ -264,6 +264,40 @@ test("gc frees only objects no lock entry references (dry run first); cache key 
         const r = await sp(a, "run", "sum");
         assert.match(r.out, /done: 0 ran, 3 restored/);
         assert.is((await counts(a)).length, before);
+      } finally {
+        await removeDir(a);
+      }
+    })(),
+    T,
+  ));
+
+test("gc removes the tree record of a folder no instance names any more (once old enough); status still finds everything fresh", () =>
+  withTimeout(
+    (async () => {
+      const a = await makeProject();
+      try {
+        assert.is((await sp(a, "run", "sum")).code, 0);
+        const yaml = await readFile(join(a, "pipeline.yaml"), "utf8");
+        await writeFile(join(a, "pipeline.yaml"), yaml.replace("total: artifacts/sum", "total: artifacts/sum2"));
+        assert.is((await sp(a, "run", "sum")).code, 0);
+        // Young state is never removed (a status may be writing it): nothing yet.
+        assert.match((await sp(a, "gc", "--dry-run")).out, /state: 0 tree record files, 0 bundles, 0 pipeline memos to remove/);
+        const old = new Date(Date.now() - 2 * 3600_000);
+        for (const dir of ["cache/state/trees", "cache/build", "cache/state/pipelines"]) {
+          for (const name of await readdir(join(a, dir)).catch(() => [] as string[])) await utimes(join(a, dir, name), old, old);
+        }
+        const dry = await sp(a, "gc", "--dry-run", "-v");
+        assert.is(dry.code, 0, dry.err);
+        const lines = dry.out.split("\n").filter((l) => l.startsWith("would remove cache/state/trees/"));
+        assert.is(lines.length, 2, dry.out);
+        assert.match(lines[0]!, new RegExp(`no instance of any profile names ${join(a, "artifacts", "sum")}$`));
+        assert.match(dry.out, /state: 2 tree record files, 0 bundles, 0 pipeline memos to remove/);
+        const before = (await readdir(join(a, "cache/state/trees"))).length;
+        const really = await sp(a, "gc");
+        assert.match(really.out, /state: 2 tree record files, 0 bundles, 0 pipeline memos removed/);
+        assert.is((await readdir(join(a, "cache/state/trees"))).length, before - 2);
+        const st = await sp(a, "status", "sum");
+        assert.match(st.out, /3 fresh, 0 stale, 0 missing/, st.out);
       } finally {
         await removeDir(a);
       }
