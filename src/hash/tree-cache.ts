@@ -6,7 +6,7 @@
 // never hashes file bytes (src/hash/digest.ts does).
 import { createHash } from "node:crypto";
 import { readFileSync, realpathSync, statSync, type Stats } from "node:fs";
-import { readFile, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../io/atomic.ts";
 import { HELPER_MIN_FILES, isRacy, LINK_ERROR, listDirSync, type Listing, type ListingHelper, type ListingSig, type StatSig, type WalkedFile } from "./listing.ts";
@@ -180,7 +180,8 @@ export class TreeStore {
     if (p) return p.head;
     if (this.dir === null) return undefined;
     try {
-      const h = JSON.parse(await readFile(join(this.dir, `${treeKey(abs)}.json`), "utf8")) as unknown;
+      // Read at once: a head is a few KB, and a warm status reads one per folder dep or output.
+      const h = JSON.parse(readFileSync(join(this.dir, `${treeKey(abs)}.json`), "utf8")) as unknown;
       return validHead(h, abs) ? h : undefined;
     } catch {
       return undefined;

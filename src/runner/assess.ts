@@ -1,7 +1,7 @@
 // Observes the workspace for planning: current fingerprints (or "pending" when a dep does not exist
 // yet), which recorded outputs are missing or modified, what the cache can restore (from the lock
 // entry, or from the run cache's record of the current fingerprint). Reads only.
-import { access } from "node:fs/promises";
+import { existsSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import type { Change, Fingerprint, LockEntry, LockFile, Pipeline, PlanStep, StageInstance } from "../pipeline/types.ts";
 import type { InstanceObservation } from "../pipeline/plan.ts";
@@ -56,15 +56,8 @@ export function upstreamOf(p: Pipeline, order: string[]): Record<string, string[
 }
 
 export async function missingDeps(root: string, inst: StageInstance): Promise<string[]> {
-  const missing: string[] = [];
-  for (const path of Object.values(inst.deps)) {
-    try {
-      await access(absPath(root, path));
-    } catch {
-      missing.push(path);
-    }
-  }
-  return missing;
+  // existsSync: access(2) as before, without a round trip through the thread pool per dep and instance.
+  return Object.values(inst.deps).filter((path) => !existsSync(absPath(root, path)));
 }
 
 /** The fingerprint now, or "pending" when a dep does not exist yet (an upstream will produce it, or the run reports it). */
