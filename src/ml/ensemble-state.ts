@@ -1,7 +1,7 @@
 // Where the heads live while training on the stage's thread: device tensors, or host buffers with
 // keep_inactive_on_cpu. Owns uploads, downloads and step counts; computes nothing.
 import * as tf from "@tensorflow/tfjs-core";
-import { HEAD_PARAM_NAMES, headParamShapes, type EnsembleSnapshot, type HeadArrays, type HeadParamName, type HeadShape, type HeadTensors } from "./heads.ts";
+import { HEAD_PARAM_NAMES, headParamShapes, type EnsembleSnapshot, type HeadArrays, type HeadParamName, type HeadShape, type HeadTensors, type HeadList, type SnapshotOptions } from "./heads.ts";
 import { slotNames } from "./optim.ts";
 import { deviceTensors, headLayout, packHead, unpackHead, type DeviceHead, type HeadLayout } from "./device-head.ts";
 import { readInto } from "./kernels/wasm-heap.ts";
@@ -33,14 +33,15 @@ export class EnsembleState {
   private host: (HostHead | null)[];
   private readonly shapes: Record<HeadParamName, number[]>;
 
-  constructor(readonly cfg: TrainConfig, heads: HeadArrays[], slots?: Record<string, HeadArrays>[], steps?: number[]) {
+  constructor(readonly cfg: TrainConfig, heads: HeadList, slots?: Record<string, HeadArrays>[], steps?: number[]) {
     this.shape = headShapeOf(cfg);
     this.layout = headLayout(this.shape);
     this.shapes = headParamShapes(this.shape);
     this.slotNames = slotNames(cfg.optimizer);
-    this.headSteps = steps ? [...steps] : heads.map(() => 0);
-    const hostHeads: HostHead[] = heads.map((h, i) => ({
-      params: packHead(h, this.layout),
+    const n = heads.length;
+    this.headSteps = steps ? [...steps] : new Array<number>(n).fill(0);
+    const hostHeads: HostHead[] = Array.from({ length: n }, (_, i) => ({
+      params: packHead(heads.at(i)!, this.layout),
       slots: Object.fromEntries(
         this.slotNames.map((s) => [s, slots?.[i]?.[s] ? packHead(slots[i][s], this.layout) : new Float32Array(this.layout.total)]),
       ),
@@ -49,9 +50,9 @@ export class EnsembleState {
     // on a GPU (webgpu) every head stays resident on the device instead.
     if (cfg.keep_inactive_on_cpu && hostReadsAreSync()) {
       this.host = hostHeads;
-      this.device = heads.map(() => null);
+      this.device = hostHeads.map(() => null);
     } else {
-      this.host = heads.map(() => null);
+      this.host = hostHeads.map(() => null);
       this.device = hostHeads.map((h) => this.upload(h));
     }
   }
@@ -94,7 +95,7 @@ export class EnsembleState {
       this.device[i] = next;
       return;
     }
-    // In place: snapshot() hands out copies, so nothing else holds these buffers.
+    // In place: snapshot() hands out copies (or views, to a caller done with them before this step).
     const h = this.host[i]!;
     this.toHost(next.params, h.params);
     for (const [s, t] of Object.entries(next.slots)) this.toHost(t, h.slots[s]);
@@ -114,15 +115,17 @@ export class EnsembleState {
     return out;
   }
 
-  /** Host copies of weights and slots (reads the device once per tensor). */
-  async snapshot(): Promise<EnsembleSnapshot> {
+  /** Host copies of weights and slots (reads the device once per tensor); see SnapshotOptions. */
+  async snapshot(opts: SnapshotOptions = {}): Promise<EnsembleSnapshot> {
     const heads: HeadArrays[] = [];
     const slots: Record<string, HeadArrays>[] = [];
     for (let i = 0; i < this.size; i++) {
       const d = this.device[i];
       const h: HostHead = d
         ? { params: await this.toHostAsync(d.params), slots: Object.fromEntries(await Promise.all(Object.entries(d.slots).map(async ([s, t]) => [s, await this.toHostAsync(t)] as const))) }
-        : { params: this.host[i]!.params.slice(), slots: Object.fromEntries(Object.entries(this.host[i]!.slots).map(([s, a]) => [s, a.slice()])) };
+        : opts.views
+          ? this.host[i]!
+          : { params: this.host[i]!.params.slice(), slots: Object.fromEntries(Object.entries(this.host[i]!.slots).map(([s, a]) => [s, a.slice()])) };
       heads.push(unpackHead(h.params, this.layout));
       slots.push(Object.fromEntries(Object.entries(h.slots).map(([s, a]) => [s, unpackHead(a, this.layout)])));
     }

@@ -2,7 +2,7 @@
 // module that imports both trainers, behind one interface. Knows no epochs and no checkpoints.
 import * as tf from "@tensorflow/tfjs-core";
 import { headThreadCount, type HeadThreadSettings } from "./head-pool.ts";
-import type { EnsembleSnapshot, HeadArrays } from "./heads.ts";
+import type { EnsembleSnapshot, HeadArrays, HeadList, SnapshotOptions } from "./heads.ts";
 import { EnsembleState } from "./ensemble-state.ts";
 import { evaluateEnsemble, sedTrainStep } from "./single-thread-training.ts";
 import { ThreadedEnsemble } from "./threaded-training.ts";
@@ -29,13 +29,14 @@ export interface EnsembleTrainer {
   step(b: Batch, pick: StepPick, acc: StepAccumulators): Promise<void>;
   /** Per-head and ensemble accuracy and the eval-mode loss (evaluateEnsemble's numbers). */
   evaluate(val: EvalSource, batchSize: number, opts: EvalOptions): Promise<EvalResult>;
-  snapshot(): Promise<EnsembleSnapshot>;
+  /** Host copies of weights and optimiser slots (or, with `views`, the host buffers themselves). */
+  snapshot(opts?: SnapshotOptions): Promise<EnsembleSnapshot>;
   dispose(): Promise<void>;
 }
 
 /** Where a run starts from: fresh heads, or a checkpoint's heads with their optimiser state. */
 export interface TrainerStart {
-  heads: HeadArrays[];
+  heads: HeadList;
   slots?: Record<string, HeadArrays>[];
   headSteps?: number[];
 }
@@ -71,7 +72,7 @@ function onThisThread(st: EnsembleState): EnsembleTrainer {
       }
     },
     evaluate: async (val, batchSize, opts) => evaluateEnsemble(st, val, batchSize, opts),
-    snapshot: async () => st.snapshot(),
+    snapshot: async (opts) => st.snapshot(opts),
     dispose: async () => st.dispose(),
   };
 }
@@ -83,7 +84,7 @@ function onHeadThreads(te: ThreadedEnsemble): EnsembleTrainer {
     slotNames: te.slotNames,
     step: (b, pick, acc) => te.step({ x: b.embed, y: b.label, rows: b.count, ...pick }, acc),
     evaluate: (val, batchSize, opts) => te.evaluate(val, batchSize, opts),
-    snapshot: () => te.snapshot(),
+    snapshot: (opts) => te.snapshot(opts),
     dispose: () => te.dispose(),
   };
 }

@@ -151,6 +151,38 @@ export interface EnsembleSnapshot {
   slots: Record<string, HeadArrays>[];
 }
 
+/**
+ * Heads handed to a trainer: an array, or a list that makes head i when asked (`at(i)`, called once
+ * per head, in index order), so that 50 fresh paper-size heads (1.1 GB) are never held next to the
+ * trainer's own packed copies: each is packed and dropped before the next is made.
+ */
+export interface HeadList {
+  readonly length: number;
+  at(i: number): HeadArrays | undefined;
+}
+
+/** A HeadList that makes each head with `make` on demand (in index order: a shared RNG stays in order). */
+export function lazyHeads(count: number, make: (i: number) => HeadArrays): HeadList {
+  let next = 0;
+  return {
+    length: count,
+    at(i: number): HeadArrays {
+      if (i !== next) throw new Error(`lazyHeads: head ${i} asked for, expected ${next} (heads are made once, in order)`);
+      next++;
+      return make(i);
+    },
+  };
+}
+
+export interface SnapshotOptions {
+  /**
+   * Hand out the trainer's own host buffers where heads live on the host, instead of copies. Only for
+   * a caller done with them before the next step (a checkpoint write, the final save): with 50 heads
+   * of the paper's size that is 2.2 GB (weights + SGD momentum) not copied.
+   */
+  views?: boolean;
+}
+
 /** Tensors keyed `submodels.<i>.<param>` (the reference's RedneckEnsemble state-dict keys). */
 export function ensembleTensors(e: EnsembleArrays, prefix = "submodels"): Record<string, SafeTensor> {
   const shapes = headParamShapes(e.shape);

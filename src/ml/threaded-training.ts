@@ -3,7 +3,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { headLayout, packHead, unpackHead, type HeadLayout } from "./device-head.ts";
 import { HeadPool, sharedF32, type FlatHead } from "./head-pool.ts";
-import type { EnsembleSnapshot, HeadArrays } from "./heads.ts";
+import type { EnsembleSnapshot, HeadArrays, HeadList, SnapshotOptions } from "./heads.ts";
 import { slotNames } from "./optim.ts";
 import { effectiveLoss, headShapeOf, type TrainConfig } from "./train-config.ts";
 import type { StepAccumulators } from "./epoch-log.ts";
@@ -57,7 +57,7 @@ export class ThreadedEnsemble {
   }
 
   /** Two threads; heads alternate between them (device mode) or stay on the host (keep_inactive_on_cpu). */
-  static async start(cfg: TrainConfig, heads: HeadArrays[], slots?: Record<string, HeadArrays>[], steps?: number[]): Promise<ThreadedEnsemble> {
+  static async start(cfg: TrainConfig, heads: HeadList, slots?: Record<string, HeadArrays>[], steps?: number[]): Promise<ThreadedEnsemble> {
     if (cfg.random_select !== 2) throw new Error(`head threads train pairs (random_select 2), not ${cfg.random_select}`);
     const shape = headShapeOf(cfg);
     const layout = headLayout(shape);
@@ -69,14 +69,15 @@ export class ThreadedEnsemble {
         if (h) out.set(packHead(h, layout));
         return out;
       };
-      return { params: pack(heads[i]), slots: Object.fromEntries(names.map((s) => [s, pack(slots?.[i]?.[s])])) };
+      return { params: pack(heads.at(i)), slots: Object.fromEntries(names.map((s) => [s, pack(slots?.[i]?.[s])])) };
     };
     const pool = await HeadPool.start(2, shape, { loss: effectiveLoss(cfg), optimizer: cfg.optimizer, slots: names, classes: cfg.num_classes });
     try {
-      const host = cfg.keep_inactive_on_cpu ? heads.map((_, i) => flatHead(i, sharedF32)) : null;
-      const te = new ThreadedEnsemble(cfg, pool, host, steps ?? heads.map(() => 0));
+      const n = heads.length;
+      const host = cfg.keep_inactive_on_cpu ? Array.from({ length: n }, (_, i) => flatHead(i, sharedF32)) : null;
+      const te = new ThreadedEnsemble(cfg, pool, host, steps ?? new Array<number>(n).fill(0));
       if (!host) {
-        for (let i = 0; i < heads.length; i++) {
+        for (let i = 0; i < n; i++) {
           await pool.put(i % 2, i, flatHead(i, (n) => new Float32Array(n)));
           te.owner[i] = i % 2;
         }
@@ -128,12 +129,12 @@ export class ThreadedEnsemble {
     tf.dispose([parts.task, parts.repulsion, parts.total, ...(parts.skipped ? [parts.skipped] : [])]);
   }
 
-  /** Host copies of weights and slots. */
-  async snapshot(): Promise<EnsembleSnapshot> {
+  /** Host copies of weights and slots; see SnapshotOptions. */
+  async snapshot(opts: SnapshotOptions = {}): Promise<EnsembleSnapshot> {
     const heads: HeadArrays[] = [];
     const slots: Record<string, HeadArrays>[] = [];
     for (let i = 0; i < this.size; i++) {
-      const f = this.host ? { params: this.host[i].params.slice(), slots: Object.fromEntries(Object.entries(this.host[i].slots).map(([s, a]) => [s, a.slice()])) } : await this.pool.take(this.owner[i]!, i, true);
+      const f = this.host && opts.views ? this.host[i] : this.host ? { params: this.host[i].params.slice(), slots: Object.fromEntries(Object.entries(this.host[i].slots).map(([s, a]) => [s, a.slice()])) } : await this.pool.take(this.owner[i]!, i, true);
       heads.push(unpackHead(f.params, this.layout));
       slots.push(Object.fromEntries(Object.entries(f.slots).map(([s, a]) => [s, unpackHead(a, this.layout)])));
     }

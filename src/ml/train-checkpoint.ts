@@ -6,7 +6,7 @@ import { join } from "node:path";
 import type { RngState } from "../rng.ts";
 import { InputError } from "../errors.ts";
 import { readSafetensors, writeSafetensors, type SafeTensor } from "../io/safetensors.ts";
-import { HEAD_PARAM_NAMES, headParamShapes, type EnsembleSnapshot, type HeadArrays, type HeadParamName } from "./heads.ts";
+import { HEAD_PARAM_NAMES, headParamShapes, type EnsembleSnapshot, type HeadArrays, type HeadParamName, type SnapshotOptions } from "./heads.ts";
 import { slotNames } from "./optim.ts";
 import type { EpochRow } from "./epoch-log.ts";
 import { headShapeOf, type TrainConfig } from "./train-config.ts";
@@ -27,7 +27,7 @@ export interface CheckpointSource {
   readonly cfg: TrainConfig;
   readonly headSteps: number[];
   readonly slotNames: string[];
-  snapshot(): EnsembleSnapshot | Promise<EnsembleSnapshot>;
+  snapshot(opts?: SnapshotOptions): EnsembleSnapshot | Promise<EnsembleSnapshot>;
 }
 
 /** Identity of a training run's inputs: a checkpoint with another digest belongs to another run. */
@@ -40,7 +40,8 @@ export function checkpointDigest(cfg: TrainConfig, train: TrainSource, extra: st
 
 /** Writes checkpoint.safetensors into dir (the instance's scratch folder), atomically. */
 export async function saveCheckpoint(dir: string, digest: string, st: CheckpointSource, c: Omit<Checkpoint, "heads" | "slots" | "headSteps">): Promise<void> {
-  const { heads, slots } = await st.snapshot();
+  // Views: the write below finishes before the trainer takes another step.
+  const { heads, slots } = await st.snapshot({ views: true });
   const sh = headParamShapes(headShapeOf(st.cfg));
   const tensors: Record<string, SafeTensor> = {};
   heads.forEach((h, i) => {

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { Rng } from "../rng.ts";
 import { InputError } from "../errors.ts";
 import type { ProgressEvent } from "../stage-api.ts";
-import { initHeadArrays, type HeadArrays } from "./heads.ts";
+import { initHeadArrays, lazyHeads, type HeadArrays } from "./heads.ts";
 import type { HeadThreadSettings } from "./head-pool.ts";
 import { lrAt } from "./lr-schedule.ts";
 import { startEnsembleTrainer, type EnsembleTrainer } from "./ensemble-trainer.ts";
@@ -66,7 +66,8 @@ export async function trainEnsemble(cfg: TrainConfig, train: TrainSource, val: E
       }
       hooks.onEpochEnd?.(e, row);
     }
-    const { heads } = await trainer.snapshot();
+    // Views: the trainer takes no further step; dispose() frees device tensors and threads, not host buffers.
+    const { heads } = await trainer.snapshot({ views: true });
     return { heads, rows, resumedEpochs: start, skippedSteps: rows.reduce((a, r) => a + r.skipped_steps, 0) };
   } finally {
     await trainer.dispose();
@@ -87,9 +88,10 @@ async function startOrResume(cfg: TrainConfig, digest: string, hooks: TrainHooks
     const trainer = await startEnsembleTrainer(cfg, ckpt, hooks.settings, log);
     return { trainer, rows: ckpt.rows, start: ckpt.epochsDone };
   }
-  // One init stream, heads in index order (the reference seeds once with 42 before building all heads).
+  // One init stream, heads in index order (the reference seeds once with 42 before building all heads);
+  // made one at a time as the trainer packs them, so the fresh arrays never all coexist with the packed ones.
   const init = new Rng(cfg.seed);
-  const heads = Array.from({ length: cfg.n_models }, () => initHeadArrays(headShapeOf(cfg), init));
+  const heads = lazyHeads(cfg.n_models, () => initHeadArrays(headShapeOf(cfg), init));
   return { trainer: await startEnsembleTrainer(cfg, { heads }, hooks.settings, log), rows: [], start: 0 };
 }
 

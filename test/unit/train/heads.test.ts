@@ -8,8 +8,10 @@ import { join } from "node:path";
 import { Rng } from "../../../src/rng.ts";
 import {
   HEAD_PARAM_NAMES, headParamCount, headParamShapes, initHeadArrays, headLogits, headTensorsFromArrays,
-  saveEnsemble, loadEnsemble, type HeadShape,
+  saveEnsemble, loadEnsemble, lazyHeads, type HeadShape,
 } from "../../../src/ml/heads.ts";
+import { EnsembleState } from "../../../src/ml/ensemble-state.ts";
+import { parseTrainConfig, headShapeOf } from "../../../src/ml/train-config.ts";
 import { writeSafetensors } from "../../../src/io/safetensors.ts";
 
 await tf.setBackend("cpu");
@@ -83,6 +85,28 @@ test("ensemble save/load round trip with submodels.<i>.<param> keys; strict erro
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test("lazy heads: made once each, in index order, and a trainer built from them equals one built from an array", async () => {
+  const cfg = parseTrainConfig({
+    name: "lazy", n_models: 3, random_select: 2, keep_inactive_on_cpu: true, embed_dim: 4, mlp_hidden: 6, num_classes: 3, batch_size: 4, eval_batch_size: 4,
+    optimizer: { type: "sgd", lr: 0.1, momentum: 0.9 }, lr_scheduler: null, n_epochs: 1, freeze_first_epoch: false,
+    lambda: 0.5, patch_diversity_lambda: null, manual_lambda: 0, use_always_labeled: false, smoothing_eps: null,
+  });
+  const made: number[] = [];
+  const rngA = new Rng(9);
+  const lazy = lazyHeads(3, (i) => (made.push(i), initHeadArrays(headShapeOf(cfg), rngA)));
+  const a = new EnsembleState(cfg, lazy);
+  assert.equal(made, [0, 1, 2]);
+  const rngB = new Rng(9);
+  const b = new EnsembleState(cfg, Array.from({ length: 3 }, () => initHeadArrays(headShapeOf(cfg), rngB)));
+  const [sa, sb] = [await a.snapshot(), await b.snapshot()];
+  for (let i = 0; i < 3; i++) for (const k of HEAD_PARAM_NAMES) assert.equal(Array.from(sa.heads[i][k]), Array.from(sb.heads[i][k]), `head ${i} ${k}`);
+  a.dispose();
+  b.dispose();
+  const once = lazyHeads(2, () => initHeadArrays(headShapeOf(cfg), new Rng(1)));
+  once.at(0);
+  assert.throws(() => once.at(0), /head 0 asked for, expected 1/);
 });
 
 test.run();

@@ -240,5 +240,32 @@ test("50 heads with keep_inactive_on_cpu: only the active pair ever lives on the
   tf.dispose([x, y]);
 });
 
+test("snapshot views: host-kept heads are handed out without a copy, and a default snapshot stays a copy", async () => {
+  const cfg = cfgOf({ optimizer: { type: "sgd", lr: 0.05, momentum: 0.9, weight_decay: 1e-4, nan_check: true }, keep_inactive_on_cpu: true });
+  const rng = new Rng(5);
+  const st = new EnsembleState(cfg, Array.from({ length: 4 }, () => initHeadArrays(headShapeOf(cfg), rng)));
+  const data = clusters(8, DIM, 3, 1);
+  const acc = new StepAccumulators();
+  const x = tf.tensor2d(data.embed, [8, DIM]);
+  const y = tf.tensor1d(data.label, "int32");
+  try {
+    const copy = await st.snapshot();
+    const views = await st.snapshot({ views: true });
+    for (const k of HEAD_PARAM_NAMES) assert.ok(same(copy.heads[1][k], views.heads[1][k]), k);
+    await sedTrainStep(st, effectiveLoss(cfg), { x, y, active: [1, 2], ref: 1, lr: 0.05, update: true }, acc);
+    // the step wrote the host buffers in place: the views see it, the copy does not
+    const after = await st.snapshot();
+    assert.ok(same(views.heads[1]["head.weight"], after.heads[1]["head.weight"]), "a view must be the live buffer");
+    assert.not.ok(same(copy.heads[1]["head.weight"], after.heads[1]["head.weight"]), "a copy must not change with the step");
+    assert.ok(same(views.slots[1].momentum["head.weight"], after.slots[1].momentum["head.weight"]));
+    // a snapshot's copy is a different buffer from the state's own
+    assert.is.not(after.heads[1]["head.weight"].buffer, (await st.snapshot({ views: true })).heads[1]["head.weight"].buffer);
+  } finally {
+    tf.dispose([x, y]);
+    acc.dispose();
+    st.dispose();
+  }
+});
+
 test.run();
 
