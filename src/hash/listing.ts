@@ -75,7 +75,10 @@ export const LINK_ERROR = "SED_PIPE_TREE_LINK";
 export function listDirSync(abs: string, rel: string, keep: boolean): Listing {
   const fs = process.getBuiltinModule("node:fs");
   const crypto = process.getBuiltinModule("node:crypto");
-  const { join } = process.getBuiltinModule("node:path");
+  // `abs` is normalised (resolve/join made it): a child's path is the parent's plus a separator and the
+  // name, without path.join's normalising pass (a tenth of a warm listing's time).
+  const { sep } = process.getBuiltinModule("node:path");
+  const prefix = abs.endsWith(sep) ? abs : abs + sep;
   const h = crypto.createHash("sha256");
   let buf = "";
   const files: WalkedFile[] = [];
@@ -83,7 +86,7 @@ export function listDirSync(abs: string, rel: string, keep: boolean): Listing {
   let racyUntilMs = -Infinity;
   for (const e of fs.readdirSync(abs, { withFileTypes: true })) {
     if (!e.isDirectory() && !e.isFile() && !e.isSymbolicLink()) continue;
-    const childAbs = join(abs, e.name);
+    const childAbs = prefix + e.name;
     const st = fs.statSync(childAbs, { throwIfNoEntry: false });
     if (!st) throw Object.assign(new Error(`dangling symlink ${childAbs}`), { code: "SED_PIPE_TREE_LINK" });
     if (st.isDirectory()) {
