@@ -21,6 +21,18 @@ import { WORKER_SOURCE } from "./worker-path.ts";
 const TSX_URL = import.meta.resolve("tsx");
 const TAIL_LINES = 20;
 
+/**
+ * A worker process's environment: `env`, plus a libuv thread pool as large as the instance's cores
+ * (at least libuv's default 4) unless the user set UV_THREADPOOL_SIZE. The pool is process-wide and
+ * sized once, before the process's first file read, so only the parent can set it: JPEG decoding
+ * (sharp) and file reads run on it, and with the default 4 an instance with 8 cores would decode on 4.
+ * Workers are keyed by their settings, so one process serves one core count.
+ */
+export function workerProcessEnv(env: NodeJS.ProcessEnv, cores: number): NodeJS.ProcessEnv {
+  if (env.UV_THREADPOOL_SIZE) return env;
+  return { ...env, UV_THREADPOOL_SIZE: String(Math.max(4, Math.min(cores, 1024))) };
+}
+
 export type WorkerOutcome =
   /**
    * `release`: call once the outputs are committed or given up. Until then the executor keeps what
@@ -244,7 +256,7 @@ export class WorkerPool implements Executor {
       if (!lru) break;
       this.retire(lru);
     }
-    const w = new WorkerProcess(key, entry, execArgv, this.o.env, spec.root);
+    const w = new WorkerProcess(key, entry, execArgv, workerProcessEnv(this.o.env, spec.settings.cores), spec.root);
     w.job = job;
     this.workers.push(w);
     void w.exit.then(() => (this.workers = this.workers.filter((x) => x !== w)));

@@ -3,6 +3,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { instanceSettings } from "../../../src/runner/execute.ts";
 import { settingsFromEnv } from "../../../src/commands/common.ts";
+import { workerProcessEnv } from "../../../src/runner/worker-pool.ts";
 import { EXIT, SedPipeError } from "../../../src/errors.ts";
 
 test("cores = declared cpus; blas threads follow; head threads decided later", () => {
@@ -37,6 +38,16 @@ test("image threads (SED_PIPE_IMAGE_THREADS): 0 is a value (the stage's thread),
   assert.is(instanceSettings({ imageThreads: 0 }, 8, 4).imageThreads, 0);
   assert.is(instanceSettings({ imageThreads: 2 }, 1, 4).imageThreads, 2);
   assert.not.ok("imageThreads" in instanceSettings({}, 8, 4), "unset: the stage decides from its cores");
+});
+
+test("a worker process gets a libuv pool as large as its cores (JPEG decoding runs there), unless the user sized it", () => {
+  assert.is(workerProcessEnv({ PATH: "/bin" }, 8).UV_THREADPOOL_SIZE, "8");
+  assert.is(workerProcessEnv({ PATH: "/bin" }, 8).PATH, "/bin");
+  assert.is(workerProcessEnv({}, 1).UV_THREADPOOL_SIZE, "4", "never below libuv's default");
+  assert.is(workerProcessEnv({ UV_THREADPOOL_SIZE: "2" }, 8).UV_THREADPOOL_SIZE, "2", "the user's value wins");
+  const env = { A: "1" };
+  workerProcessEnv(env, 16);
+  assert.equal(env, { A: "1" }, "the caller's env is not changed");
 });
 
 test.run();
