@@ -8,6 +8,10 @@
 //                                                 pass, then the epoch checkpoint), saveEnsemble
 //   make-ensemble OUT HEADS                       random (initHeadArrays) heads, saved with saveEnsemble
 //   eval ENSEMBLE FEATURES OUTDIR                 the eval stage's run() itself (role id, batch 32)
+//   make-images DIR CLASSES PER_CLASS             ImageNet-sized JPEG stand-ins (src/io/stand-ins.ts)
+//   make-deit FILE                                a seeded DeiT-3 Base .pth like the release (349 MB)
+//   featurize IMAGES CHECKPOINT OUT PASSES        the cache-features stage's run() itself: in_train's
+//                                                 train transform, DeiT-3 Base, batch 64, PASSES passes
 import { readFileSync, statSync, readdirSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
@@ -22,6 +26,9 @@ import { checkLabels, featureEvalSource, featureTrainSource, type TrainSource } 
 import { Rng } from "../src/rng.ts";
 import type { StageContext, StageSettings } from "../src/stage-api.ts";
 import * as evalStage from "../stages/eval.ts";
+import * as cacheFeaturesStage from "../stages/cache-features.ts";
+import { writeImageFolderStandIn } from "../src/io/stand-ins.ts";
+import { writeSeededVitCheckpoint } from "../src/ml/vit-checkpoint.ts";
 
 const here = new URL(".", import.meta.url);
 const status = (field: string): number => {
@@ -230,6 +237,60 @@ async function evalPart(ensemble: string, features: string, outDir: string): Pro
   };
 }
 
+/** The paper's featurizer and in_train transform (params/paper.yaml), with this part's passes. */
+const DEIT3_BASE = { image_size: 224, patch_size: 16, in_chans: 3, embed_dim: 768, depth: 12, num_heads: 12, mlp_ratio: 4, layerscale_init: 0.0001 };
+/** ImageNet's most common sizes, in turn (most train images are 500 px on the long side). */
+const IMAGENET_SIZES: [number, number][] = [[500, 375], [375, 500], [500, 333], [500, 400], [333, 500], [640, 480], [500, 500], [1024, 768]];
+
+async function makeImages(dir: string, classes: number, perClass: number): Promise<Measured> {
+  const n = await writeImageFolderStandIn({ seed: 0, classes, per_class: perClass, sizes: IMAGENET_SIZES, quality: 90 }, dir);
+  return { work: n, outputs: [dir] };
+}
+
+async function makeDeit(file: string): Promise<Measured> {
+  await writeSeededVitCheckpoint(DEIT3_BASE, 0, file, "pth");
+  return { work: 1, outputs: [file] };
+}
+
+async function featurize(images: string, checkpoint: string, out: string, passes: number): Promise<Measured> {
+  const lines: string[] = [];
+  const t0 = performance.now();
+  let firstBatch = NaN;
+  let firstRows = 0;
+  const ctx: StageContext = {
+    instanceId: "cache-features@in_train",
+    stage: "cache-features",
+    root: join(out, ".."),
+    profile: "paper",
+    item: null,
+    params: {
+      dataset: {
+        key: "in_train", images, layout: "imagefolder", passes, features: out,
+        transform: { kind: "train", size: 224, scale: [0.08, 1.0], ratio: [0.75, 1.3333333333333333], hflip: 0.5, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] },
+      },
+      featurizer: { checkpoint, model_name: "deit3_21k", reference_model_path: null, arch: DEIT3_BASE, batch_size: 64, seed: 42, on_bad_image: "fail" },
+    },
+    deps: { images, checkpoint },
+    outs: { features: out, classes: `${out}.classes.json` },
+    scratch: `${out}.scratch`,
+    backend: BACKEND,
+    settings,
+    signal: new AbortController().signal,
+    progress: (e) => {
+      if (Number.isNaN(firstBatch) && typeof e.done === "number" && e.done > 0) {
+        firstBatch = (performance.now() - t0) / 1000;
+        firstRows = e.done;
+      }
+    },
+    log: (l) => lines.push(l),
+  };
+  await cacheFeaturesStage.run(ctx);
+  const r = await openFeatureFile(out, { dim: 768, requireComplete: true });
+  const rows = r.rows;
+  r.close();
+  return { work: rows, outputs: [out], phases: { firstBatch, total: (performance.now() - t0) / 1000 }, extra: { firstRows, log: lines.join(" | ").slice(0, 600) } };
+}
+
 const [part, ...args] = process.argv.slice(2);
 const rssBefore = status("VmRSS");
 const w0 = wchar();
@@ -251,8 +312,17 @@ switch (part) {
   case "eval":
     m = await evalPart(args[0], args[1], args[2]);
     break;
+  case "make-images":
+    m = await makeImages(args[0], Number(args[1]), Number(args[2]));
+    break;
+  case "make-deit":
+    m = await makeDeit(args[0]);
+    break;
+  case "featurize":
+    m = await featurize(args[0], args[1], args[2], Number(args[3]));
+    break;
   default:
-    throw new Error(`unknown part ${part} (write-features | read-train | train | make-ensemble | eval)`);
+    throw new Error(`unknown part ${part} (write-features | read-train | train | make-ensemble | eval | make-images | make-deit | featurize)`);
 }
 const seconds = (performance.now() - t0) / 1000;
 const diskBytes = (m.outputs ?? []).reduce((a, p) => a + duBytes(p), 0);

@@ -10,6 +10,7 @@
 //   SED_SCALE_VAL_ROWS        10000  rows of the val file (in_val has 50,000)
 //   SED_SCALE_EVAL_ROWS       50000  rows of the eval set (the largest real sets: in_val, each IN-C set)
 //   SED_SCALE_CONFIGS         all four: 50_models,ood_gen,ood_det_cov,ood_det_sem
+//   SED_SCALE_IMAGES          128    ImageNet-sized JPEGs featurized by cache-features (DeiT-3 Base, in_train's transform)
 //   SED_SCALE_BACKEND         wasm
 import { spawnSync } from "node:child_process";
 import { rmSync } from "node:fs";
@@ -168,5 +169,35 @@ export function runStageRehearsal(dir: string): number {
     }
   }
   for (const f of [trainFile, valFile, evalFile, ens]) rmSync(f, { force: true });
+
+  // 4. cache-features: the stage's run() on generated ImageNet-sized JPEGs with a DeiT-3 Base .pth.
+  const nImages = num("SED_SCALE_IMAGES", 128);
+  const imagesDir = join(dir, "train-images");
+  const deit = join(dir, "deit_3_base_stand_in.pth");
+  const mi = child(["make-images", imagesDir, "8", String(Math.ceil(nImages / 8))]);
+  const md = "error" in mi ? mi : child(["make-deit", deit]);
+  if ("error" in mi) fail("make images", mi);
+  else if ("error" in md) fail("make DeiT-3 .pth", md);
+  else {
+    const feat = join(dir, "featurized.hdf5");
+    const f = child(["featurize", imagesDir, deit, feat, "1"]);
+    if ("error" in f) fail("cache-features", f);
+    else {
+      // Steady rate: the batches after the first (which also pays for loading the checkpoint).
+      const firstRows = Number(f.extra.firstRows);
+      const steady = f.work > firstRows ? (f.work - firstRows) / (f.phases.total - f.phases.firstBatch) : f.work / f.seconds;
+      const rate = steady;
+      console.log(
+        `cache-features   ${f.work} JPEGs (ImageNet sizes, ${mbs(mi.diskBytes)}) -> DeiT-3 Base (.pth, ${mbs(md.diskBytes)}) -> 768 features, in_train's train transform, batch 64: ` +
+          `${f.seconds.toFixed(1)} s in all; first ${firstRows} rows after ${f.phases.firstBatch.toFixed(1)} s (checkpoint load included), then ${steady.toFixed(2)} img/s` +
+          `${f.work > firstRows ? "" : " (one batch only: overall rate)"}; ${rss(f)}; ${goal(f, 8 * GB, "stage")}`,
+      );
+      const allImages = PASS_ROWS_REAL * PASSES;
+      console.log(`                 extrapolated to in_train's 4 passes (${allImages} images) at this rate: ${hms(allImages / rate)} on ${process.env.SED_SCALE_BACKEND ?? "wasm"}`);
+    }
+    rmSync(feat, { force: true });
+  }
+  rmSync(imagesDir, { recursive: true, force: true });
+  rmSync(deit, { force: true });
   return failed;
 }
