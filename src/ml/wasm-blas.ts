@@ -9,6 +9,7 @@ import { SedPipeError } from "../errors.ts";
 import type { BlasAddon } from "./kernels/blas-addon.ts";
 import { blasBatchMatMulConfig, blasFusedMatMulConfig } from "./kernels/blas-mat-mul.ts";
 import { leadingSumConfig } from "./kernels/leading-sum.ts";
+import { fastTransposeConfig, fastUnpackConfig } from "./kernels/fast-copy.ts";
 import { makeFusedOptimizer, type FusedOptimizer } from "./kernels/fused-optim.ts";
 import { fixedBatchMatMulConfig, fixedFusedMatMulConfig, type StockMatMulKernels } from "./kernels/fixed-mat-mul.ts";
 
@@ -32,7 +33,8 @@ export interface InstallBlasOptions extends BlasSettings {
 }
 
 const require = createRequire(import.meta.url);
-let stock: (StockMatMulKernels & { sum: KernelConfig }) | null = null;
+type Stock = StockMatMulKernels & { sum: KernelConfig; transpose: KernelConfig; unpack: KernelConfig };
+let stock: Stock | null = null;
 let active: BlasPath | null = null;
 let addon: BlasAddon | null = null;
 
@@ -74,14 +76,23 @@ function requireWasm(): void {
   }
 }
 
-function saveStock(): StockMatMulKernels & { sum: KernelConfig } {
+function saveStock(): Stock {
   if (stock) return stock;
   const batchMatMul = tf.getKernel("BatchMatMul", "wasm");
   const fusedMatMul = tf.getKernel("_FusedMatMul", "wasm");
   const sum = tf.getKernel("Sum", "wasm");
-  if (!batchMatMul || !fusedMatMul || !sum) throw new SedPipeError("tfjs-backend-wasm has no BatchMatMul/_FusedMatMul/Sum kernel registered");
-  stock = { batchMatMul, fusedMatMul, sum };
+  const transpose = tf.getKernel("Transpose", "wasm");
+  const unpack = tf.getKernel("Unpack", "wasm");
+  if (!batchMatMul || !fusedMatMul || !sum || !transpose || !unpack) {
+    throw new SedPipeError("tfjs-backend-wasm has no BatchMatMul/_FusedMatMul/Sum/Transpose/Unpack kernel registered");
+  }
+  stock = { batchMatMul, fusedMatMul, sum, transpose, unpack };
   return stock;
+}
+
+/** Transpose and Unpack as strided heap copies (kernels/fast-copy.ts), on both paths. */
+function copyKernels(s: Stock): KernelConfig[] {
+  return [fastTransposeConfig(s.transpose), fastUnpackConfig(s.unpack)];
 }
 
 function register(configs: KernelConfig[]): void {
@@ -112,11 +123,11 @@ export async function installBlasKernels(
   if ("blas" in loaded) {
     const threads = threadsOf(options);
     if (threads !== null) setBlasThreads(threads);
-    register([blasBatchMatMulConfig(loaded.blas), blasFusedMatMulConfig(loaded.blas), leadingSumConfig(loaded.blas, s.sum)]);
+    register([blasBatchMatMulConfig(loaded.blas), blasFusedMatMulConfig(loaded.blas), leadingSumConfig(loaded.blas, s.sum), ...copyKernels(s)]);
     active = "wasm+blas";
     return { path: active, reason: `@sed-pipe/blas: ${loaded.blas.config()}, ${loaded.blas.numThreads()} thread(s)` };
   }
-  register([fixedBatchMatMulConfig(s), fixedFusedMatMulConfig(s), s.sum]);
+  register([fixedBatchMatMulConfig(s), fixedFusedMatMulConfig(s), s.sum, ...copyKernels(s)]);
   active = "wasm-fixed";
   return { path: active, reason: `${loaded.error}; transposed matMuls rewritten for the XNNPACK path` };
 }
@@ -124,7 +135,7 @@ export async function installBlasKernels(
 /** Puts the stock tfjs-wasm matMul kernels back (benchmarks and tests compare against them). */
 export function uninstallBlasKernels(): void {
   if (!stock) return;
-  register([stock.batchMatMul, stock.fusedMatMul, stock.sum]);
+  register([stock.batchMatMul, stock.fusedMatMul, stock.sum, stock.transpose, stock.unpack]);
   active = null;
 }
 
