@@ -1,8 +1,8 @@
 // Stage download: materialises one entry of `sources` at ctx.outs.data. Kinds: `url` (fetch, verify,
 // optionally extract), `mnist-universe` (the demo's data, built locally), `generated-vit` (a seeded
 // featurizer checkpoint), `generated-images` / `generated-features` / `generated-class-list` (seeded
-// stand-ins at the paper's shapes, src/io/stand-ins.ts). Owns dispatch and progress (its params are checked by download.contract.ts);
-// the work lives in src/io and src/ml.
+// stand-ins at the paper's shapes, src/io/stand-ins.ts). Owns dispatch and progress (its params are
+// checked by download.contract.ts); the work lives in src/io and src/ml.
 import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { parseParams, type StageContext } from "../src/stage-api.ts";
