@@ -1,12 +1,13 @@
 // Hasher: digests of deps (stat-cached), code closures and runtime, combined into an instance's
 // Fingerprint. Owns the fingerprint schema; never decides what runs (that is src/pipeline/plan.ts).
-import { isAbsolute, resolve, sep } from "node:path";
+import { isAbsolute, resolve } from "node:path";
 import { SedPipeError } from "../errors.ts";
 import type { Fingerprint, FingerprintParts, StageInstance } from "../pipeline/types.ts";
 import { mapLimit } from "../io/map-limit.ts";
 import { canonicalJson } from "./canonical-json.ts";
 import { CodeDigester } from "./code-digest.ts";
 import { digestOf, SymlinkError, type DigestService } from "./digest.ts";
+import { isInsideAny } from "./tree-cache.ts";
 import { paramsHash } from "./params-hash.ts";
 import { runtimeParts } from "./runtime.ts";
 
@@ -25,13 +26,7 @@ export interface HasherOptions {
   immutable?: readonly string[];
 }
 
-/** True when `abs` is one of `dirs` or inside one (absolute, normalised paths; no file-system access). */
-export function isInsideAny(abs: string, dirs: readonly string[]): boolean {
-  return dirs.some((d) => {
-    const base = d.length > 1 && d.endsWith(sep) ? d.slice(0, -1) : d;
-    return abs === base || abs.startsWith(base === sep ? base : base + sep);
-  });
-}
+export { isInsideAny } from "./tree-cache.ts";
 
 export class Hasher {
   readonly root: string;

@@ -93,10 +93,9 @@ export function listDirSync(abs: string, rel: string, keep: boolean): Listing {
       if (keep) subdirs.push({ name: e.name, abs: childAbs, dev: st.dev, ino: st.ino, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs });
       buf += `d\0${e.name}\n`;
     } else if (st.isFile()) {
-      const f = { rel: rel ? `${rel}/${e.name}` : e.name, abs: childAbs, dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs };
-      if (keep) files.push(f);
-      buf += sigLine(e.name, f);
-      const until = f.mtimeMs + racyWindowMs(f.mtimeMs);
+      if (keep) files.push({ rel: rel ? `${rel}/${e.name}` : e.name, abs: childAbs, dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs });
+      buf += sigLine(e.name, st);
+      const until = st.mtimeMs + racyWindowMs(st.mtimeMs);
       if (until > racyUntilMs) racyUntilMs = until;
     } else continue;
     if (buf.length > 65536) {
@@ -166,15 +165,37 @@ parentPort.on("message", ({ id, jobs, control }) => {
 export const HELPER_MIN_FILES = 4096;
 
 /**
+ * Folders being listed by both threads: claimed one at a time through `control`; what this thread
+ * listed is in `here`, the helper's answer (all it listed) arrives once through `theirs`.
+ */
+interface Batch {
+  jobs: readonly ListJob[];
+  /** Folder -> its index in jobs. */
+  at: Map<string, number>;
+  control: Int32Array;
+  here: Map<number, ListingSig | null>;
+  theirs: Promise<Listed[] | null> | null;
+  helper: Map<number, ListingSig | null> | null;
+}
+
+const toSig = (sig: string | null, racyUntilMs: number): ListingSig | null => (sig === null ? null : { sig, racyUntilMs });
+
+/**
  * One helper thread that lists folders beside the calling thread (claimListings on both). It never
- * keeps the process alive while idle; a helper that fails to start or dies only makes the calling
- * thread list everything itself.
+ * keeps the process alive unless the calling thread is waiting for it; a helper that fails to start
+ * or dies only makes the calling thread list everything itself.
  */
 export class ListingHelper {
   private worker: Worker | null = null;
   private broken = false;
   private nextId = 0;
   private waiting = new Map<number, (listed: Listed[] | null) => void>();
+  /** Awaits in progress on this thread: the worker is ref'ed while there is one. */
+  private holds = 0;
+  /** Folders a command said early it will check (preload): list() of any of them joins in. */
+  private preloaded: Batch | null = null;
+  /** Folders preloaded, and asked for later that joined a preload (tests). */
+  readonly stats = { preloaded: 0, joined: 0 };
 
   /** Starts the thread now (it boots while the caller does other work); idempotent. */
   start(): void {
@@ -194,7 +215,6 @@ export class ListingHelper {
   private settle(id: number, listed: Listed[] | null): void {
     const done = this.waiting.get(id);
     this.waiting.delete(id);
-    if (this.waiting.size === 0) this.worker?.unref();
     done?.(listed);
   }
 
@@ -204,37 +224,85 @@ export class ListingHelper {
     for (const id of [...this.waiting.keys()]) this.settle(id, null);
   }
 
+  /** `p`, with the worker keeping the process alive until it settles. */
+  private async hold<T>(p: Promise<T>): Promise<T> {
+    if (this.holds++ === 0) this.worker?.ref();
+    try {
+      return await p;
+    } finally {
+      if (--this.holds === 0) this.worker?.unref();
+    }
+  }
+
+  /** Posts `jobs` to the helper thread (null when there is none): its folders are then claimed on both sides. */
+  private post(jobs: readonly ListJob[]): Batch {
+    this.start();
+    const control = new Int32Array(new SharedArrayBuffer(8));
+    let theirs: Batch["theirs"] = null;
+    if (this.worker) {
+      const id = this.nextId++;
+      theirs = new Promise((resolve) => this.waiting.set(id, resolve));
+      this.worker.postMessage({ id, jobs, control: control.buffer });
+    }
+    return { jobs, at: new Map(jobs.map((j, i) => [j.abs, i])), control, here: new Map(), theirs, helper: null };
+  }
+
+  /**
+   * Starts listing `jobs` on the helper thread at once, for a command that knows early which big
+   * folders it will check (the thread's start-up and its first folders then overlap the command's
+   * own start-up); a later list() of any of them joins in. Replaces an earlier preload.
+   */
+  preload(jobs: readonly ListJob[]): void {
+    this.preloaded = null;
+    if (jobs.length === 0) return;
+    this.stats.preloaded += jobs.length;
+    this.preloaded = this.post(jobs);
+  }
+
+  /** Forgets the preload (the command that made it is done: its listings are not another command's). */
+  dropPreload(): void {
+    const b = this.preloaded;
+    this.preloaded = null;
+    // What the helper still has in hand is not waited for; stop it claiming more.
+    if (b) Atomics.store(b.control, 1, 1);
+  }
+
   /**
    * The listing signature of each job's folder, in order: null when it could not be listed,
    * undefined when it was not listed because another folder already failed its expectation.
-   * Folders are claimed one at a time by this thread and the helper's (`here: false`: the helper's only).
+   * Folders are claimed one at a time by this thread and the helper's (`here: false`: the helper's
+   * only); jobs that were all preloaded (same folders, same expectations) join that batch.
    */
   async list(jobs: readonly ListJob[], opts: { here?: boolean } = {}): Promise<Array<ListingSig | null | undefined>> {
-    const control = new Int32Array(new SharedArrayBuffer(8));
-    const out: Array<ListingSig | null | undefined> = new Array(jobs.length).fill(undefined);
-    const put = (listed: Listed[]) => {
-      for (const [i, sig, racyUntilMs] of listed) out[i] = sig === null ? null : { sig, racyUntilMs };
-    };
-    this.start();
-    const w = this.worker;
-    const id = this.nextId++;
-    let theirs: Promise<Listed[] | null> | null = null;
-    if (w) {
-      theirs = new Promise((resolve) => this.waiting.set(id, resolve));
-      w.ref();
-      w.postMessage({ id, jobs, control: control.buffer });
+    const pre = this.preloaded;
+    const inPre = pre && opts.here !== false ? jobs.map((j) => pre.at.get(j.abs)) : [];
+    if (pre && inPre.length === jobs.length && inPre.every((i, k) => i !== undefined && pre.jobs[i]!.expect === jobs[k]!.expect)) {
+      this.stats.joined += jobs.length;
+      // Each preloaded listing is handed out once: a later check of the same folder looks again.
+      for (const j of jobs) pre.at.delete(j.abs);
+      return this.collect(pre, inPre as number[], true);
     }
-    // here: false leaves every folder to the helper thread (tests); it is listed here only if the helper dies.
-    if (opts.here !== false || !w) put(claimListings(jobs, control));
-    // The helper's folders are those claimed and not listed here: none when this thread took them
-    // all (a helper still starting), and then its answer is not waited for.
-    const claimed = Math.min(jobs.length, Atomics.load(control, 0));
-    if (theirs && (opts.here === false || out.slice(0, claimed).some((x) => x === undefined))) put((await theirs) ?? []);
-    else this.settle(id, null);
-    if (Atomics.load(control, 1) === 0) {
-      // A helper that died with folders in hand: list them here.
-      const rest = jobs.flatMap((j, i) => (out[i] === undefined ? [{ ...j, i }] : []));
-      for (const [k, sig, racyUntilMs] of claimListings(rest, new Int32Array(new SharedArrayBuffer(8)))) out[rest[k]!.i] = sig === null ? null : { sig, racyUntilMs };
+    const b = this.post(jobs);
+    return this.collect(b, jobs.map((_, i) => i), opts.here !== false);
+  }
+
+  /** The results of `want` (indices into b.jobs): claims what is left on this thread, waits for the helper's when needed. */
+  private async collect(b: Batch, want: number[], here: boolean): Promise<Array<ListingSig | null | undefined>> {
+    if (here || !b.theirs) for (const [i, sig, r] of claimListings(b.jobs, b.control)) b.here.set(i, toSig(sig, r));
+    // The helper's folders are those claimed and not listed here: none when this thread took them all
+    // (a helper still starting), and then its answer is not waited for.
+    const claimed = Math.min(b.jobs.length, Atomics.load(b.control, 0));
+    const fromHelper = (i: number) => i < claimed && !b.here.has(i);
+    if (b.theirs && !b.helper && (!here || want.some(fromHelper))) {
+      b.helper = new Map(((await this.hold(b.theirs)) ?? []).map(([i, sig, r]) => [i, toSig(sig, r)]));
+    }
+    const out = want.map((i) => (b.here.has(i) ? b.here.get(i) : b.helper?.get(i)));
+    // Folders left unlisted while none of these failed its expectation (the helper died with them in
+    // hand, or a folder of another record preloaded in the same batch failed and stopped it): here.
+    const failed = out.some((x, k) => x === null || (x !== undefined && x.sig !== b.jobs[want[k]!]!.expect));
+    if (!failed) {
+      const rest = want.flatMap((i, k) => (out[k] === undefined ? [{ ...b.jobs[i]!, k }] : []));
+      for (const [r, sig, until] of claimListings(rest, new Int32Array(new SharedArrayBuffer(8)))) out[rest[r]!.k] = toSig(sig, until);
     }
     return out;
   }
@@ -243,6 +311,7 @@ export class ListingHelper {
     const w = this.worker;
     this.worker = null;
     this.broken = true;
+    this.preloaded = null;
     if (w) await w.terminate();
   }
 }

@@ -7,7 +7,7 @@
 import { createHash } from "node:crypto";
 import { readFileSync, realpathSync, statSync, type Stats } from "node:fs";
 import { rm } from "node:fs/promises";
-import { join } from "node:path";
+import { join, sep } from "node:path";
 import { writeFileAtomic } from "../io/atomic.ts";
 import { HELPER_MIN_FILES, isRacy, LINK_ERROR, listDirSync, type Listing, type ListingHelper, type ListingSig, type StatSig, type WalkedFile } from "./listing.ts";
 
@@ -38,6 +38,14 @@ export interface TreeHead {
 
 /** A dangling link or a link cycle; digest.ts maps it to its SymlinkError. */
 export class TreeLinkError extends Error {}
+
+/** True when `abs` is one of `dirs` or inside one (absolute, normalised paths; no file-system access). */
+export function isInsideAny(abs: string, dirs: readonly string[]): boolean {
+  return dirs.some((d) => {
+    const base = d.length > 1 && d.endsWith(sep) ? d.slice(0, -1) : d;
+    return abs === base || abs.startsWith(base === sep ? base : base + sep);
+  });
+}
 
 export function sameStat(a: StatSig, b: StatSig): boolean {
   return a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs;
@@ -176,11 +184,15 @@ export class TreeStore {
 
   /** The record of `abs`, or undefined. */
   async head(abs: string): Promise<TreeHead | undefined> {
+    return this.headSync(abs);
+  }
+
+  /** head(), at once: a head is a few KB, and a warm status reads one per folder dep or output. */
+  headSync(abs: string): TreeHead | undefined {
     const p = this.pending.get(abs) ?? this.mem.get(abs);
     if (p) return p.head;
     if (this.dir === null) return undefined;
     try {
-      // Read at once: a head is a few KB, and a warm status reads one per folder dep or output.
       const h = JSON.parse(readFileSync(join(this.dir, `${treeKey(abs)}.json`), "utf8")) as unknown;
       return validHead(h, abs) ? h : undefined;
     } catch {

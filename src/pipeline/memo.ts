@@ -25,7 +25,7 @@ const LOADER_PACKAGES = ["yaml", "zod", "graphology", "graphology-dag"] as const
 export const memoStats = { hits: 0, loads: 0, writes: 0 };
 
 /** The parts of a Pipeline a memo keeps (the graph as nodes and edges, maps as entry lists). */
-interface PipelineData {
+export interface PipelineData {
   profile: string;
   paramsFiles: string[];
   stages: Array<[string, StageDecl]>;
@@ -132,8 +132,11 @@ async function pipelineOf(root: string, d: PipelineData): Promise<Pipeline> {
   return p;
 }
 
-/** The memo's pipeline when the memo is there, intact and still what a load would give; else null. */
-export async function readMemo(root: string, opts: MemoOptions): Promise<Pipeline | null> {
+/**
+ * The memo's pipeline data when the memo is there and still what a load would give, else null; the
+ * graph is left as nodes and edges (no graphology): for a look ahead at the instances' paths.
+ */
+export function readMemoData(root: string, opts: MemoOptions): PipelineData | null {
   if (opts.code === null) return null;
   const requested = opts.profile ?? null;
   let m: MemoFile;
@@ -145,10 +148,20 @@ export async function readMemo(root: string, opts: MemoOptions): Promise<Pipelin
   if (!m || m.version !== MEMO_VERSION || m.code !== opts.code || m.root !== root || m.requested !== requested || !m.trace || !m.pipeline) return null;
   if (!isDeepStrictEqual(m.packages, loaderPackages())) return null;
   try {
-    if (!traceHolds(root, m.trace)) return null;
-    return await pipelineOf(root, m.pipeline);
+    return traceHolds(root, m.trace) ? m.pipeline : null;
   } catch {
-    // A damaged memo (a field of the wrong type, a bad graph) reads as none.
+    // A damaged memo (a field of the wrong type) reads as none.
+    return null;
+  }
+}
+
+/** The memo's pipeline when the memo is there, intact and still what a load would give; else null. */
+export async function readMemo(root: string, opts: MemoOptions): Promise<Pipeline | null> {
+  const data = readMemoData(root, opts);
+  try {
+    return data && (await pipelineOf(root, data));
+  } catch {
+    // A damaged memo (a bad graph) reads as none.
     return null;
   }
 }

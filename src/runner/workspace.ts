@@ -3,6 +3,7 @@
 // src/pipeline + src/hash + src/store together; no argv, no printing.
 import { join } from "node:path";
 import { openPipeline } from "../pipeline/memo.ts";
+import { launchedBuild } from "./build-id.ts";
 import { absPath, pathExists } from "../pipeline/paths.ts";
 import { manualInputs, needsOf, wouldRun, type Needs } from "../pipeline/needs.ts";
 import { readCalibration, thisMachine } from "../store/calibration.ts";
@@ -15,6 +16,7 @@ import { readLock } from "../store/lock-file.ts";
 import { assess, type Observer, type Planner } from "./assess.ts";
 
 export { findRoot, PIPELINE_FILE } from "./find-root.ts";
+export { launchedBuild } from "./build-id.ts";
 
 export const planner: Planner = { planRun, decideInstance, diffParts, explain };
 
@@ -50,14 +52,6 @@ export interface OpenOptions {
   code?: string | null;
 }
 
-/**
- * The CLI bundle this process runs from, as bin/sed-pipe.js names it (build/cli-<content hash>), or
- * null when it runs from the TypeScript sources (nothing then identifies the code cheaply).
- */
-export function launchedBuild(): string | null {
-  const b = (globalThis as { __sedPipeBuild?: unknown }).__sedPipeBuild;
-  return typeof b === "string" && b !== "" ? b : null;
-}
 
 export async function openWorkspace(root: string, opts: OpenOptions = {}): Promise<Workspace> {
   const code = opts.code === undefined ? launchedBuild() : opts.code;
