@@ -1,14 +1,16 @@
 // Featurizer throughput (images/s) on the backend initBackend picks: the demo's tiny ViT (forward
-// only, and end to end with PNG decode + eval transform), DeiT-3 Base with random weights (a few
-// images), and the JS preprocessing of an ImageNet-sized JPEG (decode + Resize 256 + CenterCrop 224).
-// Env: SED_BACKEND (auto), SED_BENCH_DEIT_IMAGES (16), SED_BENCH_DEIT_BATCH (8), SED_BENCH_TINY_IMAGES (4096).
+// only, and end to end with PNG decode + eval transform), the input pipeline on ImageNet-sized JPEGs
+// (bench/features-input.ts: decode per core, preparation on the stage's thread and on image threads,
+// overlap with a forward), and DeiT-3 Base with random weights (a few images).
+// Env: SED_BACKEND (auto), SED_BENCH_DEIT_IMAGES (16), SED_BENCH_DEIT_BATCH (8), SED_BENCH_TINY_IMAGES (4096);
+// the input pipeline's own in features-input.ts.
 import * as tf from "@tensorflow/tfjs-core";
 import { PNG } from "pngjs";
-import { availableParallelism } from "node:os";
 import { initBackend } from "../src/ml/backend.ts";
 import { createVit, disposeVit, featurizeBatch, DEIT3_BASE_ARCH, type VitArch } from "../src/ml/vit.ts";
 import { seededVitWeights } from "../src/ml/vit-checkpoint.ts";
 import { decodeImage, evalCrop, normalizeInto } from "../src/io/images.ts";
+import { benchInputPipeline } from "./features-input.ts";
 
 const DEIT_IMAGES = Number(process.env.SED_BENCH_DEIT_IMAGES ?? 16);
 const DEIT_BATCH = Number(process.env.SED_BENCH_DEIT_BATCH ?? 8);
@@ -64,31 +66,9 @@ await forwardRate(DEMO, TINY_IMAGES, 256, "demo ViT 28/14 d192x2");
   disposeVit(model);
 }
 
-// 3. Preprocessing of ImageNet-sized JPEGs (500x375, 4:2:0, quality 90, like most of ImageNet) with
-//    the reference eval transform: decode alone one at a time (per core), decode of a batch of 64 at
-//    once (sharp on libuv's pool: UV_THREADPOOL_SIZE threads, default 4), and resize+crop+normalize.
-{
-  const w = 500, h = 375;
-  const { default: sharp } = await import("sharp");
-  const raw = Buffer.alloc(w * h * 3);
-  for (let i = 0; i < w * h; i++) raw.set([(i * 7) % 256, ((i / w) | 0) % 256, ((i % w) * 3) % 256], i * 3);
-  const jpg = await sharp(raw, { raw: { width: w, height: h, channels: 3 } }).jpeg({ quality: 90, chromaSubsampling: "4:2:0" }).toBuffer();
-  const out = new Float32Array(3 * 224 * 224);
-  const n = 64;
-  await decodeImage(jpg, "warm.jpg");
-  let t = performance.now();
-  for (let i = 0; i < n; i++) await decodeImage(jpg, "x.jpg");
-  const oneMs = (performance.now() - t) / n;
-  t = performance.now();
-  const imgs = await Promise.all(Array.from({ length: n }, () => decodeImage(jpg, "x.jpg")));
-  const batchMs = performance.now() - t;
-  t = performance.now();
-  for (const img of imgs) normalizeInto(evalCrop(img, { resize: 256, crop: 224, ...NORM }), NORM.mean, NORM.std, out, 0);
-  const tfMs = (performance.now() - t) / n;
-  console.log(
-    `500x375 JPEG: decode ${oneMs.toFixed(2)} ms one at a time (${(1000 / oneMs).toFixed(0)} img/s per core); a batch of ${n} at once ${(n / (batchMs / 1000)).toFixed(0)} img/s on ${process.env.UV_THREADPOOL_SIZE ?? 4} pool threads (${availableParallelism()} cores); resize+crop+normalize ${tfMs.toFixed(2)} ms per image on the stage's thread`,
-  );
-}
+// 3. The input pipeline on ImageNet-sized JPEGs: decode per core, preparation on the stage's thread
+//    and on image threads, and the stage's loop overlapping preparation with a forward (features-input.ts).
+await benchInputPipeline();
 
 // 4. DeiT-3 Base, random weights
 await forwardRate(DEIT3_BASE_ARCH, DEIT_IMAGES, DEIT_BATCH, "DeiT-3 Base 224/16 (random weights)");
