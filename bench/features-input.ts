@@ -6,7 +6,7 @@
 //      (prepareOnThisThread), and image threads (ImagePool) with 1 and 2 threads;
 //   3. the stage's loop (batches prepared up to 2 ahead while one runs through the model) with a
 //      real ViT forward on these CPUs and with a simulated GPU forward (the thread waits, as it waits
-//      for a GPU), against the previous serial loop; and the stage's own run() on 0 and 2 threads.
+//      for a GPU), against the previous serial loop; and the stage's own run() on 0, 1 and 2 threads.
 // Env: SED_BENCH_JPEGS (256), SED_BENCH_INPUT_BATCH (64), SED_BENCH_GPU_RATE (437 img/s: tfjs-webgpu's
 // DeiT-B forward on an H200, ../shared/guides/gpu-notes.md), SED_BENCH_KEEP_JPEGS=dir (reuse a folder),
 // SED_BENCH_INPUT_PARTS (decode,prep,loop,run: a comma list of the parts to run), SED_BENCH_INPUT_REPEAT (3:
@@ -252,8 +252,8 @@ export async function benchInputPipeline(): Promise<void> {
         profile: "bench",
         item: null,
         params: {
-          dataset: { key: `bench${i}`, images: "images", layout: "imagefolder", transform: "eval", features: `features-${i}.hdf5` },
-          featurizer: { checkpoint: ckpt, arch: TINY_224, eval_transform: EVAL.transform, batch_size: BATCH },
+          dataset: { key: `bench${i}`, images: "images", layout: "imagefolder", transform: "train", passes: PASSES, features: `features-${i}.hdf5` },
+          featurizer: { checkpoint: ckpt, arch: TINY_224, train_transform: TRAIN.transform, batch_size: BATCH },
         },
         deps: { images: join(dir, "images"), checkpoint: ckpt },
         outs: { features: join(dir, `out-${i}.hdf5`) },
@@ -268,11 +268,11 @@ export async function benchInputPipeline(): Promise<void> {
       const cpu = process.cpuUsage();
       await runCacheFeatures(ctx);
       const used = process.cpuUsage(cpu);
-      const cpuMs = (used.user + used.system) / 1000 / (jobs.length);
+      const cpuMs = (used.user + used.system) / 1000 / (jobs.length * PASSES);
       row.push(`${imageThreads === 0 ? "stage thread" : `${imageThreads} image thread${imageThreads > 1 ? "s" : ""}`} ${fmt(rates.at(-1) ?? NaN)} (run() ${fmt((performance.now() - t) / 1000, 1)} s with start-up, CPU ${fmt(cpuMs, 1)} ms/img)`);
     }
     console.log(`  (load average now ${loadavg().map((x) => x.toFixed(1)).join(" ")})`);
-    if (runs.length > 0) console.log(`  cache-features run(), ViT 224/16 d192x${TINY_224.depth}, eval transform, img/s from its progress: ${row.join("; ")}`);
+    if (runs.length > 0) console.log(`  cache-features run(), ViT 224/16 d192x${TINY_224.depth}, train transform, ${PASSES} passes, img/s from its progress (thread start-up not in it; in the run time and CPU): ${row.join("; ")}`);
   } finally {
     if (!keep) await rm(dir, { recursive: true, force: true });
   }
