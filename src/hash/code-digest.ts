@@ -1,8 +1,8 @@
 // Code part of a fingerprint: a stage module plus every project file it imports (transitively; not
 // node_modules), each digested after an esbuild transform that drops comments and whitespace.
 // Owns closure discovery and normalisation; the stat cache makes unchanged files free.
-import { readFileSync } from "node:fs";
-import { readFile, stat } from "node:fs/promises";
+import { readFileSync, statSync, type BigIntStats } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { extname, join } from "node:path";
 import { builtinModules, createRequire } from "node:module";
 import type * as esbuild from "esbuild";
@@ -137,6 +137,14 @@ interface ClosureRecord {
   startedNs: string;
 }
 
+function statOrNull(abs: string): BigIntStats | null {
+  try {
+    return statSync(abs, { bigint: true, throwIfNoEntry: false }) ?? null;
+  } catch {
+    return null;
+  }
+}
+
 function statSig(st: { dev: bigint; ino: bigint; size: bigint; mtimeNs: bigint; ctimeNs: bigint }): string {
   return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
 }
@@ -172,13 +180,15 @@ export class CodeDigester {
    */
   private async cachedClosure(module: string): Promise<CodeClosure> {
     const entry = join(this.root, module);
-    const entrySt = await stat(entry, { bigint: true });
+    // Synchronous stats: a warm status stats each closure's files once and hashes nothing, and a
+    // thread-pool round trip per file costs more than the stat.
+    const entrySt = statSync(entry, { bigint: true });
     const hit = this.cache.lookup(closureNs(), entry, entrySt);
     if (hit) {
       const rec = JSON.parse(hit) as ClosureRecord;
       let valid = true;
       for (const [file, sig] of Object.entries(rec.sigs)) {
-        const st = await stat(join(this.root, file), { bigint: true }).catch(() => null);
+        const st = statOrNull(join(this.root, file));
         if (!st || statSig(st) !== sig || st.mtimeNs > BigInt(rec.startedNs) - RACY_NS) {
           valid = false;
           break;
@@ -190,7 +200,7 @@ export class CodeDigester {
     this.closureBuilds++;
     const closure = await codeClosure(this.root, module);
     const sigs: Record<string, string> = {};
-    for (const file of closure.files) sigs[file] = statSig(await stat(join(this.root, file), { bigint: true }));
+    for (const file of closure.files) sigs[file] = statSig(statSync(join(this.root, file), { bigint: true }));
     const rec: ClosureRecord = { files: closure.files, imports: [...closure.imports].sort(), sigs, startedNs: String(startedNs) };
     this.cache.store(closureNs(), entry, entrySt, JSON.stringify(rec), startedNs);
     return closure;
@@ -198,7 +208,7 @@ export class CodeDigester {
 
   async digestFile(rel: string): Promise<string> {
     const abs = join(this.root, rel);
-    const st = await stat(abs, { bigint: true });
+    const st = statSync(abs, { bigint: true });
     const hit = this.cache.lookup(codeNs(), abs, st);
     if (hit) return hit;
     const started = nowNs();

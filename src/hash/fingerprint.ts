@@ -1,6 +1,7 @@
 // Hasher: digests of deps (stat-cached), code closures and runtime, combined into an instance's
 // Fingerprint. Owns the fingerprint schema; never decides what runs (that is src/pipeline/plan.ts).
 import { isAbsolute, resolve } from "node:path";
+import { isDeepStrictEqual } from "node:util";
 import { SedPipeError } from "../errors.ts";
 import type { Fingerprint, FingerprintParts, StageInstance } from "../pipeline/types.ts";
 import { mapLimit } from "../io/map-limit.ts";
@@ -64,7 +65,13 @@ export class Hasher {
     });
   }
 
-  async fingerprint(inst: StageInstance): Promise<Fingerprint> {
+  /**
+   * The instance's fingerprint now. `previous`: the parts of its last recorded fingerprint (the lock
+   * entry's); its paramsHash is reused when its params equal the instance's by value (a hash of equal
+   * values is equal: object-hash is the one params hash and is pinned), which spares object-hash's
+   * serialisation for every unchanged instance of a warm status.
+   */
+  async fingerprint(inst: StageInstance, previous?: FingerprintParts): Promise<Fingerprint> {
     const named = Object.entries(inst.deps).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     const digests = await mapLimit(named, LANES, ([name, path]) => this.depDigest(inst, name, path));
     const deps: Record<string, string> = {};
@@ -73,7 +80,7 @@ export class Hasher {
     const { code: codeDigests, imports } = await this.digests.once(`code:${inst.module}`, () => this.code.digestModule(inst.module));
     const parts: FingerprintParts = {
       params: inst.params,
-      paramsHash: paramsHash(inst.params),
+      paramsHash: previous && typeof previous.paramsHash === "string" && isDeepStrictEqual(previous.params, inst.params) ? previous.paramsHash : paramsHash(inst.params),
       deps,
       code: { ...codeDigests },
       runtime: await this.runtimeFor(imports),

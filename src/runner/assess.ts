@@ -3,7 +3,7 @@
 // entry, or from the run cache's record of the current fingerprint). Reads only.
 import { existsSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
-import type { Change, Fingerprint, LockEntry, LockFile, Pipeline, PlanStep, StageInstance } from "../pipeline/types.ts";
+import type { Change, Fingerprint, FingerprintParts, LockEntry, LockFile, Pipeline, PlanStep, StageInstance } from "../pipeline/types.ts";
 import type { InstanceObservation } from "../pipeline/plan.ts";
 import type { DigestService } from "../hash/digest.ts";
 import type { ContentStore } from "../store/cas.ts";
@@ -31,7 +31,8 @@ export interface Planner {
 }
 
 export interface Fingerprinter {
-  fingerprint(inst: StageInstance): Promise<Fingerprint>;
+  /** `previous`: the parts of the instance's lock entry, when it has one (see Hasher.fingerprint). */
+  fingerprint(inst: StageInstance, previous?: FingerprintParts): Promise<Fingerprint>;
   save?(): Promise<void>;
 }
 
@@ -61,9 +62,9 @@ export async function missingDeps(root: string, inst: StageInstance): Promise<st
 }
 
 /** The fingerprint now, or "pending" when a dep does not exist yet (an upstream will produce it, or the run reports it). */
-export async function currentFingerprint(root: string, inst: StageInstance, fp: Fingerprinter): Promise<Fingerprint | "pending"> {
+export async function currentFingerprint(root: string, inst: StageInstance, fp: Fingerprinter, previous?: FingerprintParts): Promise<Fingerprint | "pending"> {
   if ((await missingDeps(root, inst)).length > 0) return "pending";
-  return fp.fingerprint(inst);
+  return fp.fingerprint(inst, previous);
 }
 
 export async function outputsState(o: Observer, inst: StageInstance, entry: LockEntry | undefined): Promise<OutputsState> {
@@ -134,7 +135,7 @@ async function assessNow(o: Observer, p: Pipeline, order: string[], lock: LockFi
     signal?.throwIfAborted();
     const inst = p.instances.get(id)!;
     const entry = lock.instances[id];
-    const cur = await currentFingerprint(o.root, inst, o.fingerprinter);
+    const cur = await currentFingerprint(o.root, inst, o.fingerprinter, entry?.parts);
     a.current[id] = cur;
     if (cur === "pending") {
       a.outputs[id] = await outputsState(o, inst, entry);

@@ -8,7 +8,7 @@ import { isAbsolute, join, resolve } from "node:path";
 import { readMemoData } from "../pipeline/memo.ts";
 import { HELPER_MIN_FILES, sharedListingHelper, type ListingHelper, type ListJob } from "../hash/listing.ts";
 import { isInsideAny, TreeStore } from "../hash/tree-cache.ts";
-import { STATE_FILE, TREES_DIR } from "../hash/digest.ts";
+import { STATE_FILE, TREES_DIR } from "../hash/state-paths.ts";
 import { launchedBuild } from "./build-id.ts";
 
 /**

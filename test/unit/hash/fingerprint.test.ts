@@ -128,4 +128,31 @@ test("a missing dep names the instance and the path", async () => {
   }
 });
 
+test("the lock entry's paramsHash is reused for params equal by value, never for others", async () => {
+  const t = await project();
+  try {
+    const h = hasher(t.root);
+    const fresh = await h.fingerprint(instance());
+    const reordered = { config: { lr: 0.1, n: 5 } };
+    assert.is(paramsHash(reordered), fresh.parts.paramsHash, "equal values, equal hash (key order does not count)");
+    // A recorded hash is taken as it is for equal params (what lets a warm status skip object-hash) ...
+    const reused = await h.fingerprint(instance(), { ...fresh.parts, params: reordered, paramsHash: "recorded" });
+    assert.is(reused.parts.paramsHash, "recorded");
+    assert.is(reused.digest, (await h.fingerprint(instance(), reused.parts)).digest);
+    // ... and never for params that differ in any way JSON keeps or loses.
+    for (const params of [{ config: { n: 5, lr: 0.2 } }, { config: { n: 5, lr: 0.1, x: null } }, { config: { n: "5", lr: 0.1 } }, { config: { n: 5, lr: 0.1 }, extra: [] }]) {
+      const other = await h.fingerprint(instance({ params }), { ...fresh.parts, paramsHash: "recorded" });
+      assert.is(other.parts.paramsHash, paramsHash(params), JSON.stringify(params));
+    }
+    // -0 and 0 print alike in JSON: not equal by value here, so the hash is computed.
+    const zero = await h.fingerprint(instance({ params: { config: { n: -0 } } }), { ...fresh.parts, params: { config: { n: 0 } }, paramsHash: "recorded" });
+    assert.is(zero.parts.paramsHash, paramsHash({ config: { n: -0 } }));
+    const withoutHash = { ...fresh.parts } as Partial<typeof fresh.parts>;
+    delete withoutHash.paramsHash;
+    assert.is((await h.fingerprint(instance(), withoutHash as typeof fresh.parts)).parts.paramsHash, fresh.parts.paramsHash);
+  } finally {
+    await t.cleanup();
+  }
+});
+
 test.run();
