@@ -1,8 +1,7 @@
 // THE stat cache: (namespace, path) -> (dev, ino, size, mtimeNs, ctimeNs, digest), one JSON file
 // under cache/state/ (src/hash/digest.ts names it). Namespaces keep file digests, code digests and
 // import closures apart. Owns staleness rules only; a missing or corrupt file is an empty cache.
-import { readFile } from "node:fs/promises";
-import type { BigIntStats } from "node:fs";
+import { readFileSync, type BigIntStats } from "node:fs";
 import { writeFileAtomic } from "../io/atomic.ts";
 
 interface Entry {
@@ -140,7 +139,7 @@ export class StatCache {
 async function readEntries(file: string, onWarn: (msg: string) => void): Promise<Record<string, Entry>> {
   let text: string;
   try {
-    text = await readFile(file, "utf8");
+    text = readFileSync(file, "utf8"); // at once: one small file, read before any lookup
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") onWarn(`stat cache ${file} unreadable (${(err as Error).message}); starting empty`);
     return {};

@@ -4,6 +4,7 @@
 // loading its modules and reading the lock. Nothing is decided here: the assessment checks every
 // record itself and joins the listing where it stands (src/hash/listing.ts). Without a valid
 // pipeline memo nothing is preloaded.
+import { statSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { readMemoData } from "../pipeline/memo.ts";
 import { HELPER_MIN_FILES, sharedListingHelper, type ListingHelper, type ListJob } from "../hash/listing.ts";
@@ -25,17 +26,21 @@ export function preloadListings(rootIn: string, opts: { profile?: string; parano
   const jobs: ListJob[] = [];
   const seen = new Set<string>();
   const abs = (p: string) => (isAbsolute(p) ? p : join(root, p));
+  const paths = new Set<string>();
   for (const inst of data.instances) {
-    const folders = [...Object.values(inst.outs).map(abs), ...Object.values(inst.deps).map(abs).filter((d) => !isInsideAny(d, immutable))];
-    for (const f of folders) {
-      const head = trees.headSync(f);
-      if (!head || head.count < HELPER_MIN_FILES) continue;
-      for (const d of head.dirs) {
-        const dir = d[0] ? join(head.path, d[0]) : head.path;
-        if (seen.has(dir)) continue;
-        seen.add(dir);
-        jobs.push({ abs: dir, rel: d[0], expect: d[5] });
-      }
+    for (const p of Object.values(inst.outs)) paths.add(abs(p));
+    for (const p of Object.values(inst.deps)) if (!isInsideAny(abs(p), immutable)) paths.add(abs(p));
+  }
+  for (const f of paths) {
+    // Only folders have records (a stat is cheaper than a failed read of a record that is not there).
+    if (!statSync(f, { throwIfNoEntry: false })?.isDirectory()) continue;
+    const head = trees.headSync(f);
+    if (!head || head.count < HELPER_MIN_FILES) continue;
+    for (const d of head.dirs) {
+      const dir = d[0] ? join(head.path, d[0]) : head.path;
+      if (seen.has(dir)) continue;
+      seen.add(dir);
+      jobs.push({ abs: dir, rel: d[0], expect: d[5] });
     }
   }
   helper.preload(jobs);

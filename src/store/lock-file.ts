@@ -1,6 +1,6 @@
 // pipeline.lock: what was observed per instance (fingerprint, its parts, output records). Owns the
 // file format (deterministic JSON, sorted keys) and atomic writes; never decides freshness.
-import { readFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { SedPipeError } from "../errors.ts";
 import type { LockEntry, LockFile, OutRecord } from "../pipeline/types.ts";
@@ -28,7 +28,9 @@ export async function readLock(root: string): Promise<LockFile> {
   const path = join(root, LOCK_FILE_NAME);
   let text: string;
   try {
-    text = await readFile(path, "utf8");
+    // At once: the lock is read whole before anything else can be done (the demo's is 0.7 MB), and
+    // fs/promises' readFile of it costs a dozen thread-pool round trips and a chunked decode.
+    text = readFileSync(path, "utf8");
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return { version: 1, instances: {} };
     throw err;
