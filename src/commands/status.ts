@@ -18,13 +18,41 @@ export function registerStatusCommands(program: Command, cli: CliContext): void 
     .option("--paranoid", "check deps in the profile's immutable folders file by file too")
     .addHelpText("after", EXAMPLES(["sed-pipe status", "sed-pipe status eval --json | jq '.instances[] | select(.state != \"fresh\")'"]))
     .action(async (targets: string[], opts) => {
-      // The big folder checks get a head start on another thread while the modules below load.
-      const done = targets.length === 0 ? await preload(cli, opts) : () => {};
-      try {
-        await status(cli, targets, opts);
-      } finally {
-        done();
+      const [{ resolveTargets }, { planOnly, stateOf, needsFor }, { needsLines }] = await Promise.all([
+        import("../pipeline/select.ts"),
+        import("../runner/workspace.ts"),
+        import("../pipeline/needs.ts"),
+      ]);
+      const ws = await openFor(cli, opts);
+      const steps = await planOnly(ws, resolveTargets(ws.pipeline, targets));
+      const needs = await needsFor(ws, steps);
+      const byId = new Map(steps.map((s) => [s.id, s]));
+      // Cluster jobs of a run (running now, or left by an engine that was killed): shown per instance.
+      const { listJobs } = await import("../runner/slurm/jobs.ts");
+      const jobs = new Map((await listJobs(ws.cacheDir, cli.env)).filter((j) => j.jobId !== "").map((j) => [j.instanceId, j]));
+      const rows = steps.map((s) => {
+        // A fresh instance's record is a leftover (its engine died after the commit): the next run drops it.
+        const j = stateOf(s, byId) === "fresh" ? undefined : jobs.get(s.id);
+        const job = j ? { executor: "slurm", jobId: j.jobId, state: j.status?.state ?? "UNKNOWN", nodes: j.status?.nodes ?? "", submittedAt: j.submittedAt } : undefined;
+        return { id: s.id, state: stateOf(s, byId), action: s.action, reason: s.reason, changes: s.changes, ...(job ? { job } : {}) };
+      });
+      if (opts.json) {
+        cli.out(JSON.stringify({ schemaVersion: JSON_SCHEMA_VERSION, profile: ws.pipeline.profile, instances: rows, needs }) + "\n");
+      } else {
+        const width = Math.min(48, Math.max(0, ...rows.map((r) => r.id.length)));
+        const paint = (state: string) =>
+          !cli.color ? state.padEnd(7) : `\x1b[${state === "fresh" ? 32 : state === "stale" ? 33 : 31}m${state.padEnd(7)}\x1b[0m`;
+        for (const r of rows) {
+          const job = r.job ? `  [slurm job ${r.job.jobId} ${r.job.state}${r.job.nodes ? ` on ${r.job.nodes}` : ""}]` : "";
+          cli.out(`${paint(r.state)} ${r.id.padEnd(width)}${job}${r.state === "fresh" ? "" : `  ${r.reason}`}\n`);
+        }
+        const n = (st: string) => rows.filter((r) => r.state === st).length;
+        const onCluster = rows.filter((r) => r.job).length;
+        cli.out(`${n("fresh")} fresh, ${n("stale")} stale, ${n("missing")} missing${onCluster ? `, ${onCluster} with a cluster job (sed-pipe jobs)` : ""} (profile ${ws.pipeline.profile})\n`);
+        // What bringing the stale ones up to date needs; nothing to say when everything is fresh.
+        if (steps.some((s) => s.action === "run")) for (const l of needsLines(needs)) cli.out(l + "\n");
       }
+      cli.setExit(opts.exitCode && rows.some((r) => r.state !== "fresh") ? 1 : EXIT.ok);
     });
 
   program
@@ -48,67 +76,6 @@ export function registerStatusCommands(program: Command, cli: CliContext): void 
       }
       for (const id of ids) for (const line of whyLines(explain, byId, id, 0, new Set())) cli.out(line + "\n");
     });
-}
-
-interface StatusOptions {
-  profile?: string;
-  backend?: string;
-  json?: boolean;
-  exitCode?: boolean;
-  paranoid?: boolean;
-}
-
-/** `sed-pipe status`: plans the targets (all instances when none) and prints the table or JSON. */
-async function status(cli: CliContext, targets: string[], opts: StatusOptions): Promise<void> {
-  const [{ resolveTargets }, { planOnly, stateOf, needsFor }, { needsLines }] = await Promise.all([
-    import("../pipeline/select.ts"),
-    import("../runner/workspace.ts"),
-    import("../pipeline/needs.ts"),
-  ]);
-  const ws = await openFor(cli, opts);
-  const steps = await planOnly(ws, resolveTargets(ws.pipeline, targets));
-  const needs = await needsFor(ws, steps);
-  const byId = new Map(steps.map((s) => [s.id, s]));
-  // Cluster jobs of a run (running now, or left by an engine that was killed): shown per instance.
-  const { listJobs } = await import("../runner/slurm/jobs.ts");
-  const jobs = new Map((await listJobs(ws.cacheDir, cli.env)).filter((j) => j.jobId !== "").map((j) => [j.instanceId, j]));
-  const rows = steps.map((s) => {
-    // A fresh instance's record is a leftover (its engine died after the commit): the next run drops it.
-    const j = stateOf(s, byId) === "fresh" ? undefined : jobs.get(s.id);
-    const job = j ? { executor: "slurm", jobId: j.jobId, state: j.status?.state ?? "UNKNOWN", nodes: j.status?.nodes ?? "", submittedAt: j.submittedAt } : undefined;
-    return { id: s.id, state: stateOf(s, byId), action: s.action, reason: s.reason, changes: s.changes, ...(job ? { job } : {}) };
-  });
-  if (opts.json) {
-    cli.out(JSON.stringify({ schemaVersion: JSON_SCHEMA_VERSION, profile: ws.pipeline.profile, instances: rows, needs }) + "\n");
-  } else {
-    const width = Math.min(48, Math.max(0, ...rows.map((r) => r.id.length)));
-    const paint = (state: string) =>
-      !cli.color ? state.padEnd(7) : `\x1b[${state === "fresh" ? 32 : state === "stale" ? 33 : 31}m${state.padEnd(7)}\x1b[0m`;
-    for (const r of rows) {
-      const job = r.job ? `  [slurm job ${r.job.jobId} ${r.job.state}${r.job.nodes ? ` on ${r.job.nodes}` : ""}]` : "";
-      cli.out(`${paint(r.state)} ${r.id.padEnd(width)}${job}${r.state === "fresh" ? "" : `  ${r.reason}`}\n`);
-    }
-    const n = (st: string) => rows.filter((r) => r.state === st).length;
-    const onCluster = rows.filter((r) => r.job).length;
-    cli.out(`${n("fresh")} fresh, ${n("stale")} stale, ${n("missing")} missing${onCluster ? `, ${onCluster} with a cluster job (sed-pipe jobs)` : ""} (profile ${ws.pipeline.profile})\n`);
-    // What bringing the stale ones up to date needs; nothing to say when everything is fresh.
-    if (steps.some((s) => s.action === "run")) for (const l of needsLines(needs)) cli.out(l + "\n");
-  }
-  cli.setExit(opts.exitCode && rows.some((r) => r.state !== "fresh") ? 1 : EXIT.ok);
-}
-
-/**
- * src/runner/preload.ts for the whole pipeline. A head start only: its own failures are left for the
- * real work to meet (and report); finding the project is not its own, and fails the command as before.
- */
-async function preload(cli: CliContext, opts: { profile?: string; paranoid?: boolean }): Promise<() => void> {
-  const root = cli.root();
-  try {
-    const { preloadListings } = await import("../runner/preload.ts");
-    return preloadListings(root, opts);
-  } catch {
-    return () => {};
-  }
 }
 
 /** explain() of a step, then the chain of causes through upstream instances that will run. */

@@ -10,7 +10,6 @@ import { sha256File, sha256Hex, sharedHashPool, type HashPool } from "../io/sha2
 import { canonicalJson } from "./canonical-json.ts";
 import { nowNs, StatCache } from "./stat-cache.ts";
 import { sharedListingHelper, type ListingHelper } from "./listing.ts";
-import { STATE_FILE, TREES_DIR } from "./state-paths.ts";
 import { checkDirs, checkFiles, combineSigs, isRacy, TreeLinkError, TreeStore, treeKey, walkTree, type DirSig, type EntryRow, type ListingMemo, type TreeHead, type WalkedFile } from "./tree-cache.ts";
 
 /** "sha256:<64 lowercase hex>". */
@@ -166,9 +165,12 @@ export interface DigestStats {
   treesRebuilt: number;
 }
 
-export { STATE_FILE, TREES_DIR } from "./state-paths.ts";
+/** The stat cache's file; `cache/state/outputs.json` was the second one of older versions. */
+export const STATE_FILE = "cache/state/stat-cache.json";
 const OLD_STATE_FILES = ["cache/state/outputs.json"];
 const FILE_NS = "file";
+/** Tree records, beside the stat cache's file. */
+export const TREES_DIR = "trees";
 /** Files of one folder hashed at once (only misses cost: hits are a synchronous stat). */
 const LANES = 16;
 

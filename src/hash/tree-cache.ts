@@ -9,7 +9,7 @@ import { readFileSync, realpathSync, statSync, type Stats } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join, sep } from "node:path";
 import { writeFileAtomic } from "../io/atomic.ts";
-import { HELPER_MIN_FILES, isRacy, LINK_ERROR, listDirSync, type Listing, type ListingHelper, type ListingSig, type StatSig, type WalkedFile } from "./listing.ts";
+import { isRacy, LINK_ERROR, listDirSync, type Listing, type ListingHelper, type ListingSig, type StatSig, type WalkedFile } from "./listing.ts";
 
 export { isRacy, racyWindowMs, sigLine, type Listing, type StatSig, type WalkedFile } from "./listing.ts";
 
@@ -112,12 +112,12 @@ export type ListingMemo = Map<string, ListingSig>;
  * its ctime, which no user tool can set back, so an in-place edit is seen even with size and mtime
  * restored; a file or folder added, removed or renamed changes a listing. Cost: one stat per file,
  * paid once per assessment for folders nested in others (`memo`), shared with `helper`'s thread for
- * a record of HELPER_MIN_FILES files or more.
+ * a record of its minFiles files or more.
  */
 export async function checkFiles(head: TreeHead, memo: ListingMemo = new Map(), helper: ListingHelper | null = null): Promise<CheckResult> {
   if (head.statSig === "" || combineSigs(head.dirs) !== head.statSig) return { ok: false, why: "files-changed" };
   const absOf = (d: DirSig) => (d[0] ? join(head.path, d[0]) : head.path);
-  if (helper && head.count >= HELPER_MIN_FILES) {
+  if (helper && head.count >= helper.minFiles) {
     const todo = head.dirs.filter((d) => !memo.has(absOf(d)));
     if (todo.length > 1) {
       const got = await helper.list(todo.map((d) => ({ abs: absOf(d), rel: d[0], expect: d[5] })));

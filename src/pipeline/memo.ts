@@ -25,7 +25,7 @@ const LOADER_PACKAGES = ["yaml", "zod", "graphology", "graphology-dag"] as const
 export const memoStats = { hits: 0, loads: 0, writes: 0 };
 
 /** The parts of a Pipeline a memo keeps (the graph as nodes and edges, maps as entry lists). */
-export interface PipelineData {
+interface PipelineData {
   profile: string;
   paramsFiles: string[];
   stages: Array<[string, StageDecl]>;
@@ -132,11 +132,8 @@ async function pipelineOf(root: string, d: PipelineData): Promise<Pipeline> {
   return p;
 }
 
-/**
- * The memo's pipeline data when the memo is there and still what a load would give, else null; the
- * graph is left as nodes and edges (no graphology): for a look ahead at the instances' paths.
- */
-export function readMemoData(root: string, opts: MemoOptions): PipelineData | null {
+/** The memo's pipeline data when the memo is there and still what a load would give, else null. */
+function readMemoData(root: string, opts: MemoOptions): PipelineData | null {
   if (opts.code === null) return null;
   const requested = opts.profile ?? null;
   let m: MemoFile;

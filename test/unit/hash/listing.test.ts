@@ -94,37 +94,6 @@ test("the helper thread signs folders exactly as this thread; shared, every fold
   }
 });
 
-test("preload: later checks of those folders join it, each listing handed out once; dropped, nothing is joined", async () => {
-  const t = await tempDir();
-  const helper = new ListingHelper();
-  try {
-    const dirs = await folders(t.root, 12, 3);
-    const jobs = jobsOf(dirs);
-    const want = dirs.map((d) => listDirSync(d, "", false)).map(({ sig, racyUntilMs }) => ({ sig, racyUntilMs }));
-    helper.preload(jobs);
-    assert.is(helper.stats.preloaded, 12);
-    assert.equal(await helper.list(jobs.slice(0, 5)), want.slice(0, 5));
-    assert.equal(await helper.list(jobs.slice(5)), want.slice(5));
-    assert.is(helper.stats.joined, 12);
-    // A folder changed since: a second check looks again (the preloaded listing was handed out).
-    await writeFile(join(dirs[0]!, "f0.txt"), "changed");
-    const again = await helper.list(jobs.slice(0, 1));
-    assert.is(helper.stats.joined, 12);
-    assert.is.not(again[0]!.sig, want[0]!.sig);
-    helper.preload(jobs);
-    helper.dropPreload();
-    await helper.list(jobs.slice(1, 2));
-    assert.is(helper.stats.joined, 12, "a dropped preload is not joined");
-    // Jobs that differ from the preload (another expectation) do not join it either.
-    helper.preload(jobs);
-    await helper.list([{ ...jobs[3]!, expect: "other" }]);
-    assert.is(helper.stats.joined, 12);
-  } finally {
-    await helper.close();
-    await t.cleanup();
-  }
-});
-
 test("a helper that is gone: everything is listed here", async () => {
   const t = await tempDir();
   const helper = new ListingHelper();
@@ -138,11 +107,12 @@ test("a helper that is gone: everything is listed here", async () => {
   }
 });
 
-test(`a record of ${HELPER_MIN_FILES}+ files is checked on two threads: warm, it passes; an edit in place is seen`, async () => {
+test("a record of the helper's minFiles files or more is checked on two threads: warm, it passes; an edit in place is seen", async () => {
   const t = await tempDir();
-  const helper = new ListingHelper();
+  const helper = new ListingHelper({ minFiles: 1000 });
   try {
-    const per = Math.ceil((HELPER_MIN_FILES + 10) / 16);
+    assert.ok(HELPER_MIN_FILES > 22_199, "the demo's 22,199-file universe is checked on one thread (measured: no gain)");
+    const per = Math.ceil((helper.minFiles + 10) / 16);
     await folders(t.root, 16, per);
     const dir = join(t.root, "t");
     const old = new Date(Date.now() - 60_000);
