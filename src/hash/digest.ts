@@ -9,7 +9,9 @@ import { mapLimit } from "../io/map-limit.ts";
 import { sha256File, sha256Hex, sharedHashPool, type HashPool } from "../io/sha256.ts";
 import { canonicalJson } from "./canonical-json.ts";
 import { nowNs, StatCache } from "./stat-cache.ts";
+import { FolderLister } from "./folder-lister.ts";
 import { sharedListingHelper, type ListingHelper } from "./listing.ts";
+import { fsListAddon, HINT_FILE, Preloaded, type FsListAddon } from "./native-listing.ts";
 import { checkDirs, checkFiles, combineSigs, isRacy, TreeLinkError, TreeStore, treeKey, walkTree, type DirSig, type EntryRow, type ListingMemo, type TreeHead, type WalkedFile } from "./tree-cache.ts";
 
 /** "sha256:<64 lowercase hex>". */
@@ -179,8 +181,12 @@ export interface DigestServiceOptions {
   statePath?: string | null;
   /** Worker threads for big files: the shared pool by default, null = this thread only. */
   pool?: HashPool | null;
-  /** A thread that lists folders of big records beside this one: the shared helper by default, null = this thread only. */
+  /** A thread that lists folders of big records beside this one when the native addon is not there: the shared helper by default, null = none. */
   listing?: ListingHelper | null;
+  /** @sed-pipe/fslist: folders listed on native threads. Default: the addon when it loads; null = never. */
+  native?: FsListAddon | null;
+  /** Listings the launcher started before the program loaded. Default: the launcher's, for the first service opened on disk; null = none. */
+  preload?: Preloaded | null;
   onWarn?: (msg: string) => void;
 }
 
@@ -192,7 +198,8 @@ export class DigestService {
   readonly stats: DigestStats = { filesHashed: 0, bytesHashed: 0, cacheHits: 0, treesByDirs: 0, treesByFiles: 0, treesRebuilt: 0 };
   private inflight = new Map<string, Promise<PathDigest | null>>();
   private readonly pool: HashPool | null;
-  private readonly helper: ListingHelper | null;
+  /** How the folders of a record are listed for its check (and what the next command preloads). */
+  private readonly lister: FolderLister;
 
   private constructor(
     /** The stat cache, shared with the code digester (other namespaces). */
@@ -203,7 +210,10 @@ export class DigestService {
     readonly trees: TreeStore,
   ) {
     this.pool = opts.pool === undefined ? sharedHashPool() : opts.pool;
-    this.helper = opts.listing === undefined ? sharedListingHelper() : opts.listing;
+    const native = opts.native === undefined ? fsListAddon() : opts.native;
+    const preload = opts.preload === undefined ? (stateRoot === null ? null : Preloaded.fromLauncher()) : opts.preload;
+    const helper = native ? null : opts.listing === undefined ? sharedListingHelper() : opts.listing;
+    this.lister = new FolderLister({ native, helper, preload });
   }
 
   /** A service over the workspace at `root`, its stat cache loaded from disk. */
@@ -243,6 +253,8 @@ export class DigestService {
   /** Folder listings of this session: a folder nested in another dep folder is stat'ed once. */
   private listings: ListingMemo | null = null;
   private sessions = 0;
+  /** A session ran: what the lister noted is what an assessment checks (the hint is rewritten from it). */
+  private assessed = false;
 
   /** `make()`, computed once per key while a session is open (outside one: every time). */
   once<T>(key: string, make: () => Promise<T>): Promise<T> {
@@ -261,6 +273,7 @@ export class DigestService {
    * workspace while a session is open (a run's assessment, before anything executes).
    */
   async session<T>(fn: () => Promise<T>): Promise<T> {
+    this.assessed = true;
     if (this.sessions++ === 0) {
       this.memo = new Map();
       this.listings = new Map();
@@ -270,6 +283,7 @@ export class DigestService {
       return await fn();
     } finally {
       if (--this.sessions === 0) {
+        this.lister.endPreload();
         this.memo = null;
         this.listings = null;
         this.values = null;
@@ -307,15 +321,16 @@ export class DigestService {
         this.stats.treesByDirs++;
         return { kind: "dir", digest: head.digest, size: head.size };
       }
-      if ((await checkFiles(head, this.listings ?? undefined, this.helper)).ok) {
+      if ((await checkFiles(head, this.listings ?? undefined, this.lister)).ok) {
         this.stats.treesByFiles++;
         return { kind: "dir", digest: head.digest, size: head.size };
       }
     }
-    return this.rebuildDir(abs, head);
+    return this.rebuildDir(abs, head, !immutable);
   }
 
-  private async rebuildDir(abs: string, head: TreeHead | undefined): Promise<PathDigest> {
+  /** `hint`: the next read-only command should preload its folders (not for immutable ones: their check lists nothing). */
+  private async rebuildDir(abs: string, head: TreeHead | undefined, hint = false): Promise<PathDigest> {
     this.stats.treesRebuilt++;
     const madeAtMs = Date.now();
     const walked: WalkedFile[] = [];
@@ -327,6 +342,12 @@ export class DigestService {
       },
       (d) => dirs.push(d),
     );
+    if (hint) {
+      this.lister.note(
+        dirs.map((d) => (d[0] ? join(abs, d[0]) : abs)),
+        walked.length,
+      );
+    }
     const old = new Map((head ? this.trees.rowsSync(head) : undefined)?.map((r) => [r[0], r]));
     let recordable = true;
     const rows = await mapLimit(walked, LANES, async (f): Promise<EntryRow> => {
@@ -412,6 +433,7 @@ export class DigestService {
   async save(): Promise<void> {
     await this.trees.flush();
     await this.statCache.save();
+    if (this.trees.dir && this.assessed) await this.lister.saveHint(join(this.trees.dir, "..", HINT_FILE)).catch(() => {});
     if (this.stateRoot) {
       const root = this.stateRoot;
       await Promise.all(OLD_STATE_FILES.map((f) => rm(join(root, f), { force: true }).catch(() => {})));

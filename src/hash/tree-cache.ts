@@ -9,7 +9,7 @@ import { readFileSync, realpathSync, statSync, type Stats } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join, sep } from "node:path";
 import { writeFileAtomic } from "../io/atomic.ts";
-import { isRacy, LINK_ERROR, listDirSync, type Listing, type ListingHelper, type ListingSig, type StatSig, type WalkedFile } from "./listing.ts";
+import { isRacy, LINK_ERROR, listDirSync, type Listing, type ListingSig, type ListJob, type StatSig, type WalkedFile } from "./listing.ts";
 
 export { isRacy, racyWindowMs, sigLine, type Listing, type StatSig, type WalkedFile } from "./listing.ts";
 
@@ -105,26 +105,34 @@ export function checkDirs(head: TreeHead): CheckResult {
 /** Listings already made by this process, by absolute folder (one assessment: see DigestService.session). */
 export type ListingMemo = Map<string, ListingSig>;
 
+/** Lists a record's folders another way than listDirSync here (see FolderLister); undefined = left to the caller. */
+export interface RecordLister {
+  list(jobs: readonly ListJob[], files: number): Promise<Array<ListingSig | null | undefined>>;
+}
+
 /**
  * The full check: each folder of the record is listed again and every file in it stat'ed; the
  * listing signatures (names, and each file's device, inode, size, mtime, ctime) must be the record's,
  * and no file may have been modified within the racy window of the record. Any write to a file moves
  * its ctime, which no user tool can set back, so an in-place edit is seen even with size and mtime
  * restored; a file or folder added, removed or renamed changes a listing. Cost: one stat per file,
- * paid once per assessment for folders nested in others (`memo`), shared with `helper`'s thread for
- * a record of its minFiles files or more.
+ * paid once per assessment for folders nested in others (`memo`); `lister` lists the folders it can
+ * (preloaded, native threads, a helper thread), this thread the rest.
  */
-export async function checkFiles(head: TreeHead, memo: ListingMemo = new Map(), helper: ListingHelper | null = null): Promise<CheckResult> {
+export async function checkFiles(head: TreeHead, memo: ListingMemo = new Map(), lister: RecordLister | null = null): Promise<CheckResult> {
   if (head.statSig === "" || combineSigs(head.dirs) !== head.statSig) return { ok: false, why: "files-changed" };
   const absOf = (d: DirSig) => (d[0] ? join(head.path, d[0]) : head.path);
-  if (helper && head.count >= helper.minFiles) {
+  if (lister) {
     const todo = head.dirs.filter((d) => !memo.has(absOf(d)));
-    if (todo.length > 1) {
-      const got = await helper.list(todo.map((d) => ({ abs: absOf(d), rel: d[0], expect: d[5] })));
+    if (todo.length > 0) {
+      const got = await lister.list(
+        todo.map((d) => ({ abs: absOf(d), rel: d[0], expect: d[5] })),
+        head.count,
+      );
       for (let i = 0; i < todo.length; i++) {
         const l = got[i];
-        if (!l) return { ok: false, why: "files-changed" };
-        memo.set(absOf(todo[i]!), l);
+        if (l === null) return { ok: false, why: "files-changed" };
+        if (l !== undefined) memo.set(absOf(todo[i]!), l);
       }
     }
   }

@@ -17,6 +17,7 @@ import { EnsembleState } from "./ensemble-state.ts";
 import { sedTrainStep } from "./single-thread-training.ts";
 import { StepAccumulators } from "./epoch-log.ts";
 import { loadBlasAddon } from "./wasm-blas.ts";
+import { fsListAddon, nativeListingStatus } from "../hash/native-listing.ts";
 import { Rng } from "../rng.ts";
 
 export const DOCTOR_SCHEMA_VERSION = 1;
@@ -38,6 +39,8 @@ export interface DoctorReport {
   memoryBytes: number;
   packages: Record<string, string | null>;
   openblas: { loaded: boolean; reason: string };
+  /** How status checks list big folders: native threads (@sed-pipe/fslist) or JavaScript, and why. */
+  folderListing: { native: boolean; reason: string };
   webgpu: { adapters: Array<Record<string, unknown>>; failures: string[] };
   /** What `--backend auto` picks here, and why. */
   auto: { name: string; reason: string };
@@ -45,7 +48,7 @@ export interface DoctorReport {
 }
 
 const require = createRequire(import.meta.url);
-const PACKAGES = ["@tensorflow/tfjs-core", "@tensorflow/tfjs-backend-cpu", "@tensorflow/tfjs-backend-wasm", "@tensorflow/tfjs-backend-webgpu", "@tensorflow/tfjs-node", "@tensorflow/tfjs-node-gpu", "webgpu", "@sed-pipe/blas", "h5wasm"];
+const PACKAGES = ["@tensorflow/tfjs-core", "@tensorflow/tfjs-backend-cpu", "@tensorflow/tfjs-backend-wasm", "@tensorflow/tfjs-backend-webgpu", "@tensorflow/tfjs-node", "@tensorflow/tfjs-node-gpu", "webgpu", "@sed-pipe/blas", "@sed-pipe/fslist", "h5wasm"];
 
 /** The installed version: the package.json above where the package resolves (exports maps hide it). */
 function version(pkg: string): string | null {
@@ -176,6 +179,7 @@ export async function doctor(opts: { selfCheck: boolean; log?: (line: string) =>
     memoryBytes: totalmem(),
     packages: Object.fromEntries(PACKAGES.map((p) => [p, version(p)])),
     openblas: "blas" in blas ? { loaded: true, reason: "@sed-pipe/blas loaded" } : { loaded: false, reason: blas.error },
+    folderListing: { native: fsListAddon() !== null, reason: nativeListingStatus() },
     webgpu,
     auto: { name: auto.name, reason: auto.reason },
     backends: backends.sort((a, b) => BACKEND_NAMES.indexOf(a.name as never) - BACKEND_NAMES.indexOf(b.name as never)),
@@ -189,6 +193,7 @@ export function formatDoctor(r: DoctorReport): string {
     `node ${r.node} on ${r.os.platform} ${r.os.release} ${r.os.arch}; ${r.cpu.cores} cores (${r.cpu.model}); ${gib(r.memoryBytes)} memory`,
     `packages: ${Object.entries(r.packages).map(([k, v]) => `${k} ${v ?? "absent"}`).join(", ")}`,
     `OpenBLAS: ${r.openblas.loaded ? "yes" : "no"} (${r.openblas.reason})`,
+    `folder listing (status checks): ${r.folderListing.reason}`,
     `WebGPU adapters: ${r.webgpu.adapters.length === 0 ? "none" : r.webgpu.adapters.map((a) => `${a.description} [${a.api}${a.software ? ", software" : ""}]`).join("; ")}${r.webgpu.failures.length ? ` (${r.webgpu.failures.join("; ")})` : ""}`,
     `--backend auto picks: ${r.auto.name} (${r.auto.reason})`,
     "backends:",

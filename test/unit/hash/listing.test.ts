@@ -117,7 +117,7 @@ test("a record of the helper's minFiles files or more is checked on two threads:
     const dir = join(t.root, "t");
     const old = new Date(Date.now() - 60_000);
     await utimes(dir, old, old);
-    const open = () => DigestService.open(t.root, { pool: null, listing: helper });
+    const open = () => DigestService.open(t.root, { pool: null, listing: helper, native: null });
     const first = await open();
     const before = (await first.digestPath(dir))!;
     await first.save();
