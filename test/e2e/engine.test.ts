@@ -137,6 +137,38 @@ test("an output folder's file rewritten in place, same size, old mtime put back:
     T,
   ));
 
+test("the launcher's preload (cache/state/listing-hint.json): an in-place edit is still seen; a hint naming gone folders or not a hint changes nothing", () =>
+  withTimeout(
+    (async () => {
+      const root = await makeProject();
+      try {
+        assert.is((await cli(root, "run")).code, 0);
+        const hint = join(root, "cache/state/listing-hint.json");
+        // Written by hand (sed-pipe hints only records of 256+ files): the output folder and one that is not there.
+        await writeFile(hint, JSON.stringify({ version: 1, folders: [join(root, "artifacts/sum"), join(root, "artifacts/gone")] }));
+        assert.match((await cli(root, "status")).stdout, /5 fresh/);
+        const f = join(root, "artifacts/sum/total.txt");
+        const before = await stat(f);
+        await writeFile(f, "total=7");
+        await utimes(f, before.atime, before.mtime);
+        const st = await cli(root, "status");
+        assert.match(st.stdout, /sum\s+outputs? modified/, st.stdout);
+        const dry = await cli(root, "run", "--dry-run");
+        assert.match(dry.stdout, /restore sum\s+outputs modified by hand/, dry.stdout);
+        for (const bad of ["{not json", JSON.stringify({ version: 2, folders: [] }), JSON.stringify({ version: 1, folders: [7] })]) {
+          await writeFile(hint, bad);
+          const s = await cli(root, "status");
+          assert.is(s.code, 0, s.stderr);
+          assert.match(s.stdout, /sum\s+outputs? modified/, s.stdout);
+          assert.match(s.stdout, /4 fresh/);
+        }
+      } finally {
+        await removeDir(root);
+      }
+    })(),
+    T,
+  ));
+
 test("--dry-run runs nothing and prints the plan with reasons", () =>
   withTimeout(
     (async () => {
