@@ -10,7 +10,8 @@
 //     status with the folder declared immutable (goal <= 1 s), without (every file stat'ed), and
 //     `--paranoid`. SED_BENCH_REPS (default 5) warm runs each; the median and the range are printed.
 // SED_BENCH_BIN=<another checkout>/bin/sed-pipe.js times another version (the demo part: a baseline).
-// SED_BENCH_SKIP_DEMO=1 / SED_BENCH_SKIP_TREE=1 skip a part.
+// SED_BENCH_SKIP_DEMO=1 / SED_BENCH_SKIP_TREE=1 skip a part. Where @sed-pipe/fslist is installed,
+// the file-by-file cases are timed again with SED_PIPE_NO_FSLIST=1 (folders listed in JavaScript).
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { copyFile, mkdtemp, mkdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
@@ -29,22 +30,26 @@ const CLASSES = 1000;
 const GNU_TIME = existsSync("/usr/bin/time") ? "/usr/bin/time" : null;
 const BIN_USED = process.env.SED_BENCH_BIN ?? BIN;
 
-function time(args: string[], cwd: string): { ms: number; cpuMs: number; out: string } {
+function time(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): { ms: number; cpuMs: number; out: string } {
   const t0 = performance.now();
   const cmd = GNU_TIME ? [GNU_TIME, "-f", "cpu %U %S", process.execPath, BIN_USED, ...args] : [process.execPath, BIN_USED, ...args];
-  const r = spawnSync(cmd[0]!, cmd.slice(1), { cwd, encoding: "utf8", env: { ...process.env, CI: "1" } });
+  const r = spawnSync(cmd[0]!, cmd.slice(1), { cwd, encoding: "utf8", env: { ...process.env, CI: "1", ...env } });
   const ms = performance.now() - t0;
   if (r.status !== 0) throw new Error(`sed-pipe ${args.join(" ")} exited ${r.status}: ${r.stderr}`);
   const m = /cpu ([\d.]+) ([\d.]+)\s*$/.exec(r.stderr);
   return { ms, cpuMs: m ? (Number(m[1]) + Number(m[2])) * 1000 : NaN, out: r.stdout.trim().split("\n").at(-1) ?? "" };
 }
 
-function series(label: string, args: string[], cwd: string, run: (args: string[], cwd: string) => { ms: number; cpuMs: number; out: string } = time): void {
+/** Whether @sed-pipe/fslist is installed (then the JS listing is timed too, with JS_LISTING). */
+const NATIVE = existsSync(join(REPO, "node_modules", "@sed-pipe", "fslist", "build", "Release", "sed_fslist.node"));
+const JS_LISTING = { SED_PIPE_NO_FSLIST: "1" };
+
+function series(label: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = {}, run: (args: string[], cwd: string, env: NodeJS.ProcessEnv) => { ms: number; cpuMs: number; out: string } = time): void {
   const ms: number[] = [];
   const cpu: number[] = [];
   let last = "";
   for (let i = 0; i < REPS; i++) {
-    const r = run(args, cwd);
+    const r = run(args, cwd, env);
     ms.push(r.ms);
     cpu.push(r.cpuMs);
     last = r.out;
@@ -67,7 +72,7 @@ function timeNode(args: string[], cwd: string): { ms: number; cpuMs: number; out
   return { ms, cpuMs: m ? (Number(m[1]) + Number(m[2])) * 1000 : NaN, out: "" };
 }
 
-series("start-up floor: `node -e 0`", ["-e", "0"], REPO, timeNode);
+series("start-up floor: `node -e 0`", ["-e", "0"], REPO, {}, timeNode);
 series("start-up: `sed-pipe --version`", ["--version"], REPO);
 
 /**
@@ -107,6 +112,7 @@ if (process.env.SED_BENCH_SKIP_DEMO === "1") {
   time(["status"], demo);
   series("demo: warm `sed-pipe status` (goal <= 0.3 s)", ["status"], demo);
   series("demo: warm `sed-pipe run tables --dry-run`", ["run", "tables", "--dry-run", "--ui", "plain"], demo);
+  if (NATIVE) series("demo: warm status, JS listing (no fslist)", ["status"], demo, JS_LISTING);
 }
 
 // 2. A dep tree of FILES files.
@@ -160,6 +166,7 @@ stages:
   series("tree: warm status, folder immutable", ["status"], root);
   series("tree: warm status, every file stat'ed", ["status", "--profile", "plain"], root);
   series("tree: warm status --paranoid", ["status", "--paranoid"], root);
+  if (NATIVE) series("tree: warm status --paranoid, JS listing", ["status", "--paranoid"], root, JS_LISTING);
 } finally {
   await rm(root, { recursive: true, force: true });
 }
