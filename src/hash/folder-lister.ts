@@ -21,7 +21,7 @@ export class FolderLister {
 
   constructor(private readonly opts: FolderListerOptions) {}
 
-  /** Notes the folders of a record that was walked (not checked): the next command preloads them. */
+  /** Notes folders of a record of `files` files that this process listed or walked: the next read-only command preloads them. */
   note(abs: readonly string[], files: number): void {
     if (files >= HINT_MIN_FILES) for (const a of abs) if (this.wanted.size < HINT_MAX_FOLDERS) this.wanted.add(a);
   }
