@@ -13,6 +13,7 @@ import { DigestService } from "../../../src/hash/digest.ts";
 import { FolderLister } from "../../../src/hash/folder-lister.ts";
 import { listDirSync } from "../../../src/hash/listing.ts";
 import { fsListAddon, HINT_FILE, HINT_MIN_FILES, nativeListings, Preloaded, readHint, type FsListAddon } from "../../../src/hash/native-listing.ts";
+import { Rng } from "../../../src/rng.ts";
 import { requires } from "../../helpers/skip.ts";
 import { tempDir, writeAged } from "./hash-fixture.ts";
 
@@ -20,23 +21,12 @@ const addon = fsListAddon();
 const native = requires("fslist-addon", () => (addon ? true : "@sed-pipe/fslist is not installed or does not load (npm ci builds it; a C++17 compiler is needed)"));
 const fl = addon as FsListAddon;
 
-/** A seeded stream of 32-bit integers (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
-
 native.test("formatNumber prints every kind of double as JavaScript's String() does", () => {
   const fixed = [0, -0, 1, -1, 0.1, 0.5, 1e-6, 1.5e-6, 1e-7, 123e-20, 1e20, 1e21, 1.5e21, 2 ** 53, 2 ** 53 + 2, 2 ** 63, 2 ** 64, 1.7976931348623157e308, 5e-324, -5e-324, NaN, Infinity, -Infinity];
   fixed.push(1733400000000, 1733400000123.4567, 1796497454528.321, 1796497455289.5293, 999999999999999.9, 123456789012345680000);
   for (const x of fixed) assert.is(fl.formatNumber(x), String(x), `formatNumber(${x})`);
-  const next = rng(14);
+  const rng = new Rng(14);
+  const next = () => rng.int(4294967296);
   const view = new DataView(new ArrayBuffer(8));
   let checked = 0;
   for (let i = 0; i < 100_000; i++) {
