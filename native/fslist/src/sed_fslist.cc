@@ -34,6 +34,14 @@
 #include <thread>
 #include <vector>
 
+#ifdef __APPLE__
+#define SED_MTIM st_mtimespec
+#define SED_CTIM st_ctimespec
+#else
+#define SED_MTIM st_mtim
+#define SED_CTIM st_ctim
+#endif
+
 namespace {
 
 struct Folder {
@@ -170,7 +178,7 @@ void listFolder(Folder& f) {
       text += e.name;
       text += '\n';
     } else if (S_ISREG(st.st_mode)) {
-      const double mtimeMs = msFromTimespec(st.st_mtim);
+      const double mtimeMs = msFromTimespec(st.SED_MTIM);
       text += "f";
       text += '\0';
       text += e.name;
@@ -183,7 +191,7 @@ void listFolder(Folder& f) {
       text += '\0';
       appendNumber(text, mtimeMs);
       text += '\0';
-      appendNumber(text, msFromTimespec(st.st_ctim));
+      appendNumber(text, msFromTimespec(st.SED_CTIM));
       text += '\n';
       f.racyUntilMs = std::max(f.racyUntilMs, mtimeMs + racyWindowMs(mtimeMs));
     }
