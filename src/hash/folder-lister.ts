@@ -38,9 +38,8 @@ export class FolderLister {
       if (p === undefined) rest.push(i);
       else out[i] = p;
     }
-    if (rest.length === 0) return out;
     const { native, helper } = this.opts;
-    if (native) {
+    if (rest.length > 0 && native) {
       const got = nativeListings(
         native,
         rest.map((i) => jobs[i]!.abs),
@@ -51,6 +50,7 @@ export class FolderLister {
       const got = await helper.list(rest.map((i) => jobs[i]!));
       rest.forEach((i, k) => (out[i] = got[k]));
     }
+    // Noted however they were listed (preloaded ones too, or the next hint would leave them out).
     // Folders that could not be listed are not hinted (gone, most likely; the walk that follows notes what is there).
     this.note(
       jobs.flatMap((j, i) => (out[i] === null ? [] : [j.abs])),

@@ -210,6 +210,15 @@ native.test("the hint: folders of records of HINT_MIN_FILES files or more, rewri
     await c.save();
     assert.is(c.stats.treesByFiles, 1);
     assert.is((await stat(hintFile)).mtimeMs, written, "the same folders: not rewritten");
+    // A check answered wholly by the launcher's preload checked the same folders: not rewritten either
+    // (it once noted none, so every other status wrote an empty hint and went without a preload).
+    const preloaded = fl.finish(fl.begin(want, 0));
+    const p = await DigestService.open(t.root, { pool: null, listing: null, native: fl, preload: new Preloaded({ folders: want, finish: () => preloaded }) });
+    await p.session(() => p.digestPath(big));
+    await p.save();
+    assert.is(p.stats.treesByFiles, 1);
+    assert.equal(readHint(hintFile)?.slice().sort(), want.slice().sort(), "preloaded folders stay hinted");
+    assert.is((await stat(hintFile)).mtimeMs, written, "the same folders, all preloaded: not rewritten");
     await rm(join(big, "c1"), { recursive: true });
     const d = await open();
     await d.session(() => d.digestPath(big));
