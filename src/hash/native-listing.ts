@@ -11,16 +11,26 @@ import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
 import type { ListingSig } from "./listing.ts";
 
-/** What @sed-pipe/fslist exports (version 1). */
+/** What @sed-pipe/fslist exports (version 2). */
 export interface FsListAddon {
-  /** Starts listing `paths` on `threads` native threads (0: none; finish() lists on the calling thread too). */
-  begin(paths: string[], threads: number): object;
-  /** Lists what is left, waits for the threads; per path its listing text and racyUntilMs, or null when it could not be listed. */
+  /**
+   * Starts listing `paths` on `threads` native threads (0: none; finish() lists on the calling thread
+   * too). `digest` (only where `digests`): each listing's SHA-256 hex instead of its text.
+   */
+  begin(paths: string[], threads: number, digest?: boolean): object;
+  /** Lists what is left, waits for the threads; per path its listing text (or digest) and racyUntilMs, or null when it could not be listed. */
   finish(handle: object): Array<[string, number] | null>;
   /** String(x) as the listing text prints numbers (tests compare it with JavaScript's). */
   formatNumber(x: number): string;
+  /** [size, mtimeMs] per path (links followed), NaN for both where stat fails. */
+  statMany(paths: string[]): Float64Array;
+  /** Whether begin() can sign listings on its threads (built with OpenSSL's headers). */
+  digests: boolean;
   version: number;
 }
+
+/** The addon version this code speaks (bin/sed-pipe.js checks the same number). */
+export const FSLIST_VERSION = 2;
 
 let addon: FsListAddon | null | undefined;
 let whyNot = "";
@@ -34,7 +44,7 @@ export function fsListAddon(): FsListAddon | null {
   }
   try {
     const a = createRequire(import.meta.url)("@sed-pipe/fslist") as FsListAddon;
-    if (a.version !== 1) throw new Error(`version ${String(a.version)}, this sed-pipe needs 1 (run npm ci)`);
+    if (a.version !== FSLIST_VERSION) throw new Error(`version ${String(a.version)}, this sed-pipe needs ${FSLIST_VERSION} (run npm ci)`);
     addon = a;
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
@@ -46,7 +56,9 @@ export function fsListAddon(): FsListAddon | null {
 
 /** "native (@sed-pipe/fslist)" or why folders are listed in JavaScript (doctor prints it). */
 export function nativeListingStatus(): string {
-  return fsListAddon() ? "native threads (@sed-pipe/fslist)" : `JavaScript (@sed-pipe/fslist ${whyNot})`;
+  const a = fsListAddon();
+  if (!a) return `JavaScript (@sed-pipe/fslist ${whyNot})`;
+  return a.digests ? "native threads (@sed-pipe/fslist), signed there" : "native threads (@sed-pipe/fslist), signed in JavaScript (built without OpenSSL's headers)";
 }
 
 /** The signature of a listing's text, as listDirSync hashes the same text. */
@@ -59,9 +71,18 @@ export function extraThreads(): number {
   return Math.max(0, Math.min(4, availableParallelism()) - 1);
 }
 
-/** The listing signature of each folder (null: it could not be listed), made by the addon on `threads` threads plus this one. */
+/** A listing from the addon's finish(): its text, or its digest when begin() was asked for one. */
+export function sigOfListing(x: [string, number], digest: boolean): ListingSig {
+  return digest ? { sig: x[0], racyUntilMs: x[1] } : sigOfText(x[0], x[1]);
+}
+
+/**
+ * The listing signature of each folder (null: it could not be listed), made by the addon on `threads`
+ * threads plus this one; signed on those threads where the addon can.
+ */
 export function nativeListings(a: FsListAddon, paths: string[], threads: number): Array<ListingSig | null> {
-  return a.finish(a.begin(paths, threads)).map((x) => (x === null ? null : sigOfText(x[0], x[1])));
+  const digest = a.digests === true;
+  return a.finish(a.begin(paths, threads, digest)).map((x) => (x === null ? null : sigOfListing(x, digest)));
 }
 
 /** Under cache/state: the folders the last check listed one by one, which the next read-only command preloads. */
@@ -89,6 +110,8 @@ export function readHint(file: string): string[] | null {
 /** What bin/sed-pipe.js leaves on globalThis when it started a preload. */
 export interface LauncherPreload {
   folders: string[];
+  /** Whether the listings are digests (begin(..., true)) rather than texts. */
+  digests: boolean;
   finish: () => Array<[string, number] | null>;
 }
 
@@ -118,7 +141,7 @@ export class Preloaded {
   /** The preloaded listing of `abs` (null: it could not be listed), or undefined when none is left for it. */
   take(abs: string): ListingSig | null | undefined {
     if (this.pending) {
-      const { folders, finish } = this.pending;
+      const { folders, finish, digests } = this.pending;
       this.pending = null;
       let got: Array<[string, number] | null> = [];
       try {
@@ -129,7 +152,7 @@ export class Preloaded {
       this.map = new Map();
       for (let i = 0; i < folders.length && i < got.length; i++) {
         const x = got[i]!;
-        this.map.set(folders[i]!, x === null ? null : sigOfText(x[0], x[1]));
+        this.map.set(folders[i]!, x === null ? null : sigOfListing(x, digests === true));
       }
     }
     const m = this.map;

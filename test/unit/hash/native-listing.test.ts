@@ -1,18 +1,20 @@
 // Folder listings on native threads (@sed-pipe/fslist, src/hash/native-listing.ts): the addon's text
 // signs exactly as listDirSync (numbers printed as JavaScript prints them, entries in Node's readdir
 // order, links followed, special files skipped, a dangling link failing the folder), on any number of
-// threads; a record checked through it passes warm and sees an in-place edit; the launcher's preload
+// threads, and signed there as JavaScript signs the text; statMany stats as fs.statSync; a record
+// checked through it passes warm and sees an in-place edit; the launcher's preload
 // is taken once per folder and dropped when the first assessment ends; the hint names the folders of
 // big records and is rewritten only when they change.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { spawnSync } from "node:child_process";
 import { mkdir, readFile, rm, stat, symlink, utimes, writeFile } from "node:fs/promises";
+import { statSync } from "node:fs";
 import { join } from "node:path";
 import { DigestService } from "../../../src/hash/digest.ts";
 import { FolderLister } from "../../../src/hash/folder-lister.ts";
 import { listDirSync } from "../../../src/hash/listing.ts";
-import { fsListAddon, HINT_FILE, HINT_MIN_FILES, nativeListings, Preloaded, readHint, type FsListAddon } from "../../../src/hash/native-listing.ts";
+import { fsListAddon, HINT_FILE, HINT_MIN_FILES, nativeListings, Preloaded, readHint, sigOfText, type FsListAddon } from "../../../src/hash/native-listing.ts";
 import { Rng } from "../../../src/rng.ts";
 import { requires } from "../../helpers/skip.ts";
 import { tempDir, writeAged } from "./hash-fixture.ts";
@@ -20,6 +22,8 @@ import { tempDir, writeAged } from "./hash-fixture.ts";
 const addon = fsListAddon();
 const native = requires("fslist-addon", () => (addon ? true : "@sed-pipe/fslist is not installed or does not load (npm ci builds it; a C++17 compiler is needed)"));
 const fl = addon as FsListAddon;
+// Signing on the listing threads needs the OpenSSL headers that ship with Node (include/node/openssl).
+const digests = requires("fslist-digests", () => (!addon ? "@sed-pipe/fslist is not installed" : addon.digests ? true : "@sed-pipe/fslist was built without OpenSSL's headers (Node's include/node/openssl): listings are signed in JavaScript"));
 
 native.test("formatNumber prints every kind of double as JavaScript's String() does", () => {
   const fixed = [0, -0, 1, -1, 0.1, 0.5, 1e-6, 1.5e-6, 1e-7, 123e-20, 1e20, 1e21, 1.5e21, 2 ** 53, 2 ** 53 + 2, 2 ** 63, 2 ** 64, 1.7976931348623157e308, 5e-324, -5e-324, NaN, Infinity, -Infinity];
@@ -78,10 +82,58 @@ native.test("the addon's listing signs as listDirSync: order, names, links, spec
       const l = listDirSync(d, "", false);
       return { sig: l.sig, racyUntilMs: l.racyUntilMs };
     });
-    for (const threads of [0, 1, 3]) assert.equal(nativeListings(fl, many, threads), want, `${threads} threads`);
+    for (const threads of [0, 1, 3]) {
+      assert.equal(nativeListings(fl, many, threads), want, `${threads} threads`);
+      const texts = fl.finish(fl.begin(many, threads, false));
+      assert.equal(texts.map((x) => sigOfText(x![0], x![1])), want, `${threads} threads, texts signed in JavaScript`);
+    }
     const text = fl.finish(fl.begin([mixed], 0))[0]![0];
     assert.ok(!text.includes("fifo"), "a FIFO is skipped, as listDirSync skips it");
     assert.ok(text.includes("d\0link-to-dir\n") && text.includes("f\0link-to-file\0"), "links are followed");
+  } finally {
+    await t.cleanup();
+  }
+});
+
+digests.test("signed on the listing threads: each digest is the SHA-256 of the listing's text, on 0 to 3 threads", async () => {
+  const t = await tempDir();
+  try {
+    const mixed = await mixedFolder(t.root);
+    const folders = [mixed, join(mixed, "sub"), t.root];
+    const texts = fl.finish(fl.begin(folders, 0, false));
+    for (const threads of [0, 1, 3]) {
+      const signed = fl.finish(fl.begin(folders, threads, true));
+      assert.equal(signed, texts.map((x) => [sigOfText(x![0], x![1]).sig, x![1]]), `${threads} threads`);
+      assert.ok(signed.every((x) => /^[0-9a-f]{64}$/.test(x![0])));
+    }
+    assert.equal(fl.finish(fl.begin([join(t.root, "missing")], 1, true)), [null], "a folder that cannot be listed is null here too");
+  } finally {
+    await t.cleanup();
+  }
+});
+
+native.test("statMany: size and mtimeMs as fs.statSync gives them (links followed), NaN where stat fails", async () => {
+  const t = await tempDir();
+  try {
+    const mixed = await mixedFolder(t.root);
+    const whole = join(t.root, "whole-second");
+    await writeFile(whole, "12345");
+    await utimes(whole, 1_700_000_000, 1_700_000_000);
+    const paths = [join(mixed, "a b"), join(mixed, "link-to-file"), join(mixed, "sub"), whole, join(t.root, "missing"), join(mixed, "a b", "not-a-folder")];
+    const got = Array.from(fl.statMany(paths));
+    const want = paths.flatMap((p) => {
+      try {
+        const st = statSync(p);
+        return [st.size, st.mtimeMs];
+      } catch {
+        return [NaN, NaN];
+      }
+    });
+    assert.equal(got, want);
+    assert.equal(got.slice(6, 8), [5, 1_700_000_000_000]);
+    assert.ok(Number.isNaN(got[8]) && Number.isNaN(got[11]), "missing, and a path through a file: NaN");
+    assert.equal(Array.from(fl.statMany([])), []);
+    assert.throws(() => fl.statMany([1] as unknown as string[]), /every path must be a string/);
   } finally {
     await t.cleanup();
   }
@@ -99,7 +151,7 @@ native.test("a folder that cannot be listed is null: missing, not a folder, a da
     const got = nativeListings(fl, [join(t.root, "missing"), join(ok, "f"), dangling, ok], 1);
     assert.equal(got.slice(0, 3), [null, null, null]);
     assert.is(got[3]!.sig, listDirSync(ok, "", false).sig);
-    assert.throws(() => fl.begin("nope" as unknown as string[], 1), /begin\(paths: string\[\], threads: number\)/);
+    assert.throws(() => fl.begin("nope" as unknown as string[], 1), /begin\(paths: string\[\], threads: number, digest\?: boolean\)/);
     assert.throws(() => fl.finish({}), /not a handle/);
   } finally {
     await t.cleanup();
@@ -154,7 +206,7 @@ native.test("the launcher's preload: taken once per folder by the first service,
     const folders = [...foldersOf(one), ...foldersOf(two)];
     const listed = fl.finish(fl.begin(folders, 1));
     assert.ok(listed.every((x) => x !== null));
-    (globalThis as Record<string, unknown>).__sedPipePreload = { folders, finish: () => listed };
+    (globalThis as Record<string, unknown>).__sedPipePreload = { folders, digests: false, finish: () => listed };
     await new Promise((r) => setTimeout(r, 20));
     const ds = await DigestService.open(t.root, { pool: null, listing: null, native: fl });
     assert.is((globalThis as Record<string, unknown>).__sedPipePreload, undefined, "claimed by the first service opened on disk");
@@ -169,8 +221,9 @@ native.test("the launcher's preload: taken once per folder by the first service,
     assert.is.not((await ds.session(() => ds.digestPath(one)))!.digest, digest1, "taken once: the first tree is listed again");
     assert.is.not(digest2, undefined);
     // Taken once: a second take of the same folder gets nothing.
-    const p = new Preloaded({ folders: [one], finish: () => fl.finish(fl.begin([one], 0)) });
-    assert.ok(p.take(one));
+    const p = new Preloaded({ folders: [one], digests: false, finish: () => fl.finish(fl.begin([one], 0)) });
+    const got = p.take(one);
+    assert.equal(got, nativeListings(fl, [one], 0)[0], "a preloaded text is signed as a listing made now");
     assert.is(p.take(one), undefined);
     assert.is(p.take(join(one, "c0")), undefined, "a folder the preload did not list");
   } finally {
@@ -212,8 +265,8 @@ native.test("the hint: folders of records of HINT_MIN_FILES files or more, rewri
     assert.is((await stat(hintFile)).mtimeMs, written, "the same folders: not rewritten");
     // A check answered wholly by the launcher's preload checked the same folders: not rewritten either
     // (it once noted none, so every other status wrote an empty hint and went without a preload).
-    const preloaded = fl.finish(fl.begin(want, 0));
-    const p = await DigestService.open(t.root, { pool: null, listing: null, native: fl, preload: new Preloaded({ folders: want, finish: () => preloaded }) });
+    const preloaded = fl.finish(fl.begin(want, 0, fl.digests));
+    const p = await DigestService.open(t.root, { pool: null, listing: null, native: fl, preload: new Preloaded({ folders: want, digests: fl.digests, finish: () => preloaded }) });
     await p.session(() => p.digestPath(big));
     await p.save();
     assert.is(p.stats.treesByFiles, 1);
