@@ -145,6 +145,9 @@ async function rebuild() {
     sourcemap: "linked",
     logLevel: "silent",
     outdir: join(buildDir, "pending"),
+    // .mjs: Node knows each chunk is a module from its name, without looking up the package scope's
+    // "type" (measured: 5 ms of loading a warm status's 30 chunks).
+    outExtension: { ".js": ".mjs" },
     // `require` for the bundled CommonJS packages (they require Node's built-ins).
     banner: { js: `import { createRequire as __sedPipeCreateRequire } from "node:module"; const require = __sedPipeCreateRequire(import.meta.url); globalThis.__sedPipeSrcDir ??= ${JSON.stringify(join(root, "src"))};` },
   });
@@ -179,7 +182,7 @@ async function rebuild() {
     rmSync(tmp, { recursive: true, force: true }); // another process built the same bundle first
   }
   const tmpMeta = `${metaFile}.${process.pid}.tmp`;
-  writeFileSync(tmpMeta, JSON.stringify({ root, entry: `build/${dirName}/cli.js`, inputs, outputs }));
+  writeFileSync(tmpMeta, JSON.stringify({ root, entry: `build/${dirName}/cli.mjs`, inputs, outputs }));
   renameSync(tmpMeta, metaFile);
 }
 
