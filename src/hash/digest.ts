@@ -255,6 +255,8 @@ export class DigestService {
   private sessions = 0;
   /** A session ran: what the lister noted is what an assessment checks (the hint is rewritten from it). */
   private assessed = false;
+  /** A session covered the whole pipeline: the hint is what the lister noted; else the old hint is kept and added to. */
+  private assessedAll = false;
 
   /** `make()`, computed once per key while a session is open (outside one: every time). */
   once<T>(key: string, make: () => Promise<T>): Promise<T> {
@@ -270,10 +272,13 @@ export class DigestService {
   /**
    * Runs `fn` with each path digested at most once (a folder that is one stage's output and another's
    * dep is walked once per status, not twice). For read-only observation only: nothing may write the
-   * workspace while a session is open (a run's assessment, before anything executes).
+   * workspace while a session is open (a run's assessment, before anything executes). `part`: it
+   * observes only part of the pipeline (`status <stage>`), so the folders it did not check stay in
+   * the hint.
    */
-  async session<T>(fn: () => Promise<T>): Promise<T> {
+  async session<T>(fn: () => Promise<T>, opts: { part?: boolean } = {}): Promise<T> {
     this.assessed = true;
+    if (!opts.part) this.assessedAll = true;
     if (this.sessions++ === 0) {
       this.memo = new Map();
       this.listings = new Map();
@@ -433,7 +438,7 @@ export class DigestService {
   async save(): Promise<void> {
     await this.trees.flush();
     await this.statCache.save();
-    if (this.trees.dir && this.assessed) await this.lister.saveHint(join(this.trees.dir, "..", HINT_FILE)).catch(() => {});
+    if (this.trees.dir && this.assessed) await this.lister.saveHint(join(this.trees.dir, "..", HINT_FILE), !this.assessedAll).catch(() => {});
     if (this.stateRoot) {
       const root = this.stateRoot;
       await Promise.all(OLD_STATE_FILES.map((f) => rm(join(root, f), { force: true }).catch(() => {})));

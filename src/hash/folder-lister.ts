@@ -6,6 +6,12 @@ import { writeFileAtomic } from "../io/atomic.ts";
 import type { ListingHelper, ListingSig, ListJob } from "./listing.ts";
 import { extraThreads, HINT_MAX_FOLDERS, HINT_MIN_FILES, nativeListings, readHint, type FsListAddon, type Hint, type Preloaded } from "./native-listing.ts";
 
+function sameSet(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  const s = new Set(a);
+  return s.size === b.length && b.every((x) => s.has(x));
+}
+
 /** Records of fewer files are listed on the calling thread only (a thread's start costs more). */
 export const THREADS_MIN_FILES = 2048;
 
@@ -67,12 +73,16 @@ export class FolderLister {
   /**
    * Writes the hint file when what this process listed is not what it says (called after an
    * assessment: folders it no longer checks, e.g. declared immutable since, leave the hint too).
-   * Nothing listed and no hint: nothing written.
+   * `keepOld` (the assessments covered only part of the pipeline): the hint's folders stay, this
+   * process's are added, so that `status <stage>` does not shrink the hint to that stage's folders;
+   * the next whole assessment drops what it no longer checks. Nothing listed and no hint: nothing
+   * written; the same folders in another order: nothing written.
    */
-  async saveHint(file: string): Promise<void> {
-    const folders = [...this.wanted];
+  async saveHint(file: string, keepOld = false): Promise<void> {
     const old = readHint(file);
-    if (old === null ? folders.length === 0 : old.length === folders.length && old.every((f, i) => f === folders[i])) return;
+    const folders = [...this.wanted];
+    if (keepOld && old) for (const f of old) if (!this.wanted.has(f) && folders.length < HINT_MAX_FOLDERS) folders.push(f);
+    if (old === null ? folders.length === 0 : sameSet(old, folders)) return;
     const hint: Hint = { version: 1, folders };
     await writeFileAtomic(file, JSON.stringify(hint));
   }

@@ -124,8 +124,9 @@ export interface Assessment {
  * throws the signal's reason (nothing has run, nothing was decided).
  */
 export function assess(o: Observer, p: Pipeline, order: string[], lock: LockFile, force: readonly string[] = [], signal?: AbortSignal): Promise<Assessment> {
-  // Nothing runs while it looks: a folder that is an output and a dep is digested once.
-  return o.digests.session(() => assessNow(o, p, order, lock, force, signal));
+  // Nothing runs while it looks: a folder that is an output and a dep is digested once. Part of the
+  // pipeline (targets): the hint of folders to preload keeps what this assessment did not check.
+  return o.digests.session(() => assessNow(o, p, order, lock, force, signal), { part: order.length < p.instances.size });
 }
 
 async function assessNow(o: Observer, p: Pipeline, order: string[], lock: LockFile, force: readonly string[], signal?: AbortSignal): Promise<Assessment> {

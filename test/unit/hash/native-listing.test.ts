@@ -291,4 +291,35 @@ native.test("the hint: folders of records of HINT_MIN_FILES files or more, rewri
   }
 });
 
+native.test("a check of part of the pipeline keeps the hint's other folders; the next whole check drops what it no longer checks", async () => {
+  const t = await tempDir();
+  try {
+    const per = Math.ceil(HINT_MIN_FILES / 2);
+    const a = await agedTree(join(t.root, "a"), 2, per);
+    const b = await agedTree(join(t.root, "b"), 2, per);
+    const foldersOf = (tree: string) => [tree, join(tree, "c0"), join(tree, "c1")];
+    const hintFile = join(t.root, "cache", "state", HINT_FILE);
+    const sorted = (x: readonly string[] | null | undefined) => x?.slice().sort();
+    const check = async (paths: string[], part: boolean) => {
+      const ds = await DigestService.open(t.root, { pool: null, listing: null, native: fl, preload: null });
+      await ds.session(async () => {
+        for (const p of paths) await ds.digestPath(p);
+      }, { part });
+      await ds.save();
+    };
+    await check([a, b], false);
+    assert.equal(sorted(readHint(hintFile)), sorted([...foldersOf(a), ...foldersOf(b)]));
+    const written = (await stat(hintFile)).mtimeMs;
+    await new Promise((r) => setTimeout(r, 20));
+    await check([a], true);
+    assert.is((await stat(hintFile)).mtimeMs, written, "`status <a stage>` checks a only: b's folders stay, nothing is rewritten");
+    await check([a], false);
+    assert.equal(sorted(readHint(hintFile)), sorted(foldersOf(a)), "a whole check that no longer checks b drops its folders");
+    await check([b], true);
+    assert.equal(sorted(readHint(hintFile)), sorted([...foldersOf(a), ...foldersOf(b)]), "a check of part adds what it checked");
+  } finally {
+    await t.cleanup();
+  }
+});
+
 test.run();
