@@ -43,7 +43,8 @@ export function fsListAddon(): FsListAddon | null {
     return (addon = null);
   }
   try {
-    const a = createRequire(import.meta.url)("@sed-pipe/fslist") as FsListAddon;
+    // The launcher's (bin/sed-pipe.js), when it loaded one; else from node_modules.
+    const a = ((globalThis as Record<string, unknown>).__sedPipeFsList as FsListAddon | undefined) ?? (createRequire(import.meta.url)("@sed-pipe/fslist") as FsListAddon);
     if (a.version !== FSLIST_VERSION) throw new Error(`version ${String(a.version)}, this sed-pipe needs ${FSLIST_VERSION} (run npm ci)`);
     addon = a;
   } catch (err) {
