@@ -56,14 +56,27 @@ export function upstreamOf(p: Pipeline, order: string[]): Record<string, string[
   return out;
 }
 
-export async function missingDeps(root: string, inst: StageInstance): Promise<string[]> {
-  // existsSync: access(2) as before, without a round trip through the thread pool per dep and instance.
-  return Object.values(inst.deps).filter((path) => !existsSync(absPath(root, path)));
+/**
+ * The deps of `inst` not on disk. `exists`: existsSync (access(2), without a round trip through the
+ * thread pool per dep and instance), or an assessment's memo of it.
+ */
+export async function missingDeps(root: string, inst: StageInstance, exists: (abs: string) => boolean = existsSync): Promise<string[]> {
+  return Object.values(inst.deps).filter((path) => !exists(absPath(root, path)));
+}
+
+/** existsSync, asked once per path: for one assessment, while nothing writes the workspace (the demo's 264 deps are 49 paths). */
+export function existsMemo(): (abs: string) => boolean {
+  const seen = new Map<string, boolean>();
+  return (abs) => {
+    let e = seen.get(abs);
+    if (e === undefined) seen.set(abs, (e = existsSync(abs)));
+    return e;
+  };
 }
 
 /** The fingerprint now, or "pending" when a dep does not exist yet (an upstream will produce it, or the run reports it). */
-export async function currentFingerprint(root: string, inst: StageInstance, fp: Fingerprinter, previous?: FingerprintParts): Promise<Fingerprint | "pending"> {
-  if ((await missingDeps(root, inst)).length > 0) return "pending";
+export async function currentFingerprint(root: string, inst: StageInstance, fp: Fingerprinter, previous?: FingerprintParts, exists?: (abs: string) => boolean): Promise<Fingerprint | "pending"> {
+  if ((await missingDeps(root, inst, exists)).length > 0) return "pending";
   return fp.fingerprint(inst, previous);
 }
 
@@ -132,11 +145,12 @@ export function assess(o: Observer, p: Pipeline, order: string[], lock: LockFile
 async function assessNow(o: Observer, p: Pipeline, order: string[], lock: LockFile, force: readonly string[], signal?: AbortSignal): Promise<Assessment> {
   const a: Assessment = { current: {}, outputs: {}, cached: {}, reusable: {}, upstream: upstreamOf(p, order) };
   const forced = new Set(force);
+  const exists = existsMemo();
   for (const id of order) {
     signal?.throwIfAborted();
     const inst = p.instances.get(id)!;
     const entry = lock.instances[id];
-    const cur = await currentFingerprint(o.root, inst, o.fingerprinter, entry?.parts);
+    const cur = await currentFingerprint(o.root, inst, o.fingerprinter, entry?.parts, exists);
     a.current[id] = cur;
     if (cur === "pending") {
       a.outputs[id] = await outputsState(o, inst, entry);
