@@ -33,6 +33,20 @@ test("missing lock reads as empty; write/read round-trips with sorted keys", asy
   }
 });
 
+test("a lock with non-ASCII ids and paths reads back as written (the UTF-8 branch; ASCII files skip decoding)", async () => {
+  const dir = await tempDir();
+  try {
+    const e = entry("b");
+    const uni: LockEntry = { ...e, outs: { out: { ...e.outs.out!, path: "artifacts/café/ü-☃.bin" } } };
+    await writeLock(dir, { version: 1, instances: { "eval@Éclair_1": uni, plain: entry("c") } });
+    const back = await readLock(dir);
+    assert.equal(back.instances["eval@Éclair_1"], uni);
+    assert.equal(back.instances.plain, entry("c"));
+  } finally {
+    await removeDir(dir);
+  }
+});
+
 test("a corrupt lock is a clear error with a hint, not silently dropped", async () => {
   const dir = await tempDir();
   try {
