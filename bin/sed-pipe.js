@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 // Entry point installed as `sed-pipe`. Runs src/cli.ts from an esbuild bundle (build/cli-<hash>/,
-// beside this folder), rebuilt whenever any of its input files changed: the size and mtime of every input
-// are checked at start-up (about 1 ms with @sed-pipe/fslist, 3-7 ms without), so an edited source can
-// never run stale. Starting from the
-// bundle avoids compiling TypeScript on every command (measured: ~180 ms -> ~60 ms to `--version`).
+// beside this folder), rebuilt whenever any of its input files changed: the size and mtime of every
+// input are checked at start-up (about 1 ms with @sed-pipe/fslist, 3-7 ms without), so an edited
+// source can never run stale. Starting from the bundle avoids compiling TypeScript on every command
+// (measured: ~180 ms -> ~60 ms to `--version`).
 // If the bundle cannot be built (esbuild missing), it falls back to the tsx loader.
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
@@ -194,8 +194,12 @@ async function rebuild() {
     renameSync(tmp, dir);
   } catch {
     rmSync(tmp, { recursive: true, force: true }); // the same bundle is there (built before, or by another process just now)
-    const now = new Date();
-    utimesSync(dir, now, now); // in use again: dated now for pruneBuilds
+    try {
+      const now = new Date();
+      utimesSync(dir, now, now); // in use again: dated now for pruneBuilds
+    } catch {
+      // Not there after all: freshEntry finds its files missing and the tsx loader runs.
+    }
   }
   const tmpMeta = `${metaFile}.${process.pid}.tmp`;
   writeFileSync(tmpMeta, JSON.stringify({ root, entry: `build/${dirName}/cli.mjs`, inputs, outputs }));
