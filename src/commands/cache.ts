@@ -364,13 +364,9 @@ async function readExtraLock(path: string): Promise<LockFile> {
     throw new SedPipeError(`--keep-lock ${path}: cannot read the file`, { hint: "give a pipeline.lock file, e.g. from `git show <ref>:pipeline.lock`" });
   }
   try {
-    const l = JSON.parse(text) as LockFile;
-    if (l.version !== 1 || !l.instances || typeof l.instances !== "object") throw new Error("not a version 1 lock");
-    const { normaliseEntry } = await lib();
-    const instances: LockFile["instances"] = {};
-    for (const [id, e] of Object.entries(l.instances)) instances[id] = normaliseEntry(e, `entry "${id}"`);
-    return { version: 1, instances };
+    const { parseLock } = await lib();
+    return parseLock(text, path);
   } catch (err) {
-    throw new SedPipeError(`--keep-lock ${path}: ${(err as Error).message}`, { hint: "give a pipeline.lock file written by sed-pipe" });
+    throw new SedPipeError(`--keep-lock ${(err as Error).message}`, { hint: "give a pipeline.lock file written by sed-pipe" });
   }
 }

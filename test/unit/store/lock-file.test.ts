@@ -50,7 +50,7 @@ test("a lock with non-ASCII ids and paths reads back as written (the UTF-8 branc
 test("a corrupt lock is a clear error with a hint, not silently dropped", async () => {
   const dir = await tempDir();
   try {
-    for (const bad of ['{"version":1,"instances":{', "", '{"version":2,"instances":{}}', '{"version":1,"instances":{"x":{"fingerprint":1}}}']) {
+    for (const bad of ['{"version":1,"instances":{', "", '{"version":3,"instances":{}}', '{"version":2,"instances":{}}', '{"version":1,"instances":{"x":{"fingerprint":1}}}']) {
       await writeFile(join(dir, "pipeline.lock"), bad);
       try {
         await readLock(dir);
@@ -83,6 +83,50 @@ test("entries written by older versions (bare hex out digests) read in the curre
     } catch (err) {
       assert.match((err as Error).message, /entry "x" is incomplete/);
     }
+  } finally {
+    await removeDir(dir);
+  }
+});
+
+test("format 2 keeps each code closure once and entries name it; format 1 files still read; a name with no closure is refused", async () => {
+  const dir = await tempDir();
+  try {
+    const other: LockEntry = { ...entry("b"), parts: { ...entry("b").parts, code: { "stages/y.ts": "y", "src/lib.ts": "l" } } };
+    const instances = { a: entry("a"), b: other, c: entry("c") };
+    await writeLock(dir, { version: 1, instances });
+    const file = JSON.parse(await readFile(join(dir, "pipeline.lock"), "utf8"));
+    assert.is(file.version, 2);
+    assert.is(Object.keys(file.code).length, 2, "two distinct closures, each once");
+    assert.is(file.instances.a.parts.code, file.instances.c.parts.code, "entries with one closure name the same one");
+    assert.match(file.instances.a.parts.code, /^sha256:[0-9a-f]{64}$/);
+    assert.equal(file.code[file.instances.b.parts.code], { "src/lib.ts": "l", "stages/y.ts": "y" });
+    const back = await readLock(dir);
+    assert.equal(back.instances, instances);
+    assert.is(back.instances.a!.parts.code, back.instances.c!.parts.code, "read back, they share one object");
+    assert.is(serializeLock(back), await readFile(join(dir, "pipeline.lock"), "utf8"), "written again: the same bytes");
+
+    // A format 1 file (every entry with its closure) reads as it always did, and is written as format 2.
+    await writeFile(join(dir, "pipeline.lock"), JSON.stringify({ version: 1, instances }, null, 2));
+    assert.equal((await readLock(dir)).instances, instances);
+    const ls = await LockStore.open(dir);
+    await ls.set("d", entry("d"));
+    assert.is(JSON.parse(await readFile(join(dir, "pipeline.lock"), "utf8")).version, 2);
+    assert.equal((await readLock(dir)).instances, { ...instances, d: entry("d") });
+
+    file.instances.c.parts.code = "sha256:" + "0".repeat(64);
+    await writeFile(join(dir, "pipeline.lock"), JSON.stringify(file));
+    try {
+      await readLock(dir);
+      assert.unreachable("an entry naming a closure the file does not hold must be refused");
+    } catch (err) {
+      assert.instance(err, SedPipeError);
+      assert.match((err as Error).message, /^pipeline\.lock: entry "c" names code "sha256:0{64}", which "code" does not hold/);
+    }
+    await writeFile(join(dir, "pipeline.lock"), JSON.stringify({ ...file, version: 3 }));
+    await readLock(dir).then(
+      () => assert.unreachable("a format this sed-pipe does not know must be refused"),
+      (err: Error) => assert.match(err.message, /unsupported version 3 \(this sed-pipe reads 1 and 2: was it written by a newer one\?\)/),
+    );
   } finally {
     await removeDir(dir);
   }
