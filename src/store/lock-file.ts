@@ -18,6 +18,8 @@ import { canonicalJson } from "../hash/canonical-json.ts";
 
 export const LOCK_FILE_NAME = "pipeline.lock";
 
+const isObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v === "object" && !Array.isArray(v);
+
 /** The format this version writes (it reads 1 and 2). */
 export const LOCK_FORMAT = 2;
 
@@ -36,6 +38,10 @@ export function serializeLock(lock: LockFile): string {
   const code: Record<string, Record<string, string>> = {};
   const instances: Record<string, unknown> = {};
   for (const [id, e] of Object.entries(lock.instances)) {
+    if (!isObject(e.parts.code)) {
+      instances[id] = e; // no closure to share (not written by this version): kept as it is
+      continue;
+    }
     const name = codeName(e.parts.code);
     code[name] ??= e.parts.code;
     instances[id] = { ...e, parts: { ...e.parts, code: name } };
@@ -69,8 +75,6 @@ export async function readLock(root: string): Promise<LockFile> {
   return parseLock(text);
 }
 
-const isObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v === "object" && !Array.isArray(v);
-
 /**
  * A lock file's text (format 1 or 2) in memory; `name` starts every error message. A damaged file is
  * an error with a hint (SedPipeError), never an empty lock.
@@ -91,10 +95,10 @@ export function parseLock(text: string, name = LOCK_FILE_NAME): LockFile {
   const instances: Record<string, LockEntry> = {};
   for (const [id, e] of Object.entries(raw.instances)) {
     try {
-      if (isObject(table) && isObject(e) && isObject(e.parts)) {
+      if (isObject(table) && isObject(e) && isObject(e.parts) && typeof e.parts.code === "string") {
         // The parsed object is this function's own: the closure goes in place of its name.
         const ref = e.parts.code;
-        const code = typeof ref === "string" ? table[ref] : undefined;
+        const code = table[ref];
         if (!isObject(code)) throw new Error(`entry "${id}" names code ${JSON.stringify(ref)}, which "code" does not hold`);
         e.parts.code = code;
       }

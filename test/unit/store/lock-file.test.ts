@@ -122,6 +122,11 @@ test("format 2 keeps each code closure once and entries name it; format 1 files 
       assert.instance(err, SedPipeError);
       assert.match((err as Error).message, /^pipeline\.lock: entry "c" names code "sha256:0{64}", which "code" does not hold/);
     }
+    // An entry with no closure (none of this version's writing) is written and read as it is.
+    const { code: _code, ...withoutCode } = entry("e").parts;
+    const bare = { ...entry("e"), parts: withoutCode } as unknown as LockEntry;
+    await writeLock(dir, { version: 1, instances: { a: entry("a"), e: bare } });
+    assert.equal((await readLock(dir)).instances, { a: entry("a"), e: bare });
     await writeFile(join(dir, "pipeline.lock"), JSON.stringify({ ...file, version: 3 }));
     await readLock(dir).then(
       () => assert.unreachable("a format this sed-pipe does not know must be refused"),
