@@ -286,6 +286,27 @@ std::string stringArg(napi_env env, napi_value v, bool* ok) {
   return s;
 }
 
+// The strings of JavaScript array `arr` (begin's and statMany's paths), or false after throwing a
+// TypeError "<who>: every path must be a string".
+bool stringArray(napi_env env, napi_value arr, const char* who, std::vector<std::string>* out) {
+  uint32_t n = 0;
+  if (napi_get_array_length(env, arr, &n) != napi_ok) {
+    napi_throw_error(env, nullptr, "@sed-pipe/fslist: napi_get_array_length failed");
+    return false;
+  }
+  out->resize(n);
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value el;
+    bool ok = napi_get_element(env, arr, i, &el) == napi_ok;
+    if (ok) (*out)[i] = stringArg(env, el, &ok);
+    if (!ok) {
+      napi_throw_type_error(env, nullptr, (std::string(who) + ": every path must be a string").c_str());
+      return false;
+    }
+  }
+  return true;
+}
+
 // begin(paths: string[], threads: number, digest?: boolean): handle
 napi_value Begin(napi_env env, napi_callback_info info) {
   size_t argc = 3;
@@ -296,8 +317,8 @@ napi_value Begin(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, nullptr, "begin(paths: string[], threads: number, digest?: boolean)");
     return nullptr;
   }
-  uint32_t n = 0;
-  CHECK(napi_get_array_length(env, argv[0], &n));
+  std::vector<std::string> paths;
+  if (!stringArray(env, argv[0], "begin", &paths)) return nullptr;
   int32_t threads = 0;
   CHECK(napi_get_value_int32(env, argv[1], &threads));
   bool digest = false;
@@ -312,18 +333,9 @@ napi_value Begin(napi_env env, napi_callback_info info) {
   }
   auto job = std::make_shared<Job>();
   job->digest = digest;
-  job->folders.resize(n);
-  for (uint32_t i = 0; i < n; i++) {
-    napi_value el;
-    CHECK(napi_get_element(env, argv[0], i, &el));
-    bool ok = false;
-    job->folders[i].path = stringArg(env, el, &ok);
-    if (!ok) {
-      napi_throw_type_error(env, nullptr, "begin: every path must be a string");
-      return nullptr;
-    }
-  }
-  const int spawn = std::max(0, std::min<int>(threads, static_cast<int>(n)));
+  job->folders.resize(paths.size());
+  for (size_t i = 0; i < paths.size(); i++) job->folders[i].path = std::move(paths[i]);
+  const int spawn = std::max(0, std::min<int>(threads, static_cast<int>(job->folders.size())));
   for (int t = 0; t < spawn; t++) {
     try {
       std::thread([job] { work(*job); }).detach();
@@ -388,23 +400,16 @@ napi_value StatMany(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, nullptr, "statMany(paths: string[])");
     return nullptr;
   }
-  uint32_t n = 0;
-  CHECK(napi_get_array_length(env, argv[0], &n));
+  std::vector<std::string> paths;
+  if (!stringArray(env, argv[0], "statMany", &paths)) return nullptr;
+  const size_t n = paths.size();
   void* data = nullptr;
   napi_value buffer, out;
   CHECK(napi_create_arraybuffer(env, sizeof(double) * 2 * n, &data, &buffer));
   double* v = static_cast<double*>(data);
-  for (uint32_t i = 0; i < n; i++) {
-    napi_value el;
-    CHECK(napi_get_element(env, argv[0], i, &el));
-    bool ok = false;
-    const std::string path = stringArg(env, el, &ok);
-    if (!ok) {
-      napi_throw_type_error(env, nullptr, "statMany: every path must be a string");
-      return nullptr;
-    }
+  for (size_t i = 0; i < n; i++) {
     struct stat st;
-    if (stat(path.c_str(), &st) == 0) {
+    if (stat(paths[i].c_str(), &st) == 0) {
       v[2 * i] = static_cast<double>(st.st_size);
       v[2 * i + 1] = msFromTimespec(st.SED_MTIM);
     } else {

@@ -133,7 +133,7 @@ native.test("statMany: size and mtimeMs as fs.statSync gives them (links followe
     assert.equal(got.slice(6, 8), [5, 1_700_000_000_000]);
     assert.ok(Number.isNaN(got[8]) && Number.isNaN(got[11]), "missing, and a path through a file: NaN");
     assert.equal(Array.from(fl.statMany([])), []);
-    assert.throws(() => fl.statMany([1] as unknown as string[]), /every path must be a string/);
+    assert.throws(() => fl.statMany([1] as unknown as string[]), /^statMany: every path must be a string/);
   } finally {
     await t.cleanup();
   }
@@ -152,6 +152,7 @@ native.test("a folder that cannot be listed is null: missing, not a folder, a da
     assert.equal(got.slice(0, 3), [null, null, null]);
     assert.is(got[3]!.sig, listDirSync(ok, "", false).sig);
     assert.throws(() => fl.begin("nope" as unknown as string[], 1), /begin\(paths: string\[\], threads: number, digest\?: boolean\)/);
+    assert.throws(() => fl.begin([ok, 1] as unknown as string[], 1), /^begin: every path must be a string/);
     assert.throws(() => fl.finish({}), /not a handle/);
   } finally {
     await t.cleanup();
