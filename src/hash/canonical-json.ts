@@ -2,7 +2,8 @@
 // dropped, so equal data always gives equal text. Fingerprints, params comparisons and the lock
 // file's bytes all go through it. Pure.
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
+/** A JSON object (not null, not an array). */
+export function isPlainObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === "object" && !Array.isArray(v);
 }
 

@@ -14,11 +14,9 @@ import { SedPipeError } from "../errors.ts";
 import type { LockEntry, LockFile, OutRecord } from "../pipeline/types.ts";
 import { digestOf, normaliseDigest } from "../hash/digest.ts";
 import { writeFileAtomic } from "../io/atomic.ts";
-import { canonicalJson } from "../hash/canonical-json.ts";
+import { canonicalJson, isPlainObject } from "../hash/canonical-json.ts";
 
 export const LOCK_FILE_NAME = "pipeline.lock";
-
-const isObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v === "object" && !Array.isArray(v);
 
 /** The format this version writes (it reads 1 and 2). */
 export const LOCK_FORMAT = 2;
@@ -38,7 +36,7 @@ export function serializeLock(lock: LockFile): string {
   const code: Record<string, Record<string, string>> = {};
   const instances: Record<string, unknown> = {};
   for (const [id, e] of Object.entries(lock.instances)) {
-    if (!isObject(e.parts.code)) {
+    if (!isPlainObject(e.parts.code)) {
       instances[id] = e; // no closure to share (not written by this version): kept as it is
       continue;
     }
@@ -87,19 +85,19 @@ export function parseLock(text: string, name = LOCK_FILE_NAME): LockFile {
   } catch (err) {
     throw corrupt(name, `not valid JSON (${(err as Error).message})`);
   }
-  if (!isObject(raw)) throw corrupt(name, "expected an object");
+  if (!isPlainObject(raw)) throw corrupt(name, "expected an object");
   if (raw.version !== 1 && raw.version !== 2) throw corrupt(name, `unsupported version ${JSON.stringify(raw.version)} (this sed-pipe reads 1 and 2: was it written by a newer one?)`);
-  if (!isObject(raw.instances)) throw corrupt(name, `"instances" must be an object`);
+  if (!isPlainObject(raw.instances)) throw corrupt(name, `"instances" must be an object`);
   const table = raw.version === 2 ? raw.code : undefined;
-  if (raw.version === 2 && !isObject(table)) throw corrupt(name, `"code" must be an object`);
+  if (raw.version === 2 && !isPlainObject(table)) throw corrupt(name, `"code" must be an object`);
   const instances: Record<string, LockEntry> = {};
   for (const [id, e] of Object.entries(raw.instances)) {
     try {
-      if (isObject(table) && isObject(e) && isObject(e.parts) && typeof e.parts.code === "string") {
+      if (isPlainObject(table) && isPlainObject(e) && isPlainObject(e.parts) && typeof e.parts.code === "string") {
         // The parsed object is this function's own: the closure goes in place of its name.
         const ref = e.parts.code;
         const code = table[ref];
-        if (!isObject(code)) throw new Error(`entry "${id}" names code ${JSON.stringify(ref)}, which "code" does not hold`);
+        if (!isPlainObject(code)) throw new Error(`entry "${id}" names code ${JSON.stringify(ref)}, which "code" does not hold`);
         e.parts.code = code;
       }
       instances[id] = normaliseEntry(e as unknown as LockEntry, `entry "${id}"`);
